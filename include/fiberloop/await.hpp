@@ -1,0 +1,84 @@
+// await.hpp: the blocking-style entry points — await, sleep, spawn, run.
+#pragma once
+
+#include "fiberloop/export.hpp"
+
+#include "fiberloop/event_loop.hpp"
+#include "fiberloop/future.hpp"
+#include "fiberloop/task.hpp"
+
+#include <chrono>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace fiberloop {
+
+// get_running_loop() is the loop running on this thread. Throws RuntimeError
+// ("no running event loop") when there is none.
+FIBERLOOP_API EventLoop& get_running_loop();
+
+// current_task() is the task running now, or nullopt outside any task.
+FIBERLOOP_API std::optional<AnyTask> current_task();
+
+// await(fut) waits for fut inside a task and returns its result (rethrowing
+// its exception, or CancelledError if it or the task was cancelled). A done
+// future returns at once, without a switch. Throws RuntimeError outside a task.
+//
+// Example:
+//   auto fut = loop.create_future<int>();
+//   loop.call_later(0.5, [fut] { fut.set_result(7); });
+//   int v = fiberloop::await(fut);  // inside a task: 7, half a second later
+template <class T>
+T await(const Future<T>& fut) {
+  if (!fut.done()) detail::TaskStateBase::suspend_current(fut.state_ptr());
+  return take_result(fut);
+}
+
+// sleep(seconds) suspends the running task for that long (never less);
+// sleep(0) or less yields to the loop for one iteration.
+FIBERLOOP_API void sleep(double seconds);
+template <class Rep, class Period>
+void sleep(std::chrono::duration<Rep, Period> duration) {
+  sleep(std::chrono::duration<double>(duration).count());
+}
+
+// spawn(fn, args...) is get_running_loop().create_task(fn, args...).
+template <class Fn, class... Args>
+auto spawn(Fn&& fn, Args&&... args) {
+  return get_running_loop().create_task(std::forward<Fn>(fn), std::forward<Args>(args)...);
+}
+
+namespace detail {
+FIBERLOOP_API void check_no_running_loop(const char* who);
+// finish_run() is asyncio.run's epilogue: cancel the tasks left, let them
+// finish, report their errors, close the loop.
+FIBERLOOP_API void finish_run(EventLoop& loop) noexcept;
+}  // namespace detail
+
+// run(fn, args...) is asyncio.run: a new loop runs fn(args...) as the main
+// task and returns its result (or rethrows); the tasks still pending then are
+// cancelled and waited for, and the loop is closed. Throws RuntimeError when
+// called while a loop runs on this thread.
+template <class Fn, class... Args>
+auto run(Fn&& fn, Args&&... args) {
+  detail::check_no_running_loop("fiberloop::run()");
+  EventLoop loop;
+  auto main = loop.create_task(std::forward<Fn>(fn), std::forward<Args>(args)...);
+  using R = std::invoke_result_t<std::decay_t<Fn>&, std::decay_t<Args>&...>;
+  try {
+    if constexpr (std::is_void_v<R>) {
+      loop.run_until_complete(main);
+      detail::finish_run(loop);
+    } else {
+      R result = loop.run_until_complete(main);
+      detail::finish_run(loop);
+      return result;
+    }
+  } catch (...) {
+    detail::finish_run(loop);
+    throw;
+  }
+}
+
+}  // namespace fiberloop

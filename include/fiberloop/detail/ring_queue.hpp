@@ -1,0 +1,51 @@
+// detail/ring_queue.hpp: the FIFO behind the loop's ready queue.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <utility>
+
+namespace fiberloop::detail {
+
+// RingQueue is a growable circular buffer. Unlike std::deque it never frees
+// and reallocates blocks as items flow through, so a steady-state loop makes
+// no allocation for its ready queue. T must be cheap to move (pointers).
+template <class T>
+class RingQueue {
+ public:
+  RingQueue() = default;
+  RingQueue(const RingQueue&) = delete;
+  RingQueue& operator=(const RingQueue&) = delete;
+
+  bool empty() const noexcept { return size_ == 0; }
+  std::size_t size() const noexcept { return size_; }
+
+  void push_back(T v) {
+    if (size_ == capacity_) grow();
+    slots_[(head_ + size_) & (capacity_ - 1)] = std::move(v);
+    ++size_;
+  }
+  T pop_front() noexcept {
+    T v = std::move(slots_[head_]);
+    head_ = (head_ + 1) & (capacity_ - 1);
+    --size_;
+    return v;
+  }
+
+ private:
+  void grow() {
+    std::size_t capacity = capacity_ ? capacity_ * 2 : 64;
+    auto slots = std::make_unique<T[]>(capacity);
+    for (std::size_t i = 0; i < size_; ++i) slots[i] = std::move(slots_[(head_ + i) & (capacity_ - 1)]);
+    slots_ = std::move(slots);
+    capacity_ = capacity;
+    head_ = 0;
+  }
+
+  std::unique_ptr<T[]> slots_;
+  std::size_t capacity_ = 0;  // always a power of two
+  std::size_t head_ = 0;
+  std::size_t size_ = 0;
+};
+
+}  // namespace fiberloop::detail

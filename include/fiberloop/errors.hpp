@@ -1,0 +1,90 @@
+// errors.hpp: the exceptions of fiberloop, named after asyncio's.
+#pragma once
+
+#include "fiberloop/export.hpp"
+
+#include <boost/context/detail/exception.hpp>
+
+#include <cstddef>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace fiberloop {
+
+// Error is the base of every fiberloop error except CancelledError.
+class FIBERLOOP_API Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// RuntimeError reports API misuse: a closed or already running loop, await
+// outside a task, a generator resumed while it runs.
+class FIBERLOOP_API RuntimeError : public Error {
+ public:
+  using Error::Error;
+};
+
+// InvalidStateError: result() of a pending future, set_result() on a done one.
+class FIBERLOOP_API InvalidStateError : public Error {
+ public:
+  using Error::Error;
+};
+
+// TimeoutError: an operation did not finish before its deadline.
+class FIBERLOOP_API TimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
+// IncompleteReadError: the stream ended before `expected` bytes arrived;
+// `partial` holds what did arrive (nothing is lost).
+class FIBERLOOP_API IncompleteReadError : public Error {
+ public:
+  IncompleteReadError(std::string partial, std::optional<std::size_t> expected);
+  std::string partial;
+  std::optional<std::size_t> expected;
+};
+
+// LimitOverrunError: a separator was not found within the stream's limit; the
+// bytes stay buffered and `consumed` says how many may be skipped.
+class FIBERLOOP_API LimitOverrunError : public Error {
+ public:
+  LimitOverrunError(const std::string& message, std::size_t consumed);
+  std::size_t consumed;
+};
+
+// QueueEmpty: get_nowait() on an empty queue.
+class FIBERLOOP_API QueueEmpty : public Error {
+ public:
+  QueueEmpty() : Error("queue is empty") {}
+};
+
+// QueueFull: put_nowait() on a full queue.
+class FIBERLOOP_API QueueFull : public Error {
+ public:
+  QueueFull() : Error("queue is full") {}
+};
+
+// CancelledError is thrown at the await point of a cancelled task.
+// It deliberately does not derive from std::exception (asyncio made it a
+// BaseException for the same reason): `catch (const std::exception&)` must
+// not swallow a cancellation. A task may catch it and carry on.
+class FIBERLOOP_API CancelledError {
+ public:
+  explicit CancelledError(std::string message = {}) : message_(std::move(message)) {}
+  // message() is the text given to cancel(), possibly empty.
+  const std::string& message() const noexcept { return message_; }
+  const char* what() const noexcept { return message_.empty() ? "CancelledError" : message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
+// FiberUnwind is what Boost.Context throws inside a fiber that is destroyed
+// while suspended (a closed Generator, a task abandoned by a closing loop) so
+// that its stack unwinds and RAII runs. Never swallow it: a `catch (...)` in a
+// task body must rethrow, e.g. `catch (const fiberloop::FiberUnwind&) { throw; }`.
+using FiberUnwind = boost::context::detail::forced_unwind;
+
+}  // namespace fiberloop

@@ -1,0 +1,288 @@
+// event_loop.hpp: EventLoop, asyncio's loop: a ready queue and a timer heap over epoll.
+#pragma once
+
+#include "fiberloop/export.hpp"
+
+#include "fiberloop/detail/inline_function.hpp"
+#include "fiberloop/detail/ring_queue.hpp"
+#include "fiberloop/errors.hpp"
+#include "fiberloop/future.hpp"
+#include "fiberloop/handle.hpp"
+#include "fiberloop/poller.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace fiberloop {
+
+template <class T>
+class Task;
+class AnyTask;
+namespace detail {
+class TaskStateBase;
+}
+
+// ExceptionContext describes an error the loop could not hand to anyone: an
+// exception escaping a callback, a task exception never retrieved, a slow
+// callback in debug mode (then `exception` is null).
+struct ExceptionContext {
+  std::string message;
+  std::exception_ptr exception;
+  std::string task;  // the task's name, when a task is involved
+};
+
+// TaskOptions are the optional settings of create_task().
+struct TaskOptions {
+  std::string name;            // empty: "Task-N"
+  std::size_t stack_size = 0;  // 0: StackPool::local().default_size()
+};
+
+// EventLoop runs callbacks, timers, I/O callbacks and tasks on one thread.
+// Like asyncio's loop, it is not thread-safe: only call_soon_threadsafe() may
+// be called from another thread.
+//
+// Example:
+//   fiberloop::EventLoop loop;
+//   loop.call_later(0.1, [&] { loop.stop(); });
+//   loop.run_forever();
+//
+// Owner: not copyable, not movable. Destroying it closes it.
+class FIBERLOOP_API EventLoop {
+ public:
+  using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+
+  EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+  // ~EventLoop() closes the loop (unwinding the fibers of pending tasks) and
+  // detaches the futures that outlive it.
+  ~EventLoop();
+
+  // call_soon(fn, args...) runs fn(args...) on a later iteration, after the
+  // callbacks already scheduled (FIFO). Throws RuntimeError if closed.
+  template <class Fn, class... Args>
+  Handle call_soon(Fn&& fn, Args&&... args) {
+    return Handle(schedule_soon(bind(std::forward<Fn>(fn), std::forward<Args>(args)...)));
+  }
+
+  // call_later(delay, fn, args...) runs fn(args...) once `delay` seconds have
+  // passed — never earlier. Equal deadlines run in the order scheduled.
+  // Throws std::invalid_argument for a NaN delay.
+  template <class Fn, class... Args>
+  TimerHandle call_later(double delay, Fn&& fn, Args&&... args) {
+    return TimerHandle(schedule_at(deadline_after(delay), bind(std::forward<Fn>(fn), std::forward<Args>(args)...)));
+  }
+  template <class Rep, class Period, class Fn, class... Args>
+  TimerHandle call_later(std::chrono::duration<Rep, Period> delay, Fn&& fn, Args&&... args) {
+    return call_later(std::chrono::duration<double>(delay).count(), std::forward<Fn>(fn), std::forward<Args>(args)...);
+  }
+
+  // call_at(when, fn, args...) runs fn(args...) at loop time `when` (see time()).
+  template <class Fn, class... Args>
+  TimerHandle call_at(double when, Fn&& fn, Args&&... args) {
+    return TimerHandle(schedule_at(deadline_at(when), bind(std::forward<Fn>(fn), std::forward<Args>(args)...)));
+  }
+
+  // call_soon_threadsafe(fn) is call_soon() for other threads: it wakes the
+  // loop if it sleeps. Throws RuntimeError if the loop is closed.
+  void call_soon_threadsafe(detail::InlineFunction<void(), 64> fn);
+
+  // time() is the loop's clock: monotonic seconds.
+  double time() const noexcept;
+
+  // create_future<T>() makes a pending Future<T> bound to this loop.
+  template <class T = void>
+  Future<T> create_future() {
+    check_closed();
+    return Future<T>(detail::Ref<detail::FutureStateBase>(new detail::FutureState<T>(*this)));
+  }
+
+  // create_task(fn, args...) runs fn(args...) as a Task on its own fiber; its
+  // first step is scheduled with call_soon, so nothing of fn runs before the
+  // loop gets to it. Arguments are copied or moved in (std::ref to share).
+  // The loop keeps the task alive until it ends.
+  template <class Fn, class... Args>
+    requires std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>
+  auto create_task(Fn&& fn, Args&&... args);
+  template <class Fn, class... Args>
+    requires std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>
+  auto create_task(TaskOptions options, Fn&& fn, Args&&... args);
+
+  // all_tasks() lists the tasks not yet done.
+  std::vector<AnyTask> all_tasks() const;
+
+  // run_forever() runs until stop() is called. Throws RuntimeError if the
+  // loop is closed or already running, or another loop runs on this thread.
+  void run_forever();
+
+  // run_until_complete(future) runs until the future is done and returns its
+  // result (rethrowing its exception). Throws RuntimeError("Event loop
+  // stopped before Future completed.") if stop() came first.
+  template <class T>
+  T run_until_complete(Future<T> future);
+
+  // run_until_complete(fn, args...) runs fn(args...) as a task to completion.
+  template <class Fn, class... Args>
+    requires std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>
+  auto run_until_complete(Fn&& fn, Args&&... args) {
+    return run_until_complete(create_task(std::forward<Fn>(fn), std::forward<Args>(args)...));
+  }
+
+  // stop() ends run_forever() after the current iteration; called before it
+  // runs, the next run_forever() makes one iteration.
+  void stop() noexcept { stopping_ = true; }
+
+  // close() unwinds the fibers of tasks still pending (reporting each as
+  // "Task was destroyed but it is pending!"), drops every scheduled callback
+  // and refuses new ones. Idempotent. Throws RuntimeError while running.
+  void close();
+
+  bool is_running() const noexcept { return running_; }
+  bool is_closed() const noexcept { return closed_; }
+
+  // run_once() is one iteration, as asyncio's _run_once: drop cancelled
+  // timers when they are many; poll (timeout 0 if callbacks are ready, else
+  // until the earliest timer, else forever); queue I/O callbacks and due
+  // timers; run exactly the callbacks that were ready when this step began.
+  void run_once();
+
+  // add_reader(fd, fn, args...) calls fn(args...) whenever fd is readable,
+  // replacing an earlier reader of fd. Throws std::system_error (epoll_ctl)
+  // for an fd epoll cannot watch, std::invalid_argument for a negative fd.
+  template <class Fn, class... Args>
+  void add_reader(int fd, Fn&& fn, Args&&... args) {
+    add_io(fd, Poller::kReadable, bind(std::forward<Fn>(fn), std::forward<Args>(args)...));
+  }
+  // remove_reader(fd) stops watching fd for reading; false if it was not watched.
+  bool remove_reader(int fd) { return remove_io(fd, Poller::kReadable); }
+  // add_writer / remove_writer: the same for writability.
+  template <class Fn, class... Args>
+  void add_writer(int fd, Fn&& fn, Args&&... args) {
+    add_io(fd, Poller::kWritable, bind(std::forward<Fn>(fn), std::forward<Args>(args)...));
+  }
+  bool remove_writer(int fd) { return remove_io(fd, Poller::kWritable); }
+
+  // set_exception_handler(fn) replaces the default handler (nullptr restores it).
+  void set_exception_handler(ExceptionHandler handler) { exception_handler_ = std::move(handler); }
+  const ExceptionHandler& get_exception_handler() const noexcept { return exception_handler_; }
+  // call_exception_handler(ctx) reports through the handler; if the handler
+  // throws, both reports go to the default handler.
+  void call_exception_handler(const ExceptionContext& context) noexcept;
+  // default_exception_handler(ctx) prints the report to stderr.
+  static void default_exception_handler(const ExceptionContext& context) noexcept;
+
+  // set_debug(true) reports callbacks that run longer than
+  // slow_callback_duration() (default 0.1 s) through the exception handler,
+  // and makes call_soon() from a foreign thread throw RuntimeError.
+  void set_debug(bool enabled) noexcept { debug_ = enabled; }
+  bool get_debug() const noexcept { return debug_; }
+  void set_slow_callback_duration(double seconds) noexcept { slow_callback_duration_ = seconds; }
+  double slow_callback_duration() const noexcept { return slow_callback_duration_; }
+
+ private:
+  friend class detail::FutureStateBase;
+  friend class detail::TaskStateBase;
+  friend struct detail::HandleState;
+  using Callback = detail::HandleState::Callback;
+
+  template <class Fn, class... Args>
+  static Callback bind(Fn&& fn, Args&&... args) {
+    if constexpr (sizeof...(Args) == 0) {
+      return Callback(std::forward<Fn>(fn));
+    } else {
+      return Callback([fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable {
+        std::invoke(fn, args...);
+      });
+    }
+  }
+
+  detail::Ref<detail::HandleState> schedule_soon(Callback cb);
+  detail::Ref<detail::HandleState> schedule_at(std::int64_t when_ns, Callback cb);
+  void push_ready(detail::HandleState* h);  // takes a reference
+  std::int64_t deadline_after(double delay) const;
+  static std::int64_t deadline_at(double when);
+  std::int64_t now_ns() const noexcept;
+  void timer_cancelled() noexcept { ++timer_cancelled_count_; }
+
+  void add_io(int fd, std::uint32_t kind, Callback cb);
+  bool remove_io(int fd, std::uint32_t kind);
+
+  // The phases of run_once().
+  void drop_cancelled_timers();
+  std::int64_t poll_timeout_ns() const;
+  void poll_io(std::int64_t timeout_ns);
+  void drain_threadsafe();
+  void queue_due_timers();
+  void run_ready();
+  void run_timed(detail::HandleState& h);
+
+  void check_closed() const;
+  void check_thread() const;
+  void abandon_tasks() noexcept;
+  void register_task(detail::TaskStateBase* t) noexcept;
+  void unregister_task(detail::TaskStateBase* t) noexcept;
+  void link_future(detail::FutureStateBase* f) noexcept;
+  void unlink_future(detail::FutureStateBase* f) noexcept;
+  class RunningScope;
+
+  detail::RingQueue<detail::HandleState*> ready_;
+  std::vector<detail::HandleState*> scheduled_;  // min-heap on (when_ns, seq)
+  std::size_t timer_cancelled_count_ = 0;
+  std::uint64_t timer_seq_ = 0;
+  bool stopping_ = false;
+  bool closed_ = false;
+  bool running_ = false;
+  bool debug_ = false;
+  double slow_callback_duration_ = 0.1;
+  std::thread::id thread_id_;
+
+  Poller poller_;
+  struct IoEntry {
+    detail::Ref<detail::HandleState> reader;
+    detail::Ref<detail::HandleState> writer;
+    std::uint32_t mask() const noexcept {
+      return (reader ? Poller::kReadable : 0u) | (writer ? Poller::kWritable : 0u);
+    }
+  };
+  std::vector<IoEntry> io_;  // indexed by fd
+
+  int wakeup_fd_;  // eventfd: call_soon_threadsafe() wakes a sleeping poll
+  std::mutex threadsafe_mutex_;
+  std::vector<Callback> threadsafe_queue_;  // guarded by threadsafe_mutex_
+  bool threadsafe_closed_ = false;          // guarded by threadsafe_mutex_
+
+  ExceptionHandler exception_handler_;
+  detail::TaskStateBase* tasks_ = nullptr;  // live tasks; each holds one reference here
+  detail::FutureStateBase* futures_ = nullptr;
+};
+
+template <class T>
+T EventLoop::run_until_complete(Future<T> future) {
+  check_closed();
+  if (&future.get_loop() != this) throw RuntimeError("run_until_complete(): the future belongs to another loop");
+  CallbackId stop_on_done = future.add_done_callback([this](const Future<T>&) { stop(); });
+  try {
+    run_forever();
+  } catch (...) {
+    future.remove_done_callback(stop_on_done);
+    throw;
+  }
+  future.remove_done_callback(stop_on_done);
+  if (!future.done()) throw RuntimeError("Event loop stopped before Future completed.");
+  return take_result(future);
+}
+
+}  // namespace fiberloop
+
+#include "fiberloop/task.hpp"

@@ -1,0 +1,221 @@
+// future.hpp: Future<T>, the result of an operation that has not finished yet.
+#pragma once
+
+#include "fiberloop/export.hpp"
+
+#include "fiberloop/detail/inline_function.hpp"
+#include "fiberloop/detail/object_pool.hpp"
+#include "fiberloop/detail/ref.hpp"
+#include "fiberloop/errors.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace fiberloop {
+
+class EventLoop;
+
+// CallbackId names a done-callback for remove_done_callback().
+using CallbackId = std::uint64_t;
+
+namespace detail {
+
+// FutureStateBase is the shared state behind Future<T>, without the value.
+//
+// Invariant: status_ moves once, from pending to finished (value or exception
+// set) or to cancelled. Callbacks registered while pending are scheduled with
+// call_soon, in registration order, by that move — never run inline.
+class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
+ public:
+  using DoneCallback = InlineFunction<void(FutureStateBase&), 40>;
+  enum class Status : std::uint8_t { pending, cancelled, finished };
+
+  explicit FutureStateBase(EventLoop& loop);
+  virtual ~FutureStateBase();
+
+  bool done() const noexcept { return status_ != Status::pending; }
+  bool cancelled() const noexcept { return status_ == Status::cancelled; }
+  bool has_exception() const noexcept { return status_ == Status::finished && exception_; }
+
+  // cancel() is Future.cancel(); Task overrides it.
+  virtual bool cancel(std::string message);
+  // describe() names it in error reports: "Future" or "Task 'name'".
+  virtual std::string describe() const;
+
+  // check_settable() throws InvalidStateError if done; call before filling the value.
+  void check_settable(const char* operation) const;
+  // finish() marks a filled value as the result and schedules the callbacks.
+  void finish();
+  void set_exception(std::exception_ptr e);
+  // check_result() throws unless a value is there: InvalidStateError while
+  // pending, CancelledError if cancelled, the stored exception if any.
+  void check_result();
+  // exception() is the stored exception (nullptr if none); throws like check_result() otherwise.
+  std::exception_ptr exception();
+  // waiter_exception() is what an awaiting task must see raised: the stored
+  // exception (now retrieved), a CancelledError, or nullptr for a value.
+  std::exception_ptr waiter_exception();
+
+  CallbackId add_done_callback(DoneCallback fn);
+  std::size_t remove_done_callback(CallbackId id) noexcept;
+
+  // loop() throws RuntimeError once the loop is destroyed.
+  EventLoop& loop() const;
+  EventLoop* loop_or_null() const noexcept { return loop_; }
+
+  void* value_ = nullptr;  // the derived state's std::optional<T>; null for void
+
+ protected:
+  void mark_cancelled(std::string message);
+  void schedule_callbacks();
+  void drop_callbacks() noexcept;
+  void report_unretrieved(const char* message) noexcept;
+
+  Status status_ = Status::pending;
+  bool log_traceback_ = false;  // an exception is set and nobody looked at it
+  std::exception_ptr exception_;
+  std::string cancel_message_;
+
+ private:
+  friend class fiberloop::EventLoop;
+  struct Callback {
+    CallbackId id;
+    DoneCallback fn;
+  };
+  // The first callback lives inline: a future awaited by one task allocates nothing.
+  std::optional<Callback> first_callback_;
+  std::vector<Callback> more_callbacks_;
+  CallbackId next_callback_id_ = 1;
+  EventLoop* loop_;
+  FutureStateBase* prev_in_loop_ = nullptr;  // the loop's list of its futures,
+  FutureStateBase* next_in_loop_ = nullptr;  // which it detaches when destroyed
+};
+
+template <class T>
+class FutureState final : public FutureStateBase {
+ public:
+  explicit FutureState(EventLoop& loop) : FutureStateBase(loop) { value_ = &value; }
+  std::optional<T> value;
+};
+
+template <>
+class FutureState<void> final : public FutureStateBase {
+ public:
+  using FutureStateBase::FutureStateBase;
+};
+
+}  // namespace detail
+
+// Future<T> is a cheap copyable handle to the result of an operation, bound
+// to one loop; create one with loop.create_future<T>(). Not thread-safe.
+//
+// Example:
+//   auto fut = loop.create_future<std::string>();
+//   loop.call_soon([fut]() mutable { fut.set_result("the result"); });
+//   std::string r = loop.run_until_complete(fut);
+template <class T>
+class Future {
+ public:
+  using value_type = T;
+
+  // Future() is an empty handle (valid() is false); every other call needs a state.
+  Future() noexcept = default;
+  explicit Future(detail::Ref<detail::FutureStateBase> state) noexcept : state_(std::move(state)) {}
+
+  bool valid() const noexcept { return static_cast<bool>(state_); }
+  // done() is true once the result, an exception or a cancellation is set.
+  bool done() const { return state().done(); }
+  bool cancelled() const { return state().cancelled(); }
+
+  // result() returns the value. Throws InvalidStateError while pending,
+  // CancelledError if cancelled, and rethrows a stored exception.
+  decltype(auto) result() const {
+    state().check_result();
+    if constexpr (!std::is_void_v<T>) return static_cast<const T&>(**slot());
+  }
+
+  // exception() is the stored exception, or nullptr if the future has a
+  // value. Throws InvalidStateError while pending, CancelledError if cancelled.
+  std::exception_ptr exception() const { return state().exception(); }
+
+  // set_result(v) completes the future and schedules its callbacks.
+  // Throws InvalidStateError if it is done already.
+  template <class V = T>
+    requires(!std::is_void_v<V>)
+  void set_result(V value) const {
+    state().check_settable("set_result");
+    slot()->emplace(std::move(value));
+    state_->finish();
+  }
+  template <class V = T>
+    requires std::is_void_v<V>
+  void set_result() const {
+    state().check_settable("set_result");
+    state_->finish();
+  }
+
+  // set_exception(e) completes the future with an exception.
+  // Throws InvalidStateError if it is done already.
+  void set_exception(std::exception_ptr e) const { state().set_exception(std::move(e)); }
+  template <class E>
+    requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr>)
+  void set_exception(E&& e) const {
+    set_exception(std::make_exception_ptr(std::forward<E>(e)));
+  }
+
+  // cancel(msg) cancels a pending future and schedules its callbacks; returns
+  // false if it was done already. The message reaches CancelledError.
+  bool cancel(std::string message = {}) const { return state().cancel(std::move(message)); }
+
+  // add_done_callback(fn) arranges fn(future) once done (scheduled with
+  // call_soon at once if done already). Returns an id for remove_done_callback.
+  template <class Fn>
+    requires std::is_invocable_v<std::decay_t<Fn>&, Future<T>>
+  CallbackId add_done_callback(Fn&& fn) const {
+    return state().add_done_callback(
+        [fn = std::forward<Fn>(fn)](detail::FutureStateBase& s) mutable { fn(Future<T>(detail::Ref(&s))); });
+  }
+
+  // remove_done_callback(id) returns how many callbacks it removed (0 or 1).
+  std::size_t remove_done_callback(CallbackId id) const { return state().remove_done_callback(id); }
+
+  // get_loop() is the loop this future belongs to.
+  EventLoop& get_loop() const { return state().loop(); }
+
+  detail::FutureStateBase* state_ptr() const noexcept { return state_.get(); }
+  friend bool operator==(const Future& a, const Future& b) noexcept { return a.state_ == b.state_; }
+
+ protected:
+  detail::FutureStateBase& state() const {
+    if (!state_) throw InvalidStateError("operation on an empty Future handle");
+    return *state_;
+  }
+  auto* slot() const { return static_cast<std::optional<T>*>(state_->value_); }
+
+  detail::Ref<detail::FutureStateBase> state_;
+
+  template <class U>
+  friend U take_result(const Future<U>& fut);
+};
+
+// take_result(fut) is the result as a value: a copy, or for a move-only T the
+// value moved out (the first taker gets it).
+template <class T>
+T take_result(const Future<T>& fut) {
+  if constexpr (std::is_void_v<T>) {
+    fut.result();
+  } else if constexpr (std::is_copy_constructible_v<T>) {
+    return fut.result();
+  } else {
+    fut.state().check_result();
+    return std::move(**fut.slot());
+  }
+}
+
+}  // namespace fiberloop

@@ -1,0 +1,78 @@
+// handle.hpp: cancellable callbacks in the loop's ready queue and timer heap.
+#pragma once
+
+#include "fiberloop/export.hpp"
+
+#include "fiberloop/detail/inline_function.hpp"
+#include "fiberloop/detail/object_pool.hpp"
+#include "fiberloop/detail/ref.hpp"
+
+#include <cstdint>
+
+namespace fiberloop {
+
+class EventLoop;
+
+namespace detail {
+
+// HandleState is one scheduled callback. Pooled and intrusive, so call_soon
+// and call_later allocate nothing in steady state.
+struct FIBERLOOP_API HandleState : RefCounted, Pooled {
+  using Callback = InlineFunction<void(), 64>;
+
+  HandleState(EventLoop* owner, Callback cb) noexcept : loop(owner), callback(std::move(cb)) {}
+
+  // run() calls the callback; an exception goes to the loop's exception handler.
+  void run();
+  // cancel() marks it so the loop skips it, and drops the callback (and what it
+  // captured) unless it is running right now.
+  void cancel() noexcept;
+
+  EventLoop* loop;
+  Callback callback;
+  std::int64_t when_ns = 0;  // timers: deadline on the loop's clock
+  std::uint64_t seq = 0;     // timers: equal deadlines run in the order scheduled
+  bool cancelled = false;
+  bool in_heap = false;      // timers: still in the loop's heap
+  bool repeating = false;    // I/O callbacks run each time their fd is ready
+  bool running = false;
+};
+
+}  // namespace detail
+
+// Handle is a callback scheduled with call_soon(). Copies share the callback.
+//
+// Example:
+//   auto h = loop.call_soon([] { std::puts("never printed"); });
+//   h.cancel();
+class Handle {
+ public:
+  Handle() noexcept = default;
+
+  // cancel() keeps the callback from running; a no-op once it ran.
+  void cancel() noexcept {
+    if (state_) state_->cancel();
+  }
+  // cancelled() tells whether cancel() was called.
+  bool cancelled() const noexcept { return state_ && state_->cancelled; }
+  explicit operator bool() const noexcept { return static_cast<bool>(state_); }
+
+ protected:
+  friend class EventLoop;
+  explicit Handle(detail::Ref<detail::HandleState> state) noexcept : state_(std::move(state)) {}
+  detail::Ref<detail::HandleState> state_;
+};
+
+// TimerHandle is a callback scheduled with call_later() or call_at().
+class TimerHandle : public Handle {
+ public:
+  TimerHandle() noexcept = default;
+  // when() is the loop time (seconds, as EventLoop::time()) it is due at.
+  double when() const noexcept { return state_ ? static_cast<double>(state_->when_ns) / 1e9 : 0.0; }
+
+ private:
+  friend class EventLoop;
+  using Handle::Handle;
+};
+
+}  // namespace fiberloop

@@ -1,0 +1,191 @@
+// task.hpp: Task<T>, a Future<T> driven by a function running on its own fiber.
+#pragma once
+
+#include "fiberloop/export.hpp"
+
+#include "fiberloop/event_loop.hpp"
+#include "fiberloop/future.hpp"
+#include "fiberloop/generator.hpp"
+
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace fiberloop {
+namespace detail {
+
+// TaskStateBase is the untyped part of a task: asyncio's Task.__step and
+// __wakeup, over a Generator that yields the futures the function awaits.
+//
+// Invariant (asyncio's): either fut_waiter_ is null and a step() is scheduled,
+// or fut_waiter_ is set and step() is not — until the task is done.
+class FIBERLOOP_API TaskStateBase : public FutureStateBase {
+ public:
+  TaskStateBase(EventLoop& loop, TaskOptions options);
+  ~TaskStateBase() override;
+
+  // cancel() is Task.cancel(): cancel the awaited future, or make the next
+  // step raise CancelledError. False if the task is done.
+  bool cancel(std::string message) override;
+  std::string describe() const override;
+
+  const std::string& name() const noexcept { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  int cancelling() const noexcept { return cancels_requested_; }
+  int uncancel() noexcept;
+
+  // suspend_current(fut) parks the running task until fut is done (null: for
+  // one loop iteration). Throws RuntimeError outside a task or from a nested
+  // Generator; throws what the task must see raised at its await.
+  static void suspend_current(FutureStateBase* fut);
+  // current() is the task whose step is running on this thread, or null.
+  static TaskStateBase* current() noexcept;
+
+  // LastStepped records, while it lives, the name of the last task that
+  // stepped on this thread (debug mode names slow task steps with it).
+  class LastStepped {
+   public:
+    explicit LastStepped(std::string& sink) noexcept;
+    ~LastStepped();
+    LastStepped(const LastStepped&) = delete;
+    LastStepped& operator=(const LastStepped&) = delete;
+
+   private:
+    std::string* previous_;
+  };
+
+ protected:
+  // start() registers the task with the loop and schedules its first step.
+  void start();
+
+ private:
+  friend class fiberloop::EventLoop;
+
+  virtual void run_body() = 0;      // calls the function; stores its value
+  virtual void drop_value() noexcept = 0;
+
+  void step(std::exception_ptr exc);
+  void wakeup(FutureStateBase& fut);
+  void schedule_step(std::exception_ptr exc = nullptr);
+  void wait_on(FutureStateBase* fut);
+  void end() noexcept;
+  // abandon() is the loop closing under a pending task: unwind the fiber.
+  void abandon() noexcept;
+
+  Generator<FutureStateBase*> gen_;
+  Ref<FutureStateBase> fut_waiter_;
+  std::string name_;
+  int cancels_requested_ = 0;
+  bool must_cancel_ = false;
+  TaskStateBase* prev_task_ = nullptr;  // the loop's list of live tasks
+  TaskStateBase* next_task_ = nullptr;
+};
+
+template <class R, class Call>
+class TaskState final : public TaskStateBase {
+ public:
+  TaskState(EventLoop& loop, TaskOptions options, Call call)
+      : TaskStateBase(loop, std::move(options)), call_(std::move(call)) {
+    if constexpr (!std::is_void_v<R>) value_ = &value_slot_;
+    start();
+  }
+
+ private:
+  void run_body() override {
+    // The function and its arguments go as soon as it returns: a finished
+    // task held by someone does not pin what it was given.
+    struct Release {
+      std::optional<Call>& call;
+      ~Release() { call.reset(); }
+    } release{call_};
+    if constexpr (std::is_void_v<R>) {
+      (*call_)();
+    } else {
+      value_slot_.emplace((*call_)());
+    }
+  }
+  void drop_value() noexcept override {
+    if constexpr (!std::is_void_v<R>) value_slot_.reset();
+  }
+
+  std::optional<Call> call_;
+  struct None {};
+  [[no_unique_address]] std::conditional_t<std::is_void_v<R>, None, std::optional<std::conditional_t<std::is_void_v<R>, int, R>>> value_slot_;
+};
+
+}  // namespace detail
+
+// Task<T> is a Future<T> whose result is the return value of a function run
+// on its own fiber; create one with loop.create_task() or spawn().
+//
+// Example:
+//   auto t = loop.create_task([] { fiberloop::sleep(0.1); return 42; });
+//   int v = loop.run_until_complete(t);
+//
+// cancel() makes the function see CancelledError at its await (or never run,
+// if it has not started); it may catch it and carry on, as in asyncio.
+template <class T>
+class Task : public Future<T> {
+ public:
+  Task() noexcept = default;
+  explicit Task(detail::Ref<detail::FutureStateBase> state) noexcept : Future<T>(std::move(state)) {}
+
+  // get_name() is "Task-N" unless set.
+  const std::string& get_name() const { return task().name(); }
+  void set_name(std::string name) const { task().set_name(std::move(name)); }
+  // cancelling() counts pending cancel() requests; uncancel() takes one back.
+  int cancelling() const { return task().cancelling(); }
+  int uncancel() const { return task().uncancel(); }
+
+ private:
+  detail::TaskStateBase& task() const { return static_cast<detail::TaskStateBase&>(this->state()); }
+};
+
+// AnyTask is a Task of any result type, as current_task() and all_tasks()
+// return it.
+class AnyTask {
+ public:
+  template <class T>
+  AnyTask(const Task<T>& t)  // NOLINT: implicit, any task is AnyTask
+      : state_(static_cast<detail::TaskStateBase*>(t.state_ptr())) {}
+  explicit AnyTask(detail::TaskStateBase* state) noexcept : state_(state) {}
+
+  const std::string& get_name() const { return state_->name(); }
+  void set_name(std::string name) const { state_->set_name(std::move(name)); }
+  bool done() const noexcept { return state_->done(); }
+  bool cancelled() const noexcept { return state_->cancelled(); }
+  bool cancel(std::string message = {}) const { return state_->cancel(std::move(message)); }
+  int cancelling() const noexcept { return state_->cancelling(); }
+  int uncancel() const noexcept { return state_->uncancel(); }
+  std::exception_ptr exception() const { return state_->exception(); }
+  EventLoop& get_loop() const { return state_->loop(); }
+  friend bool operator==(const AnyTask& a, const AnyTask& b) noexcept { return a.state_ == b.state_; }
+
+ private:
+  detail::Ref<detail::TaskStateBase> state_;
+};
+
+template <class Fn, class... Args>
+  requires std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>
+auto EventLoop::create_task(Fn&& fn, Args&&... args) {
+  return create_task(TaskOptions{}, std::forward<Fn>(fn), std::forward<Args>(args)...);
+}
+
+template <class Fn, class... Args>
+  requires std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>
+auto EventLoop::create_task(TaskOptions options, Fn&& fn, Args&&... args) {
+  using R = std::invoke_result_t<std::decay_t<Fn>&, std::decay_t<Args>&...>;
+  static_assert(!std::is_reference_v<R>, "a task returns a value, not a reference");
+  check_closed();
+  auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
+    return std::invoke(fn, args...);
+  };
+  auto* state = new detail::TaskState<R, decltype(call)>(*this, std::move(options), std::move(call));
+  return Task<R>(detail::Ref<detail::FutureStateBase>(state));
+}
+
+}  // namespace fiberloop

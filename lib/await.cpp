@@ -1,0 +1,54 @@
+#include "fiberloop/await.hpp"
+
+namespace fiberloop {
+
+std::optional<AnyTask> current_task() {
+  if (auto* t = detail::TaskStateBase::current()) return AnyTask(t);
+  return std::nullopt;
+}
+
+void sleep(double seconds) {
+  if (!(seconds > 0)) {  // also NaN... which call_later would reject; yield instead
+    if (std::isnan(seconds)) throw std::invalid_argument("sleep(): the duration is NaN");
+    detail::TaskStateBase::suspend_current(nullptr);
+    return;
+  }
+  EventLoop& loop = get_running_loop();
+  Future<void> done = loop.create_future<void>();
+  TimerHandle timer = loop.call_later(seconds, [done] {
+    if (!done.done()) done.set_result();
+  });
+  struct CancelTimer {
+    TimerHandle& timer;
+    ~CancelTimer() { timer.cancel(); }
+  } cancel_timer{timer};
+  await(done);
+}
+
+namespace detail {
+
+void finish_run(EventLoop& loop) noexcept {
+  try {
+    std::vector<AnyTask> left = loop.all_tasks();
+    for (AnyTask& t : left) t.cancel();
+    auto pending = [&] {
+      for (AnyTask& t : left) {
+        if (!t.done()) return true;
+      }
+      return false;
+    };
+    while (pending()) loop.run_once();
+    for (AnyTask& t : left) {
+      if (t.cancelled()) continue;
+      if (std::exception_ptr e = t.exception()) {
+        loop.call_exception_handler({"unhandled exception during fiberloop::run() shutdown", e, t.get_name()});
+      }
+    }
+  } catch (...) {
+    loop.call_exception_handler({"error while shutting down fiberloop::run()", std::current_exception(), {}});
+  }
+  loop.close();
+}
+
+}  // namespace detail
+}  // namespace fiberloop

@@ -1,0 +1,439 @@
+#include "fiberloop/event_loop.hpp"
+
+#include "fiberloop/await.hpp"
+#include "fiberloop/task.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
+#include <limits>
+#include <system_error>
+
+namespace fiberloop {
+namespace {
+
+using detail::HandleState;
+using detail::Ref;
+
+thread_local EventLoop* running_loop = nullptr;
+
+constexpr std::size_t kMinScheduledTimers = 100;           // asyncio's _MIN_SCHEDULED_TIMER_HANDLES
+constexpr std::int64_t kMaxPollNs = 86'400'000'000'000;   // a day: asyncio's MAXIMUM_SELECT_TIMEOUT
+constexpr std::int64_t kFarFuture = std::numeric_limits<std::int64_t>::max() / 2;
+
+// Later deadline (then later sequence) compares greater: a min-heap.
+bool later(const HandleState* a, const HandleState* b) {
+  return a->when_ns != b->when_ns ? a->when_ns > b->when_ns : a->seq > b->seq;
+}
+
+std::int64_t seconds_to_ns_ceil(double s) {
+  if (std::isnan(s)) throw std::invalid_argument("timer delay or deadline is NaN");
+  double ns = std::ceil(s * 1e9);
+  if (ns >= static_cast<double>(kFarFuture)) return kFarFuture;
+  if (ns <= -static_cast<double>(kFarFuture)) return -kFarFuture;
+  return static_cast<std::int64_t>(ns);
+}
+
+std::string describe_exception(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (const CancelledError& ex) {
+    return std::string("CancelledError: ") + ex.message();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+}  // namespace
+
+// RunningScope marks the loop as this thread's running loop for its lifetime.
+class EventLoop::RunningScope {
+ public:
+  explicit RunningScope(EventLoop& loop) : loop_(loop) {
+    loop.check_closed();
+    if (loop.running_) throw RuntimeError("This event loop is already running");
+    if (running_loop) throw RuntimeError("Cannot run the event loop while another loop is running");
+    loop.running_ = true;
+    loop.thread_id_ = std::this_thread::get_id();
+    running_loop = &loop;
+  }
+  ~RunningScope() {
+    loop_.running_ = false;
+    loop_.stopping_ = false;
+    running_loop = nullptr;
+  }
+  RunningScope(const RunningScope&) = delete;
+  RunningScope& operator=(const RunningScope&) = delete;
+
+ private:
+  EventLoop& loop_;
+};
+
+EventLoop& get_running_loop() {
+  if (!running_loop) throw RuntimeError("no running event loop");
+  return *running_loop;
+}
+
+namespace detail {
+void check_no_running_loop(const char* who) {
+  if (running_loop) throw RuntimeError(std::string(who) + " cannot be called from a running event loop");
+}
+}  // namespace detail
+
+EventLoop::EventLoop() : wakeup_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (wakeup_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  try {
+    poller_.set_interest(wakeup_fd_, 0, Poller::kReadable);
+  } catch (...) {
+    ::close(wakeup_fd_);
+    throw;
+  }
+}
+
+EventLoop::~EventLoop() {
+  if (running_) {
+    std::fputs("fiberloop: an EventLoop was destroyed while running\n", stderr);
+    std::abort();
+  }
+  close();
+  // Futures that outlive the loop must not call into it.
+  while (futures_) {
+    detail::FutureStateBase* f = futures_;
+    futures_ = f->next_in_loop_;
+    f->loop_ = nullptr;
+    f->prev_in_loop_ = f->next_in_loop_ = nullptr;
+  }
+  ::close(wakeup_fd_);
+}
+
+double EventLoop::time() const noexcept { return static_cast<double>(now_ns()) / 1e9; }
+
+std::int64_t EventLoop::now_ns() const noexcept {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+std::int64_t EventLoop::deadline_after(double delay) const {
+  std::int64_t d = seconds_to_ns_ceil(delay);
+  std::int64_t now = now_ns();
+  return d > kFarFuture - now ? kFarFuture : now + d;
+}
+
+std::int64_t EventLoop::deadline_at(double when) { return seconds_to_ns_ceil(when); }
+
+void EventLoop::check_closed() const {
+  if (closed_) throw RuntimeError("Event loop is closed");
+}
+
+void EventLoop::check_thread() const {
+  if (debug_ && running_ && std::this_thread::get_id() != thread_id_) {
+    throw RuntimeError("Non-thread-safe operation invoked on an event loop other than the current one");
+  }
+}
+
+Ref<HandleState> EventLoop::schedule_soon(Callback cb) {
+  check_closed();
+  check_thread();
+  Ref<HandleState> h(new HandleState(this, std::move(cb)));
+  push_ready(h.get());
+  return h;
+}
+
+void EventLoop::push_ready(HandleState* h) {
+  h->add_ref();
+  ready_.push_back(h);
+}
+
+Ref<HandleState> EventLoop::schedule_at(std::int64_t when_ns, Callback cb) {
+  check_closed();
+  check_thread();
+  Ref<HandleState> h(new HandleState(this, std::move(cb)));
+  h->when_ns = when_ns;
+  h->seq = timer_seq_++;
+  h->in_heap = true;
+  h->add_ref();
+  scheduled_.push_back(h.get());
+  std::push_heap(scheduled_.begin(), scheduled_.end(), later);
+  return h;
+}
+
+void EventLoop::call_soon_threadsafe(detail::InlineFunction<void(), 64> fn) {
+  {
+    std::lock_guard lock(threadsafe_mutex_);
+    if (threadsafe_closed_) throw RuntimeError("Event loop is closed");
+    threadsafe_queue_.push_back(std::move(fn));
+  }
+  std::uint64_t one = 1;
+  // EAGAIN means the counter is already non-zero: the loop will wake anyway.
+  [[maybe_unused]] ssize_t n = ::write(wakeup_fd_, &one, sizeof one);
+}
+
+void EventLoop::run_forever() {
+  RunningScope scope(*this);
+  for (;;) {
+    run_once();
+    if (stopping_) break;
+  }
+}
+
+void EventLoop::run_once() {
+  if (!running_) {  // called on its own: be the running loop for one iteration
+    RunningScope scope(*this);
+    run_once();
+    return;
+  }
+  drop_cancelled_timers();
+  poll_io(poll_timeout_ns());
+  queue_due_timers();
+  run_ready();
+}
+
+void EventLoop::drop_cancelled_timers() {
+  if (scheduled_.size() > kMinScheduledTimers && timer_cancelled_count_ * 2 > scheduled_.size()) {
+    auto keep = std::partition(scheduled_.begin(), scheduled_.end(), [](HandleState* h) { return !h->cancelled; });
+    for (auto it = keep; it != scheduled_.end(); ++it) {
+      (*it)->in_heap = false;
+      Ref<HandleState>::adopt(*it);
+    }
+    scheduled_.erase(keep, scheduled_.end());
+    std::make_heap(scheduled_.begin(), scheduled_.end(), later);
+    timer_cancelled_count_ = 0;
+    return;
+  }
+  while (!scheduled_.empty() && scheduled_.front()->cancelled) {
+    std::pop_heap(scheduled_.begin(), scheduled_.end(), later);
+    HandleState* h = scheduled_.back();
+    scheduled_.pop_back();
+    h->in_heap = false;
+    --timer_cancelled_count_;
+    Ref<HandleState>::adopt(h);
+  }
+}
+
+std::int64_t EventLoop::poll_timeout_ns() const {
+  if (!ready_.empty() || stopping_) return 0;
+  if (scheduled_.empty()) return -1;
+  std::int64_t wait = scheduled_.front()->when_ns - now_ns();
+  return std::clamp<std::int64_t>(wait, 0, kMaxPollNs);
+}
+
+void EventLoop::poll_io(std::int64_t timeout_ns) {
+  Poller::Event events[256];
+  int n = poller_.wait(timeout_ns, events);
+  for (int i = 0; i < n; ++i) {
+    int fd = events[i].fd;
+    if (fd == wakeup_fd_) {
+      drain_threadsafe();
+      continue;
+    }
+    if (static_cast<std::size_t>(fd) >= io_.size()) continue;
+    IoEntry& entry = io_[fd];
+    if ((events[i].ready & Poller::kReadable) && entry.reader && !entry.reader->cancelled) push_ready(entry.reader.get());
+    if ((events[i].ready & Poller::kWritable) && entry.writer && !entry.writer->cancelled) push_ready(entry.writer.get());
+  }
+}
+
+void EventLoop::drain_threadsafe() {
+  std::uint64_t count;
+  [[maybe_unused]] ssize_t n = ::read(wakeup_fd_, &count, sizeof count);
+  std::vector<Callback> batch;
+  {
+    std::lock_guard lock(threadsafe_mutex_);
+    batch.swap(threadsafe_queue_);
+  }
+  for (Callback& cb : batch) {
+    Ref<HandleState> h(new HandleState(this, std::move(cb)));
+    push_ready(h.get());
+  }
+}
+
+void EventLoop::queue_due_timers() {
+  if (scheduled_.empty()) return;
+  std::int64_t now = now_ns();
+  while (!scheduled_.empty() && scheduled_.front()->when_ns <= now) {
+    std::pop_heap(scheduled_.begin(), scheduled_.end(), later);
+    HandleState* h = scheduled_.back();
+    scheduled_.pop_back();
+    h->in_heap = false;
+    if (h->cancelled) {
+      --timer_cancelled_count_;
+      Ref<HandleState>::adopt(h);
+    } else {
+      ready_.push_back(h);  // the heap's reference moves to the queue
+    }
+  }
+}
+
+void EventLoop::run_ready() {
+  // Only what was ready when this iteration began: callbacks scheduled by
+  // these callbacks wait for the next iteration.
+  std::size_t ntodo = ready_.size();
+  for (std::size_t i = 0; i < ntodo; ++i) {
+    Ref<HandleState> h = Ref<HandleState>::adopt(ready_.pop_front());
+    if (h->cancelled) continue;
+    if (debug_) {
+      run_timed(*h);
+    } else {
+      h->run();
+    }
+  }
+}
+
+void EventLoop::run_timed(HandleState& h) {
+  std::int64_t t0 = now_ns();
+  std::string stepped;
+  {
+    detail::TaskStateBase::LastStepped watch(stepped);
+    h.run();
+  }
+  double took = static_cast<double>(now_ns() - t0) / 1e9;
+  if (took >= slow_callback_duration_) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " took %.3f seconds", took);
+    std::string what = stepped.empty() ? std::string("Executing <Handle>") : "Executing <Task '" + stepped + "' step>";
+    call_exception_handler({what + buf, nullptr, stepped});
+  }
+}
+
+void EventLoop::add_io(int fd, std::uint32_t kind, Callback cb) {
+  check_closed();
+  if (fd < 0) throw std::invalid_argument("add_reader/add_writer: invalid file descriptor " + std::to_string(fd));
+  if (static_cast<std::size_t>(fd) >= io_.size()) io_.resize(static_cast<std::size_t>(fd) + 1);
+  IoEntry& entry = io_[fd];
+  std::uint32_t before = entry.mask();
+  poller_.set_interest(fd, before, before | kind);  // throws before anything changed
+  Ref<HandleState> h(new HandleState(this, std::move(cb)));
+  h->repeating = true;
+  Ref<HandleState>& slot = kind == Poller::kReadable ? entry.reader : entry.writer;
+  if (slot) slot->cancel();
+  slot = std::move(h);
+}
+
+bool EventLoop::remove_io(int fd, std::uint32_t kind) {
+  if (closed_ || fd < 0 || static_cast<std::size_t>(fd) >= io_.size()) return false;
+  IoEntry& entry = io_[fd];
+  Ref<HandleState>& slot = kind == Poller::kReadable ? entry.reader : entry.writer;
+  if (!slot) return false;
+  std::uint32_t before = entry.mask();
+  try {
+    poller_.set_interest(fd, before, before & ~kind);
+  } catch (const std::system_error&) {
+    // The fd was closed behind our back: the kernel dropped it from epoll
+    // already, so forgetting it is all that is left to do.
+  }
+  slot->cancel();
+  slot.reset();
+  return true;
+}
+
+void EventLoop::close() {
+  if (running_) throw RuntimeError("Cannot close a running event loop");
+  if (closed_) return;
+  abandon_tasks();
+  closed_ = true;
+  {
+    std::lock_guard lock(threadsafe_mutex_);
+    threadsafe_closed_ = true;
+    threadsafe_queue_.clear();
+  }
+  while (!ready_.empty()) Ref<HandleState>::adopt(ready_.pop_front());
+  for (HandleState* h : scheduled_) {
+    h->in_heap = false;
+    h->cancel();
+    Ref<HandleState>::adopt(h);
+  }
+  scheduled_.clear();
+  timer_cancelled_count_ = 0;
+  for (std::size_t fd = 0; fd < io_.size(); ++fd) {
+    IoEntry& entry = io_[fd];
+    if (entry.mask()) {
+      try {
+        poller_.set_interest(static_cast<int>(fd), entry.mask(), 0);
+      } catch (const std::system_error&) {
+      }
+    }
+    if (entry.reader) entry.reader->cancel();
+    if (entry.writer) entry.writer->cancel();
+  }
+  io_.clear();
+}
+
+void EventLoop::abandon_tasks() noexcept {
+  while (tasks_) {
+    Ref<detail::TaskStateBase> task(tasks_);
+    task->abandon();
+  }
+}
+
+void EventLoop::register_task(detail::TaskStateBase* t) noexcept {
+  t->add_ref();
+  t->next_task_ = tasks_;
+  if (tasks_) tasks_->prev_task_ = t;
+  tasks_ = t;
+}
+
+void EventLoop::unregister_task(detail::TaskStateBase* t) noexcept {
+  if (t->prev_task_) {
+    t->prev_task_->next_task_ = t->next_task_;
+  } else if (tasks_ == t) {
+    tasks_ = t->next_task_;
+  } else {
+    return;  // not registered
+  }
+  if (t->next_task_) t->next_task_->prev_task_ = t->prev_task_;
+  t->prev_task_ = t->next_task_ = nullptr;
+  Ref<detail::TaskStateBase>::adopt(t);  // drop the loop's reference
+}
+
+void EventLoop::link_future(detail::FutureStateBase* f) noexcept {
+  f->next_in_loop_ = futures_;
+  if (futures_) futures_->prev_in_loop_ = f;
+  futures_ = f;
+}
+
+void EventLoop::unlink_future(detail::FutureStateBase* f) noexcept {
+  if (f->prev_in_loop_) {
+    f->prev_in_loop_->next_in_loop_ = f->next_in_loop_;
+  } else {
+    futures_ = f->next_in_loop_;
+  }
+  if (f->next_in_loop_) f->next_in_loop_->prev_in_loop_ = f->prev_in_loop_;
+}
+
+std::vector<AnyTask> EventLoop::all_tasks() const {
+  std::vector<AnyTask> tasks;
+  for (detail::TaskStateBase* t = tasks_; t; t = t->next_task_) {
+    if (!t->done()) tasks.emplace_back(t);
+  }
+  return tasks;
+}
+
+void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept {
+  if (!exception_handler_) {
+    default_exception_handler(context);
+    return;
+  }
+  try {
+    exception_handler_(*this, context);
+  } catch (...) {
+    default_exception_handler({"Unhandled error in exception handler", std::current_exception(), {}});
+    default_exception_handler(context);
+  }
+}
+
+void EventLoop::default_exception_handler(const ExceptionContext& context) noexcept {
+  std::string text = context.message;
+  if (!context.task.empty()) text += "\ntask: " + context.task;
+  if (context.exception) text += "\nexception: " + describe_exception(context.exception);
+  text += '\n';
+  std::fputs(text.c_str(), stderr);
+}
+
+}  // namespace fiberloop

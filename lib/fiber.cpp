@@ -1,0 +1,137 @@
+#include "fiberloop/detail/fiber.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define FIBERLOOP_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define FIBERLOOP_TSAN 1
+#endif
+
+namespace fiberloop::detail {
+namespace {
+
+thread_local Fiber* current_fiber = nullptr;
+
+// The ASan protocol: before each switch, name the stack we go to and park
+// the fake stack of the one we leave (nullptr: the leaving fiber dies);
+// right after it, restore ours and learn where we came from.
+inline void asan_start(void** fake_save, const void* bottom, std::size_t size) {
+#ifdef FIBERLOOP_ASAN
+  __sanitizer_start_switch_fiber(fake_save, bottom, size);
+#else
+  (void)fake_save, (void)bottom, (void)size;
+#endif
+}
+
+inline void asan_finish(void* fake, const void** bottom_old, std::size_t* size_old) {
+#ifdef FIBERLOOP_ASAN
+  __sanitizer_finish_switch_fiber(fake, bottom_old, size_old);
+#else
+  (void)fake, (void)bottom_old, (void)size_old;
+#endif
+}
+
+[[noreturn]] void die(const char* why) {
+  std::fprintf(stderr, "fiberloop: %s\n", why);
+  std::abort();
+}
+
+}  // namespace
+
+Fiber* Fiber::current() noexcept { return current_fiber; }
+
+Fiber::~Fiber() {
+  if (state_ == State::running) die("a fiber was destroyed while running on its own stack");
+  unwind();
+#ifdef FIBERLOOP_TSAN
+  if (tsan_fiber_) __tsan_destroy_fiber(tsan_fiber_);
+#endif
+}
+
+void Fiber::on_created() {
+#ifdef FIBERLOOP_TSAN
+  if (!tsan_fiber_) tsan_fiber_ = __tsan_create_fiber(0);
+#endif
+}
+
+// switch_in() is the caller's half of resume() and unwind(): `how` either
+// resumes self_ or destroys it (which makes Boost unwind the fiber).
+void Fiber::switch_in(boost::context::fiber (*how)(boost::context::fiber&&)) {
+  resumer_ = current_fiber;
+  current_fiber = this;
+  state_ = State::running;
+  void* fake = nullptr;
+  asan_start(&fake, static_cast<char*>(stack_.sp) - stack_.size, stack_.size);
+#ifdef FIBERLOOP_TSAN
+  tsan_caller_ = __tsan_get_current_fiber();
+  __tsan_switch_to_fiber(tsan_fiber_, 0);
+#endif
+  self_ = how(std::move(self_));
+  asan_finish(fake, nullptr, nullptr);
+  current_fiber = resumer_;
+  state_ = self_ ? State::suspended : State::finished;
+}
+
+void Fiber::resume() {
+  if (state_ != State::created && state_ != State::suspended) die("resume() of a fiber that is not suspended");
+  switch_in([](boost::context::fiber&& f) { return std::move(f).resume(); });
+}
+
+void Fiber::unwind() {
+  if (state_ == State::created) {
+    skip_entry_ = true;
+    resume();
+  } else if (state_ == State::suspended) {
+    switch_in([](boost::context::fiber&& f) {
+      { boost::context::fiber doomed = std::move(f); }  // throws FiberUnwind inside it
+      return boost::context::fiber{};
+    });
+  }
+}
+
+void Fiber::suspend() {
+  if (current_fiber != this) die("suspend() called outside the fiber");
+  if (unwinding_) die("a fiber tried to suspend while it was being unwound");
+  current_fiber = resumer_;
+  asan_start(&fake_stack_, caller_bottom_, caller_size_);
+#ifdef FIBERLOOP_TSAN
+  __tsan_switch_to_fiber(tsan_caller_, 0);
+#endif
+  try {
+    caller_ = std::move(caller_).resume();
+  } catch (const FiberUnwind&) {
+    asan_finish(fake_stack_, &caller_bottom_, &caller_size_);
+    unwinding_ = true;
+    throw;
+  }
+  asan_finish(fake_stack_, &caller_bottom_, &caller_size_);
+}
+
+void Fiber::enter(boost::context::fiber&& caller) noexcept {
+  asan_finish(nullptr, &caller_bottom_, &caller_size_);
+  caller_ = std::move(caller);
+}
+
+boost::context::fiber Fiber::leave() noexcept {
+  if (unwinding_) die("a fiber body swallowed FiberUnwind; a catch (...) must rethrow it");
+  // This fiber dies: ASan may free its fake stack now.
+  asan_start(nullptr, caller_bottom_, caller_size_);
+#ifdef FIBERLOOP_TSAN
+  __tsan_switch_to_fiber(tsan_caller_, 0);
+#endif
+  return std::move(caller_);
+}
+
+void Fiber::leave_unwinding() noexcept {
+  asan_start(nullptr, caller_bottom_, caller_size_);
+#ifdef FIBERLOOP_TSAN
+  __tsan_switch_to_fiber(tsan_caller_, 0);
+#endif
+}
+
+}  // namespace fiberloop::detail
