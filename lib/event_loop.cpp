@@ -56,9 +56,7 @@ std::string describe_exception(const std::exception_ptr& e) {
 class EventLoop::RunningScope {
  public:
   explicit RunningScope(EventLoop& loop) : loop_(loop) {
-    loop.check_closed();
-    if (loop.running_) throw RuntimeError("This event loop is already running");
-    if (running_loop) throw RuntimeError("Cannot run the event loop while another loop is running");
+    loop.check_can_run();
     loop.running_ = true;
     loop.thread_id_ = std::this_thread::get_id();
     running_loop = &loop;
@@ -132,6 +130,12 @@ void EventLoop::check_closed() const {
   if (closed_) throw RuntimeError("Event loop is closed");
 }
 
+void EventLoop::check_can_run() const {
+  check_closed();
+  if (running_) throw RuntimeError("This event loop is already running");
+  if (running_loop) throw RuntimeError("Cannot run the event loop while another loop is running");
+}
+
 void EventLoop::check_thread() const {
   if (debug_ && running_ && std::this_thread::get_id() != thread_id_) {
     throw RuntimeError("Non-thread-safe operation invoked on an event loop other than the current one");
@@ -184,11 +188,17 @@ void EventLoop::run_forever() {
 }
 
 void EventLoop::run_once() {
+  if (iterating_) throw RuntimeError("run_once() called from inside a callback: loop iterations do not nest");
   if (!running_) {  // called on its own: be the running loop for one iteration
     RunningScope scope(*this);
     run_once();
     return;
   }
+  iterating_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{iterating_};
   drop_cancelled_timers();
   poll_io(poll_timeout_ns());
   queue_due_timers();

@@ -7,10 +7,6 @@
 #include <sanitizer/common_interface_defs.h>
 #define FIBERLOOP_ASAN 1
 #endif
-#if defined(__SANITIZE_THREAD__)
-#include <sanitizer/tsan_interface.h>
-#define FIBERLOOP_TSAN 1
-#endif
 
 namespace fiberloop::detail {
 namespace {
@@ -48,15 +44,6 @@ Fiber* Fiber::current() noexcept { return current_fiber; }
 Fiber::~Fiber() {
   if (state_ == State::running) die("a fiber was destroyed while running on its own stack");
   unwind();
-#ifdef FIBERLOOP_TSAN
-  if (tsan_fiber_) __tsan_destroy_fiber(tsan_fiber_);
-#endif
-}
-
-void Fiber::on_created() {
-#ifdef FIBERLOOP_TSAN
-  if (!tsan_fiber_) tsan_fiber_ = __tsan_create_fiber(0);
-#endif
 }
 
 // switch_in() is the caller's half of resume() and unwind(): `how` either
@@ -67,10 +54,6 @@ void Fiber::switch_in(boost::context::fiber (*how)(boost::context::fiber&&)) {
   state_ = State::running;
   void* fake = nullptr;
   asan_start(&fake, static_cast<char*>(stack_.sp) - stack_.size, stack_.size);
-#ifdef FIBERLOOP_TSAN
-  tsan_caller_ = __tsan_get_current_fiber();
-  __tsan_switch_to_fiber(tsan_fiber_, 0);
-#endif
   self_ = how(std::move(self_));
   asan_finish(fake, nullptr, nullptr);
   current_fiber = resumer_;
@@ -99,9 +82,6 @@ void Fiber::suspend() {
   if (unwinding_) die("a fiber tried to suspend while it was being unwound");
   current_fiber = resumer_;
   asan_start(&fake_stack_, caller_bottom_, caller_size_);
-#ifdef FIBERLOOP_TSAN
-  __tsan_switch_to_fiber(tsan_caller_, 0);
-#endif
   try {
     caller_ = std::move(caller_).resume();
   } catch (const FiberUnwind&) {
@@ -121,17 +101,11 @@ boost::context::fiber Fiber::leave() noexcept {
   if (unwinding_) die("a fiber body swallowed FiberUnwind; a catch (...) must rethrow it");
   // This fiber dies: ASan may free its fake stack now.
   asan_start(nullptr, caller_bottom_, caller_size_);
-#ifdef FIBERLOOP_TSAN
-  __tsan_switch_to_fiber(tsan_caller_, 0);
-#endif
   return std::move(caller_);
 }
 
 void Fiber::leave_unwinding() noexcept {
   asan_start(nullptr, caller_bottom_, caller_size_);
-#ifdef FIBERLOOP_TSAN
-  __tsan_switch_to_fiber(tsan_caller_, 0);
-#endif
 }
 
 }  // namespace fiberloop::detail

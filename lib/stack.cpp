@@ -41,7 +41,7 @@ struct Trailer {
   std::size_t mapping_size;
   unsigned valgrind_id;
 };
-constexpr std::size_t kTrailerSpace = 64;  // keeps the stack top 64-byte aligned
+constexpr std::size_t kTrailerSpace = 64;
 
 Trailer* trailer_of(void* top) { return reinterpret_cast<Trailer*>(top); }
 
@@ -56,7 +56,7 @@ boost::context::stack_context map_stack(std::size_t usable) {
     throw std::system_error(err, std::generic_category(), "mprotect of a fiber stack guard page");
   }
   char* bottom = static_cast<char*>(base) + guard;
-  char* top = static_cast<char*>(base) + mapping - kTrailerSpace;
+  char* top = bottom + usable;  // the trailer lives in the page above
   Trailer* t = ::new (top) Trailer{mapping, 0};
 #ifdef FIBERLOOP_HAVE_VALGRIND
   t->valgrind_id = VALGRIND_STACK_REGISTER(bottom, top);
@@ -73,7 +73,7 @@ void unmap_stack(const boost::context::stack_context& sc) noexcept {
   VALGRIND_STACK_DEREGISTER(t->valgrind_id);
 #endif
   std::size_t mapping = t->mapping_size;
-  char* base = static_cast<char*>(sc.sp) + kTrailerSpace - mapping;
+  char* base = static_cast<char*>(sc.sp) + round_to_pages(kTrailerSpace) - mapping;
   ::munmap(base, mapping);
 }
 

@@ -136,6 +136,7 @@ class FIBERLOOP_API EventLoop {
   template <class Fn, class... Args>
     requires std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>
   auto run_until_complete(Fn&& fn, Args&&... args) {
+    check_can_run();  // a refused call must not leave a task behind
     return run_until_complete(create_task(std::forward<Fn>(fn), std::forward<Args>(args)...));
   }
 
@@ -155,6 +156,9 @@ class FIBERLOOP_API EventLoop {
   // timers when they are many; poll (timeout 0 if callbacks are ready, else
   // until the earliest timer, else forever); queue I/O callbacks and due
   // timers; run exactly the callbacks that were ready when this step began.
+  // Callable on its own (it is then the running loop for one iteration).
+  // Throws RuntimeError from inside a callback (iterations do not nest), on
+  // a closed loop, or while another loop runs on this thread.
   void run_once();
 
   // add_reader(fd, fn, args...) calls fn(args...) whenever fd is readable,
@@ -228,6 +232,7 @@ class FIBERLOOP_API EventLoop {
   void run_timed(detail::HandleState& h);
 
   void check_closed() const;
+  void check_can_run() const;
   void check_thread() const;
   void abandon_tasks() noexcept;
   void register_task(detail::TaskStateBase* t) noexcept;
@@ -243,6 +248,7 @@ class FIBERLOOP_API EventLoop {
   bool stopping_ = false;
   bool closed_ = false;
   bool running_ = false;
+  bool iterating_ = false;
   bool debug_ = false;
   double slow_callback_duration_ = 0.1;
   std::thread::id thread_id_;
@@ -269,7 +275,7 @@ class FIBERLOOP_API EventLoop {
 
 template <class T>
 T EventLoop::run_until_complete(Future<T> future) {
-  check_closed();
+  check_can_run();  // before the done-callback: a refused call must not stop the loop later
   if (&future.get_loop() != this) throw RuntimeError("run_until_complete(): the future belongs to another loop");
   CallbackId stop_on_done = future.add_done_callback([this](const Future<T>&) { stop(); });
   try {

@@ -16,7 +16,7 @@
 namespace fiberloop::detail {
 
 // Fiber runs one entry function on its own pooled stack and performs every
-// switch into and out of it, telling ASan and TSan about each one (Boost's
+// switch into and out of it, telling ASan about each one (Boost's
 // fcontext backend has no sanitizer hooks; folly::fibers annotates the same
 // way). Generator builds on it; nothing else switches stacks.
 //
@@ -54,7 +54,6 @@ class FIBERLOOP_API Fiber {
  private:
   enum class State : std::uint8_t { created, running, suspended, finished };
 
-  void on_created();
   void enter(boost::context::fiber&& caller) noexcept;
   boost::context::fiber leave() noexcept;
   void leave_unwinding() noexcept;
@@ -71,8 +70,6 @@ class FIBERLOOP_API Fiber {
   void* fake_stack_ = nullptr;
   const void* caller_bottom_ = nullptr;
   std::size_t caller_size_ = 0;
-  void* tsan_fiber_ = nullptr;
-  void* tsan_caller_ = nullptr;
 };
 
 template <class Entry>
@@ -92,7 +89,6 @@ void Fiber::create(std::size_t stack_size, Entry&& entry) {
         return leave();
       });
   state_ = State::created;
-  on_created();
 }
 
 }  // namespace fiberloop::detail
