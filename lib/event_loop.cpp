@@ -145,6 +145,7 @@ void EventLoop::check_thread() const {
 Ref<HandleState> EventLoop::schedule_soon(Callback cb) {
   check_closed();
   check_thread();
+  if (threadsafe_pending_.load(std::memory_order_acquire)) drain_threadsafe();
   Ref<HandleState> h(new HandleState(this, std::move(cb)));
   push_ready(h.get());
   return h;
@@ -173,6 +174,7 @@ void EventLoop::call_soon_threadsafe(detail::InlineFunction<void(), 64> fn) {
     std::lock_guard lock(threadsafe_mutex_);
     if (threadsafe_closed_) throw RuntimeError("Event loop is closed");
     threadsafe_queue_.push_back(std::move(fn));
+    threadsafe_pending_.store(true, std::memory_order_release);
   }
   std::uint64_t one = 1;
   // EAGAIN means the counter is already non-zero: the loop will wake anyway.
@@ -240,6 +242,8 @@ void EventLoop::poll_io(std::int64_t timeout_ns) {
   for (int i = 0; i < n; ++i) {
     int fd = events[i].fd;
     if (fd == wakeup_fd_) {
+      std::uint64_t count;
+      [[maybe_unused]] ssize_t n = ::read(wakeup_fd_, &count, sizeof count);
       drain_threadsafe();
       continue;
     }
@@ -251,12 +255,11 @@ void EventLoop::poll_io(std::int64_t timeout_ns) {
 }
 
 void EventLoop::drain_threadsafe() {
-  std::uint64_t count;
-  [[maybe_unused]] ssize_t n = ::read(wakeup_fd_, &count, sizeof count);
   std::vector<Callback> batch;
   {
     std::lock_guard lock(threadsafe_mutex_);
     batch.swap(threadsafe_queue_);
+    threadsafe_pending_.store(false, std::memory_order_relaxed);
   }
   for (Callback& cb : batch) {
     Ref<HandleState> h(new HandleState(this, std::move(cb)));

@@ -1,2 +1,289 @@
+// call_soon_threadsafe: the one loop entry point other threads may use, after
+// the threadsafe tests of CPython's Lib/test/test_asyncio/test_events.py.
+#include <array>
+#include <atomic>
 #include <boost/test/unit_test.hpp>
-BOOST_AUTO_TEST_CASE(placeholder) { BOOST_TEST(true); }
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "loop_fixture.hpp"
+
+using fiberloop::RuntimeError;
+
+namespace {
+
+struct ThreadsafeFixture : LoopFixture {
+  // run_bounded() runs the loop until a callback stops it; a loop that is not
+  // stopped within `limit` seconds fails the test instead of hanging it.
+  void run_bounded(double limit = 5.0) {
+    bool hit = false;
+    auto guard = loop.call_later(limit, [this, &hit] {
+      hit = true;
+      loop.stop();
+    });
+    loop.run_forever();
+    guard.cancel();
+    BOOST_REQUIRE_MESSAGE(!hit, "the loop was not stopped within " << limit << " s");
+  }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(threadsafe, ThreadsafeFixture)
+
+BOOST_AUTO_TEST_CASE(wakes_a_loop_blocked_in_poll) {
+  // Nothing is scheduled but the far-off guard, so the loop sleeps in poll
+  // until the other thread's callback arrives.
+  std::thread::id ran_on;
+  std::thread poster;
+  double t0 = loop.time();
+  loop.call_soon([&] {
+    poster = std::thread([this, &ran_on] {
+      // Give the loop time to enter poll, so that this really is a wake-up
+      // rather than a callback found on the way in.
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      loop.call_soon_threadsafe([this, &ran_on] {
+        ran_on = std::this_thread::get_id();
+        loop.stop();
+      });
+    });
+  });
+  run_bounded();
+  poster.join();
+  BOOST_TEST((ran_on == std::this_thread::get_id()));
+  BOOST_TEST(loop.time() - t0 < 4.0);
+}
+
+BOOST_AUTO_TEST_CASE(each_wakeup_is_consumed) {
+  // After a wake-up the loop must sleep again: were the wake-up left
+  // pending, every later poll would return at once and the loop would spin.
+  for (int round = 0; round < 3; ++round) {
+    std::thread poster([this] { loop.call_soon_threadsafe([this] { loop.stop(); }); });
+    run_bounded();
+    poster.join();
+    bool due = false;
+    loop.call_later(0.02, [&] { due = true; });
+    int iterations = 0;
+    while (!due && iterations < 1000) {
+      loop.run_once();
+      ++iterations;
+    }
+    BOOST_TEST(due);
+    BOOST_TEST(iterations <= 3);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(many_posts_from_several_threads_run_once_each_in_order) {
+  static constexpr int kThreads = 4;
+  static constexpr int kPosts = 1000;
+  std::array<std::vector<int>, kThreads> seen;  // touched on the loop thread only
+  int total = 0;
+  std::vector<std::thread> posters;
+  loop.call_soon([&] {
+    for (int t = 0; t < kThreads; ++t) {
+      posters.emplace_back([this, &seen, &total, t] {
+        for (int i = 0; i < kPosts; ++i) {
+          loop.call_soon_threadsafe([this, &seen, &total, t, i] {
+            seen[t].push_back(i);
+            if (++total == kThreads * kPosts) loop.stop();
+          });
+        }
+      });
+    }
+  });
+  run_bounded(10.0);
+  for (auto& th : posters) th.join();
+  BOOST_TEST(total == kThreads * kPosts);
+  std::vector<int> expected(kPosts);
+  for (int i = 0; i < kPosts; ++i) expected[i] = i;
+  for (int t = 0; t < kThreads; ++t) {
+    BOOST_TEST_CONTEXT("thread " << t) {
+      BOOST_TEST(seen[t] == expected, boost::test_tools::per_element());
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(posts_made_before_the_loop_runs_are_kept_in_order) {
+  std::vector<int> seen;
+  std::thread poster([&] {
+    for (int i = 0; i < 100; ++i) loop.call_soon_threadsafe([&seen, i] { seen.push_back(i); });
+    loop.call_soon_threadsafe([this] { loop.stop(); });
+  });
+  poster.join();
+  BOOST_TEST(seen.empty());  // nothing runs outside the loop
+  run_bounded();
+  std::vector<int> expected(100);
+  for (int i = 0; i < 100; ++i) expected[i] = i;
+  BOOST_TEST(seen == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(large_callable_from_another_thread) {
+  // A capture too big for the inline buffer is allocated on the posting
+  // thread and freed on the loop thread.
+  std::array<char, 200> big{};
+  big.fill('z');
+  std::string got;
+  std::thread poster([&, big] {
+    loop.call_soon_threadsafe([this, &got, big] {
+      got.assign(big.begin(), big.end());
+      loop.stop();
+    });
+  });
+  run_bounded();
+  poster.join();
+  BOOST_TEST(got == std::string(200, 'z'));
+}
+
+BOOST_AUTO_TEST_CASE(from_the_loop_thread_it_keeps_fifo_order_with_call_soon) {
+  // asyncio's call_soon_threadsafe appends to the same ready queue as
+  // call_soon, so callbacks run in the order they were scheduled, whichever
+  // of the two scheduled them.
+  std::vector<std::string> got;
+  loop.call_soon([&] { got.push_back("a"); });
+  loop.call_soon_threadsafe([&] { got.push_back("b"); });
+  loop.call_soon([&] {
+    got.push_back("c");
+    loop.call_soon_threadsafe([&] {
+      got.push_back("d");
+      loop.stop();
+    });
+  });
+  run_bounded();
+  std::vector<std::string> expected = {"a", "b", "c", "d"};
+  BOOST_TEST(got == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(on_a_closed_loop_it_throws_runtime_error) {
+  loop.close();
+  BOOST_CHECK_THROW(loop.call_soon_threadsafe([] {}), RuntimeError);
+  bool threw = false;
+  bool other_error = false;
+  std::thread poster([&] {
+    try {
+      loop.call_soon_threadsafe([] {});
+    } catch (const RuntimeError&) {
+      threw = true;
+    } catch (...) {
+      other_error = true;
+    }
+  });
+  poster.join();
+  BOOST_TEST(threw);
+  BOOST_TEST(!other_error);
+}
+
+BOOST_AUTO_TEST_CASE(close_drops_posted_callbacks_that_never_ran) {
+  auto captured = std::make_shared<int>(0);
+  bool ran = false;
+  std::thread poster(
+      [&, copy = captured] { loop.call_soon_threadsafe([&ran, copy] { ran = true; }); });
+  poster.join();
+  BOOST_TEST(captured.use_count() == 2);  // held by the queued callback
+  loop.close();
+  BOOST_TEST(captured.use_count() == 1);
+  BOOST_TEST(!ran);
+}
+
+BOOST_AUTO_TEST_CASE(future_completed_from_another_thread_resumes_the_task) {
+  std::thread poster;
+  int v = run([&] {
+    auto fut = loop.create_future<int>();
+    // The other thread only ever sees a pointer: futures are not thread-safe,
+    // so it must not copy the handle.
+    poster =
+        std::thread([this, p = &fut] { loop.call_soon_threadsafe([p] { p->set_result(42); }); });
+    return fiberloop::await(fut);
+  });
+  poster.join();
+  BOOST_TEST(v == 42);
+}
+
+BOOST_AUTO_TEST_CASE(exception_set_from_another_thread_reaches_the_task) {
+  std::thread poster;
+  std::string caught;
+  run([&] {
+    auto fut = loop.create_future<int>();
+    poster = std::thread([this, p = &fut] {
+      loop.call_soon_threadsafe(
+          [p] { p->set_exception(std::runtime_error("from the other thread")); });
+    });
+    try {
+      fiberloop::await(fut);
+    } catch (const std::runtime_error& e) {
+      caught = e.what();
+    }
+  });
+  poster.join();
+  BOOST_TEST(caught == "from the other thread");
+}
+
+BOOST_AUTO_TEST_CASE(worker_threads_complete_futures_awaited_by_several_tasks) {
+  constexpr int kTasks = 8;
+  std::vector<std::thread> workers;
+  std::vector<int> results;
+  run([&] {
+    std::vector<fiberloop::Task<int>> tasks;
+    for (int i = 0; i < kTasks; ++i) {
+      tasks.push_back(fiberloop::spawn([&, i] {
+        auto fut = loop.create_future<int>();
+        workers.emplace_back([this, p = &fut, i] {
+          int square = i * i;  // the "work", done off the loop thread
+          loop.call_soon_threadsafe([p, square] { p->set_result(square); });
+        });
+        return fiberloop::await(fut);
+      }));
+    }
+    for (auto& t : tasks) results.push_back(fiberloop::await(t));
+  });
+  for (auto& w : workers) w.join();
+  std::vector<int> expected;
+  for (int i = 0; i < kTasks; ++i) expected.push_back(i * i);
+  BOOST_TEST(results == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(exception_in_a_posted_callback_is_reported_and_the_loop_goes_on) {
+  expected_reports = 1;
+  std::vector<std::string> got;
+  std::thread poster([&] {
+    loop.call_soon_threadsafe([] { throw std::runtime_error("posted callback failed"); });
+    loop.call_soon_threadsafe([&] {
+      got.push_back("next");
+      loop.stop();
+    });
+  });
+  run_bounded();
+  poster.join();
+  std::vector<std::string> expected = {"next"};
+  BOOST_TEST(got == expected, boost::test_tools::per_element());
+  BOOST_REQUIRE(reports.size() == 1u);
+  BOOST_TEST(reports[0] == "Exception in callback");
+}
+
+BOOST_AUTO_TEST_CASE(debug_mode_refuses_call_soon_from_another_thread) {
+  // asyncio's debug mode: call_soon from a foreign thread raises RuntimeError
+  // while call_soon_threadsafe is the way to go.
+  loop.set_debug(true);
+  bool refused = false;
+  bool ran = false;
+  std::thread poster;
+  loop.call_soon([&] {
+    poster = std::thread([&] {
+      try {
+        loop.call_soon([&] { ran = true; });
+      } catch (const RuntimeError&) {
+        refused = true;
+      }
+      loop.call_soon_threadsafe([this] { loop.stop(); });
+    });
+  });
+  run_bounded();
+  poster.join();
+  BOOST_TEST(refused);
+  BOOST_TEST(!ran);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

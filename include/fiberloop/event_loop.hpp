@@ -10,6 +10,7 @@
 #include "fiberloop/handle.hpp"
 #include "fiberloop/poller.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <concepts>
@@ -267,6 +268,9 @@ class FIBERLOOP_API EventLoop {
   std::mutex threadsafe_mutex_;
   std::vector<Callback> threadsafe_queue_;  // guarded by threadsafe_mutex_
   bool threadsafe_closed_ = false;          // guarded by threadsafe_mutex_
+  // threadsafe_pending_ lets call_soon() drain posts first, so a post that
+  // happened before a call_soon() also runs before it (one FIFO, as asyncio).
+  std::atomic<bool> threadsafe_pending_{false};
 
   ExceptionHandler exception_handler_;
   detail::TaskStateBase* tasks_ = nullptr;  // live tasks; each holds one reference here
