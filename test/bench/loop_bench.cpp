@@ -1,0 +1,197 @@
+// loop_bench.cpp: what the loop's basic operations cost, as multiples of a raw
+// boost::context::fiber switch measured in the same run (machine speed and
+// load cancel out of the ratios).
+//
+// Each case calibrates its iteration count to ~0.25 s, then keeps the best of
+// three repetitions. Run it from a release build:
+//   meson test -C <builddir> --benchmark --verbose
+#include <algorithm>
+#include <boost/context/fiber.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fiberloop/fiberloop.hpp>
+#include <functional>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+namespace ctx = boost::context;
+using Clock = std::chrono::steady_clock;
+
+constexpr double kTargetSeconds = 0.25;
+constexpr int kRepetitions = 3;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+struct Result {
+  std::string name;
+  double ns_per_op;
+  long ops;
+};
+
+// A Body performs `ops` operations (a multiple of its batch size) and returns
+// the seconds they took; set-up it does outside its own timing is free.
+using Body = std::function<double(long ops)>;
+
+// measure() finds how many operations take about kTargetSeconds (the probing
+// runs double as warm-up), then keeps the fastest of kRepetitions runs: noise
+// on a shared machine only ever adds time.
+Result measure(const std::string& name, const Body& body, long batch = 1) {
+  long ops = batch;
+  double took = body(ops);
+  while (took < kTargetSeconds / 8) {
+    ops *= 2;
+    took = body(ops);
+  }
+  long scaled = static_cast<long>(static_cast<double>(ops) * kTargetSeconds / took);
+  ops = std::max(batch, scaled / batch * batch);
+
+  std::vector<double> per_op;
+  for (int i = 0; i < kRepetitions; ++i)
+    per_op.push_back(body(ops) * 1e9 / static_cast<double>(ops));
+  std::printf("# %s: %ld ops x %d repetitions:", name.c_str(), ops, kRepetitions);
+  for (double ns : per_op) std::printf(" %.1f", ns);
+  std::printf(" ns/op\n");
+  std::fflush(stdout);
+  return {name, *std::min_element(per_op.begin(), per_op.end()), ops};
+}
+
+// Runs fn as a task on a fresh loop and returns what it returns.
+template <class Fn>
+double in_task(Fn fn) {
+  fiberloop::EventLoop loop;
+  return loop.run_until_complete(std::move(fn), std::ref(loop));
+}
+
+// (a) The floor every task switch stands on: resume a fiber that yields
+// straight back.
+double fiber_round_trip(long ops) {
+  ctx::fiber f{[](ctx::fiber&& caller) {
+    for (;;) caller = std::move(caller).resume();
+    return std::move(caller);
+  }};
+  auto start = Clock::now();
+  for (long i = 0; i < ops; ++i) f = std::move(f).resume();
+  return seconds_since(start);  // f's destructor unwinds the fiber, untimed
+}
+
+// (b) A task yielding for one loop iteration: two switches plus run_once
+// (with its zero-timeout epoll) and a ready-queue trip.
+double sleep_zero(long ops) {
+  return in_task([ops](fiberloop::EventLoop&) {
+    auto start = Clock::now();
+    for (long i = 0; i < ops; ++i) fiberloop::sleep(0);
+    return seconds_since(start);
+  });
+}
+
+// (c) Awaiting a future that a callback completes: future state, two
+// handles (set_result's and the wake-up's), the done-callback and two switches.
+double await_future(long ops) {
+  return in_task([ops](fiberloop::EventLoop& loop) {
+    long sum = 0;
+    auto start = Clock::now();
+    for (long i = 0; i < ops; ++i) {
+      auto fut = loop.create_future<int>();
+      loop.call_soon([fut] { fut.set_result(1); });
+      sum += fiberloop::await(fut);
+    }
+    double took = seconds_since(start);
+    if (sum != ops) std::printf("await_future: wrong sum %ld\n", sum);
+    return took;
+  });
+}
+
+// (d) A task's whole life: state and pooled stack, first step, return,
+// waking the awaiting task.
+double spawn_and_await(long ops) {
+  return in_task([ops](fiberloop::EventLoop& loop) {
+    long sum = 0;
+    auto start = Clock::now();
+    for (long i = 0; i < ops; ++i) {
+      auto t = loop.create_task([] { return 1; });
+      sum += fiberloop::await(t);
+    }
+    double took = seconds_since(start);
+    if (sum != ops) std::printf("spawn_and_await: wrong sum %ld\n", sum);
+    return took;
+  });
+}
+
+constexpr long kMillion = 1'000'000;
+
+// One loop iteration with one callback: what sleep(0) pays on top of its two
+// switches (mostly the zero-timeout epoll_pwait2 system call).
+double loop_iteration(long ops) {
+  fiberloop::EventLoop loop;
+  long hits = 0;
+  long* p = &hits;
+  auto start = Clock::now();
+  for (long i = 0; i < ops; ++i) {
+    loop.call_soon([p] { ++*p; });
+    loop.run_once();
+  }
+  return seconds_since(start);
+}
+
+// (e) call_soon in bulk: a million callbacks queued, then one run_once runs them.
+double call_soon_batch(long ops) {
+  fiberloop::EventLoop loop;
+  long hits = 0;
+  long* p = &hits;
+  auto start = Clock::now();
+  for (long done = 0; done < ops; done += kMillion) {
+    for (long i = 0; i < kMillion; ++i) loop.call_soon([p] { ++*p; });
+    loop.run_once();
+  }
+  double took = seconds_since(start);
+  if (hits != ops) std::printf("call_soon_batch: ran %ld of %ld\n", hits, ops);
+  return took;
+}
+
+// (f) A million timers at random delays in [0, 10 ms]: heap pushes, the
+// waits, and the pops as they fall due. The 10 ms of waiting is part of it.
+double random_timers(long ops) {
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<double> delay(0.0, 0.010);
+  std::vector<double> delays(kMillion);
+  for (double& d : delays) d = delay(rng);
+
+  fiberloop::EventLoop loop;
+  long fired = 0;
+  long* p = &fired;
+  auto start = Clock::now();
+  for (long done = 0; done < ops; done += kMillion) {
+    for (double d : delays) loop.call_later(d, [p] { ++*p; });
+    while (fired < done + kMillion) loop.run_once();
+  }
+  return seconds_since(start);
+}
+
+}  // namespace
+
+int main() {
+  std::printf("fiberloop micro-benchmarks (best of %d, ~%.2f s each)\n", kRepetitions,
+              kTargetSeconds);
+  std::vector<Result> results;
+  results.push_back(measure("fiber_round_trip", fiber_round_trip));
+  results.push_back(measure("sleep0_round_trip", sleep_zero));
+  results.push_back(measure("await_call_soon_future", await_future));
+  results.push_back(measure("task_spawn_await", spawn_and_await));
+  results.push_back(measure("call_soon_1e6", call_soon_batch, kMillion));
+  results.push_back(measure("loop_iteration_one_callback", loop_iteration));
+  results.push_back(measure("timers_1e6_random_0_10ms", random_timers, kMillion));
+
+  std::printf("\nsummary:\n");
+  double baseline = results.front().ns_per_op;
+  for (const Result& r : results) {
+    std::printf("%s: %.1f ns/op  (%.2fx the fiber round trip)\n", r.name.c_str(), r.ns_per_op,
+                r.ns_per_op / baseline);
+  }
+  return 0;
+}
