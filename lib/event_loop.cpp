@@ -202,7 +202,14 @@ void EventLoop::run_once() {
     ~Done() { flag = false; }
   } done{iterating_};
   drop_cancelled_timers();
-  poll_io(poll_timeout_ns());
+  std::int64_t timeout = poll_timeout_ns();
+  if (timeout == 0 && watched_fds_ == 0) {
+    // Nothing to poll: skip the syscall. Posts from other threads are
+    // picked up through their flag instead of the eventfd.
+    if (threadsafe_pending_.load(std::memory_order_acquire)) drain_threadsafe();
+  } else {
+    poll_io(timeout);
+  }
   queue_due_timers();
   run_ready();
 }
@@ -322,6 +329,7 @@ void EventLoop::add_io(int fd, std::uint32_t kind, Callback cb) {
   IoEntry& entry = io_[fd];
   std::uint32_t before = entry.mask();
   poller_.set_interest(fd, before, before | kind);  // throws before anything changed
+  if (before == 0) ++watched_fds_;
   Ref<HandleState> h(new HandleState(this, std::move(cb)));
   h->repeating = true;
   Ref<HandleState>& slot = kind == Poller::kReadable ? entry.reader : entry.writer;
@@ -343,6 +351,7 @@ bool EventLoop::remove_io(int fd, std::uint32_t kind) {
   }
   slot->cancel();
   slot.reset();
+  if (entry.mask() == 0) --watched_fds_;
   return true;
 }
 
@@ -376,6 +385,7 @@ void EventLoop::close() {
     if (entry.writer) entry.writer->cancel();
   }
   io_.clear();
+  watched_fds_ = 0;
 }
 
 void EventLoop::abandon_tasks() noexcept {

@@ -14,7 +14,7 @@ constexpr bool kBypass = false;
 #endif
 
 constexpr std::size_t kGranule = 16;
-constexpr std::size_t kClasses = 32;           // blocks up to 512 bytes are pooled
+constexpr std::size_t kClasses = 64;           // blocks up to 1 KiB: a task state with a sizeable capture
 constexpr std::size_t kMaxCachedPerClass = 4096;  // a burst does not pin its peak forever
 
 struct FreeBlock {

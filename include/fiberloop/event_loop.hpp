@@ -263,6 +263,7 @@ class FIBERLOOP_API EventLoop {
     }
   };
   std::vector<IoEntry> io_;  // indexed by fd
+  std::size_t watched_fds_ = 0;  // fds with a reader or a writer
 
   int wakeup_fd_;  // eventfd: call_soon_threadsafe() wakes a sleeping poll
   std::mutex threadsafe_mutex_;
