@@ -41,6 +41,18 @@ inline void asan_finish(void* fake, const void** bottom_old, std::size_t* size_o
 
 Fiber* Fiber::current() noexcept { return current_fiber; }
 
+Fiber::CreateScope::CreateScope(Fiber& fiber) noexcept : fiber_(fiber) {
+  asan_start(&fake_stack_, static_cast<char*>(fiber.stack_.sp) - fiber.stack_.size, fiber.stack_.size);
+}
+
+Fiber::CreateScope::~CreateScope() {
+  asan_finish(fake_stack_, nullptr, nullptr);
+  if (!fiber_.self_) {  // the constructor threw: Boost never took the stack
+    StackPool::local().deallocate(fiber_.stack_);
+    fiber_.state_ = State::finished;
+  }
+}
+
 Fiber::~Fiber() {
   if (state_ == State::running) die("a fiber was destroyed while running on its own stack");
   unwind();

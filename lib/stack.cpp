@@ -158,12 +158,6 @@ void StackPool::trim() noexcept {
   }
 }
 
-boost::context::stack_context PooledStack::allocate() {
-  boost::context::stack_context sc = StackPool::local().allocate(size_);
-  if (out_) *out_ = sc;
-  return sc;
-}
-
 void PooledStack::deallocate(boost::context::stack_context& sc) noexcept {
   // A stack released after this thread's pool died (a static Generator) is
   // simply unmapped.

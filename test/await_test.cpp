@@ -1,2 +1,453 @@
+// await_test.cpp: await, sleep, current_task, spawn and run — the
+// blocking-style entry points, checked against asyncio's semantics.
 #include <boost/test/unit_test.hpp>
-BOOST_AUTO_TEST_CASE(placeholder) { BOOST_TEST(true); }
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "loop_fixture.hpp"
+
+using fiberloop::AnyTask;
+using fiberloop::CancelledError;
+using fiberloop::EventLoop;
+using fiberloop::ExceptionContext;
+using fiberloop::Future;
+using fiberloop::Generator;
+using fiberloop::InvalidStateError;
+using fiberloop::RuntimeError;
+using fiberloop::Task;
+using fiberloop::TaskOptions;
+
+namespace {
+
+using Log = std::vector<std::string>;
+
+constexpr double kLateness = 0.05;  // generous: a shared machine, maybe under ASan
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+struct Counted {
+  int& destroyed;
+  explicit Counted(int& d) : destroyed(d) {}
+  Counted(const Counted&) = delete;
+  ~Counted() { ++destroyed; }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(await, LoopFixture)
+
+BOOST_AUTO_TEST_CASE(await_outside_a_task_throws_runtime_error) {
+  auto fut = loop.create_future<int>();
+  BOOST_CHECK_EXCEPTION(fiberloop::await(fut), RuntimeError,
+                        [](const RuntimeError& e) { return contains(e.what(), "outside a task"); });
+  // From a plain callback of a running loop it is just as much outside a task.
+  std::string from_callback = "<no error>";
+  loop.call_soon([&] {
+    try {
+      fiberloop::await(fut);
+    } catch (const RuntimeError& e) {
+      from_callback = e.what();
+    }
+  });
+  loop.call_soon([fut] { fut.set_result(3); });
+  // The failed awaits changed nothing: the future still completes normally.
+  BOOST_TEST(loop.run_until_complete(fut) == 3);
+  BOOST_TEST(contains(from_callback, "outside a task"), from_callback);
+}
+
+BOOST_AUTO_TEST_CASE(await_on_a_done_future_returns_without_a_switch) {
+  Log log;
+  auto fut = loop.create_future<int>();
+  fut.set_result(5);
+  int got = run([&] {
+    loop.call_soon([&] { log.push_back("callback"); });
+    int v = fiberloop::await(fut);
+    log.push_back("await returned " + std::to_string(v));
+    fiberloop::sleep(0);
+    log.push_back("after sleep(0)");
+    return v;
+  });
+  BOOST_TEST(got == 5);
+  Log expected{"await returned 5", "callback", "after sleep(0)"};
+  BOOST_TEST(log == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(await_on_a_done_failed_or_cancelled_future_raises_without_a_switch) {
+  Log log;
+  auto failed = loop.create_future<int>();
+  failed.set_exception(std::runtime_error("already failed"));
+  auto cancelled = loop.create_future<int>();
+  cancelled.cancel("already cancelled");
+  run([&] {
+    loop.call_soon([&] { log.push_back("callback"); });
+    try {
+      fiberloop::await(failed);
+    } catch (const std::runtime_error& e) {
+      log.push_back(e.what());
+    }
+    try {
+      fiberloop::await(cancelled);
+    } catch (const CancelledError& e) {
+      log.push_back(e.message());
+    }
+    fiberloop::sleep(0);
+    log.push_back("after sleep(0)");
+  });
+  Log expected{"already failed", "already cancelled", "callback", "after sleep(0)"};
+  BOOST_TEST(log == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(await_resumes_with_the_value_or_the_exception) {
+  auto value = loop.create_future<std::string>();
+  auto error = loop.create_future<int>();
+  loop.call_later(0.001, [value] { value.set_result("late value"); });
+  loop.call_later(0.002, [error] { error.set_exception(std::out_of_range("late error")); });
+  auto got = run([&] {
+    std::string v = fiberloop::await(value);
+    try {
+      fiberloop::await(error);
+    } catch (const std::out_of_range& e) {
+      v += std::string(" / ") + e.what();
+    }
+    return v;
+  });
+  BOOST_TEST(got == "late value / late error");
+}
+
+BOOST_AUTO_TEST_CASE(tasks_awaiting_one_future_wake_in_the_order_they_awaited) {
+  Log log;
+  auto fut = loop.create_future<int>();
+  auto waiter = [&](std::string name) {
+    int v = fiberloop::await(fut);
+    log.push_back(name + " got " + std::to_string(v));
+  };
+  auto a = loop.create_task(waiter, "a");
+  auto b = loop.create_task(waiter, "b");
+  auto c = loop.create_task(waiter, "c");
+  loop.run_once();
+  BOOST_TEST(log.empty());
+  fut.set_result(8);
+  loop.run_until_complete(c);
+  BOOST_TEST(a.done());
+  BOOST_TEST(b.done());
+  Log expected{"a got 8", "b got 8", "c got 8"};
+  BOOST_TEST(log == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(await_on_an_empty_handle_throws_and_the_task_goes_on) {
+  auto got = run([] {
+    std::string what;
+    try {
+      fiberloop::await(Future<int>{});
+    } catch (const InvalidStateError& e) {
+      what = e.what();
+    }
+    fiberloop::sleep(0);
+    return what;
+  });
+  BOOST_TEST(contains(got, "empty"), got);
+}
+
+BOOST_AUTO_TEST_CASE(sleep_zero_yields_exactly_one_loop_iteration) {
+  Log log;
+  int ticks = 0;
+  std::function<void()> tick = [&] {
+    log.push_back("tick" + std::to_string(++ticks));
+    loop.call_soon(tick);
+  };
+  auto t = loop.create_task([&] {
+    log.push_back("a");
+    fiberloop::sleep(0);
+    log.push_back("b");
+    fiberloop::sleep(-1);  // a negative delay is a zero one, as in asyncio
+    log.push_back("c");
+  });
+  loop.call_soon(tick);
+  loop.run_once();
+  BOOST_TEST(log == (Log{"a", "tick1"}), boost::test_tools::per_element());
+  loop.run_once();
+  BOOST_TEST(log == (Log{"a", "tick1", "b", "tick2"}), boost::test_tools::per_element());
+  loop.run_once();
+  Log expected{"a", "tick1", "b", "tick2", "c", "tick3"};
+  BOOST_TEST(log == expected, boost::test_tools::per_element());
+  BOOST_TEST(t.done());
+  loop.close();  // drops the tick chain, which would go on forever
+}
+
+BOOST_AUTO_TEST_CASE(sleep_is_never_early_and_not_absurdly_late) {
+  std::vector<double> delays{0.001, 0.01, 0.03};
+  auto took = run([&] {
+    std::vector<double> out;
+    for (double d : delays) {
+      double t0 = loop.time();
+      fiberloop::sleep(d);
+      out.push_back(loop.time() - t0);
+    }
+    return out;
+  });
+  BOOST_REQUIRE(took.size() == delays.size());
+  for (std::size_t i = 0; i < delays.size(); ++i) {
+    BOOST_TEST(took[i] >= delays[i]);
+    BOOST_TEST(took[i] < delays[i] + kLateness);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(sleep_takes_a_chrono_duration) {
+  auto took = run([&] {
+    double t0 = loop.time();
+    fiberloop::sleep(std::chrono::milliseconds(20));
+    double t1 = loop.time();
+    fiberloop::sleep(std::chrono::microseconds(1500));
+    return std::vector<double>{t1 - t0, loop.time() - t1};
+  });
+  BOOST_TEST(took[0] >= 0.020);
+  BOOST_TEST(took[0] < 0.020 + kLateness);
+  BOOST_TEST(took[1] >= 0.0015);
+  BOOST_TEST(took[1] < 0.0015 + kLateness);
+}
+
+BOOST_AUTO_TEST_CASE(sleep_outside_a_task_throws_runtime_error) {
+  // No loop running at all.
+  BOOST_CHECK_THROW(fiberloop::sleep(0.01), RuntimeError);
+  BOOST_CHECK_EXCEPTION(fiberloop::sleep(0), RuntimeError,
+                        [](const RuntimeError& e) { return contains(e.what(), "outside a task"); });
+  // A running loop, but a plain callback.
+  std::string what = "<no error>";
+  loop.call_soon([&] {
+    try {
+      fiberloop::sleep(0.01);
+    } catch (const RuntimeError& e) {
+      what = e.what();
+    }
+  });
+  loop.run_once();
+  BOOST_TEST(contains(what, "outside a task"), what);
+  // The failed sleep left no timer: the next iteration waits for ours only.
+  bool fired = false;
+  loop.call_later(0.05, [&] { fired = true; });
+  loop.run_once();
+  BOOST_TEST(fired);
+}
+
+BOOST_AUTO_TEST_CASE(sleep_nan_throws_invalid_argument) {
+  auto got = run([] {
+    std::string what;
+    try {
+      fiberloop::sleep(std::numeric_limits<double>::quiet_NaN());
+    } catch (const std::invalid_argument& e) {
+      what = e.what();
+    }
+    fiberloop::sleep(0.001);  // the task and the loop are fine afterwards
+    return what;
+  });
+  BOOST_TEST(contains(got, "NaN"), got);
+}
+
+BOOST_AUTO_TEST_CASE(cancelled_sleep_leaves_no_timer_behind) {
+  bool woke = false;
+  auto t = loop.create_task([&] {
+    fiberloop::sleep(0.05);
+    woke = true;
+  });
+  loop.run_once();  // the task is asleep, its timer 50 ms away
+  BOOST_TEST(t.cancel());
+  BOOST_CHECK_THROW(loop.run_until_complete(t), CancelledError);
+  BOOST_TEST(!woke);
+  // A leftover sleep timer would end the next iteration after 50 ms, before
+  // this one fires; with none, the iteration waits for it.
+  bool fired = false;
+  loop.call_later(0.2, [&] { fired = true; });
+  double t0 = loop.time();
+  loop.run_once();
+  BOOST_TEST(fired);
+  BOOST_TEST(loop.time() - t0 >= 0.2);
+}
+
+BOOST_AUTO_TEST_CASE(sleep_forever_ends_only_by_cancellation) {
+  auto t = loop.create_task([] { fiberloop::sleep(std::numeric_limits<double>::infinity()); });
+  loop.call_later(0.01, [t] { t.cancel("enough"); });
+  BOOST_CHECK_EXCEPTION(loop.run_until_complete(t), CancelledError,
+                        [](const CancelledError& e) { return e.message() == "enough"; });
+  BOOST_TEST(t.cancelled());
+}
+
+BOOST_AUTO_TEST_CASE(current_task_inside_and_outside) {
+  BOOST_TEST(!fiberloop::current_task().has_value());
+  bool in_callback = true;
+  loop.call_soon([&] { in_callback = fiberloop::current_task().has_value(); });
+  Task<std::string> t;
+  bool is_t = false;
+  bool still_t = false;
+  t = loop.create_task(TaskOptions{"probe"}, [&] {
+    auto me = fiberloop::current_task();
+    if (!me) return std::string("nullopt");
+    is_t = *me == AnyTask(t);
+    fiberloop::sleep(0);
+    auto again = fiberloop::current_task();
+    still_t = again && *again == AnyTask(t);
+    return me->get_name();
+  });
+  BOOST_TEST(loop.run_until_complete(t) == "probe");
+  BOOST_TEST(is_t);
+  BOOST_TEST(still_t);
+  BOOST_TEST(!in_callback);
+  BOOST_TEST(!fiberloop::current_task().has_value());
+}
+
+BOOST_AUTO_TEST_CASE(get_running_loop_inside_a_task_is_the_loop) {
+  BOOST_CHECK_EXCEPTION(fiberloop::get_running_loop(), RuntimeError, [](const RuntimeError& e) {
+    return contains(e.what(), "no running event loop");
+  });
+  EventLoop* seen = run([] { return &fiberloop::get_running_loop(); });
+  BOOST_TEST(seen == &loop);
+  BOOST_CHECK_THROW(fiberloop::get_running_loop(), RuntimeError);
+}
+
+BOOST_AUTO_TEST_CASE(spawn_creates_a_task_on_the_running_loop) {
+  BOOST_CHECK_THROW(fiberloop::spawn([] {}), RuntimeError);
+  Log log;
+  auto got = run([&] {
+    auto child = fiberloop::spawn(
+        [&](int x) {
+          log.push_back("child");
+          return x * 2;
+        },
+        21);
+    log.push_back("parent goes on");  // spawn() does not run the child inline
+    bool same_loop = &child.get_loop() == &loop;
+    return same_loop ? fiberloop::await(child) : -1;
+  });
+  BOOST_TEST(got == 42);
+  Log expected{"parent goes on", "child"};
+  BOOST_TEST(log == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(run_returns_the_value_of_the_main_task) {
+  int v = fiberloop::run([] {
+    fiberloop::sleep(0.001);
+    return 42;
+  });
+  BOOST_TEST(v == 42);
+  std::string s = fiberloop::run([] { return std::string("text"); });
+  BOOST_TEST(s == "text");
+  auto p = fiberloop::run([] { return std::make_unique<int>(6); });
+  BOOST_REQUIRE(p);
+  BOOST_TEST(*p == 6);
+}
+
+BOOST_AUTO_TEST_CASE(run_passes_arguments) {
+  auto got = fiberloop::run(
+      [](int a, const std::string& b) {
+        fiberloop::sleep(0);
+        return b + std::to_string(a);
+      },
+      7, std::string("seven="));
+  BOOST_TEST(got == "seven=7");
+}
+
+BOOST_AUTO_TEST_CASE(run_rethrows_the_exception_of_the_main_task) {
+  BOOST_CHECK_EXCEPTION(fiberloop::run([]() -> int {
+                          fiberloop::sleep(0);
+                          throw std::domain_error("main failed");
+                        }),
+                        std::domain_error, [](const std::domain_error& e) {
+                          return contains(e.what(), "main failed");
+                        });
+  // The thread is free for another run afterwards.
+  BOOST_TEST(fiberloop::run([] { return 1; }) == 1);
+}
+
+BOOST_AUTO_TEST_CASE(run_inside_a_running_loop_throws_runtime_error) {
+  auto what = run([] {
+    try {
+      fiberloop::run([] { return 1; });
+    } catch (const RuntimeError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  });
+  BOOST_TEST(contains(what, "running event loop"), what);
+  // The loop that refused it still works.
+  BOOST_TEST(loop.run_until_complete([] { return 2; }) == 2);
+}
+
+BOOST_AUTO_TEST_CASE(await_inside_a_nested_generator_throws_runtime_error) {
+  auto fut = loop.create_future<int>();
+  loop.call_later(0.001, [fut] { fut.set_result(4); });
+  auto got = run([&] {
+    std::string what = "<no error>";
+    Generator<int> gen([&](auto& g) {
+      try {
+        fiberloop::await(fut);
+      } catch (const RuntimeError& e) {
+        what = e.what();
+      }
+      g.yield(1);
+    });
+    auto first = gen.send();
+    // The task's own fiber can still wait.
+    int v = fiberloop::await(fut);
+    return what + " | " + std::to_string(first.value_or(-1)) + " | " + std::to_string(v);
+  });
+  BOOST_TEST(contains(got, "outside"), got);
+  BOOST_TEST(contains(got, " | 1 | 4"), got);
+}
+
+// The tests below leave tasks running after the main task returns; they
+// come last because under ASan they currently crash (see the report).
+
+BOOST_AUTO_TEST_CASE(run_cancels_the_tasks_left_running) {
+  int destroyed = 0;
+  Log log;
+  Log run_reports;
+  int v = fiberloop::run([&] {
+    fiberloop::get_running_loop().set_exception_handler(
+        [&](EventLoop&, const ExceptionContext& ctx) { run_reports.push_back(ctx.message); });
+    fiberloop::spawn([&] {
+      Counted c(destroyed);
+      fiberloop::sleep(3600);
+      log.push_back("sleeper woke");
+    });
+    fiberloop::spawn([&] {
+      try {
+        fiberloop::sleep(3600);
+      } catch (const CancelledError&) {
+        fiberloop::sleep(0);  // cleanup may still await
+        log.push_back("cleaned up");
+        return 1;
+      }
+      return 0;
+    });
+    fiberloop::sleep(0);  // let both start
+    return 10;
+  });
+  BOOST_TEST(v == 10);
+  BOOST_TEST(destroyed == 1);
+  Log expected{"cleaned up"};
+  BOOST_TEST(log == expected, boost::test_tools::per_element());
+  BOOST_TEST(run_reports.empty(), join(run_reports));
+}
+
+BOOST_AUTO_TEST_CASE(run_cancels_the_tasks_left_when_the_main_task_fails) {
+  int destroyed = 0;
+  BOOST_CHECK_THROW(fiberloop::run([&] {
+                      fiberloop::spawn([&] {
+                        Counted c(destroyed);
+                        fiberloop::sleep(3600);
+                      });
+                      fiberloop::sleep(0);
+                      throw std::runtime_error("main failed");
+                    }),
+                    std::runtime_error);
+  BOOST_TEST(destroyed == 1);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

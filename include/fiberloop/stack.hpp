@@ -61,18 +61,16 @@ class FIBERLOOP_API StackPool {
   std::size_t max_cached_ = 256;
 };
 
-// PooledStack is a Boost.Context StackAllocator over StackPool::local().
-// `out`, when given, receives the stack's bounds (sanitizer annotations need them).
+// PooledStack is a Boost.Context StackAllocator handing Boost a stack already
+// taken from StackPool::local(), and giving it back there when the fiber ends.
 class FIBERLOOP_API PooledStack {
  public:
-  explicit PooledStack(std::size_t size = 0, boost::context::stack_context* out = nullptr) noexcept
-      : size_(size), out_(out) {}
-  boost::context::stack_context allocate();
+  explicit PooledStack(boost::context::stack_context stack) noexcept : stack_(stack) {}
+  boost::context::stack_context allocate() noexcept { return stack_; }
   void deallocate(boost::context::stack_context& stack) noexcept;
 
  private:
-  std::size_t size_;
-  boost::context::stack_context* out_;
+  boost::context::stack_context stack_;
 };
 
 }  // namespace fiberloop

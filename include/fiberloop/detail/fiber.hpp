@@ -54,6 +54,20 @@ class FIBERLOOP_API Fiber {
  private:
   enum class State : std::uint8_t { created, running, suspended, finished };
 
+  // CreateScope brackets the constructor's visit to the new stack for ASan,
+  // and gives the stack back if the constructor throws.
+  class FIBERLOOP_API CreateScope {
+   public:
+    explicit CreateScope(Fiber& fiber) noexcept;
+    ~CreateScope();
+    CreateScope(const CreateScope&) = delete;
+    CreateScope& operator=(const CreateScope&) = delete;
+
+   private:
+    Fiber& fiber_;
+    void* fake_stack_ = nullptr;
+  };
+
   void enter(boost::context::fiber&& caller) noexcept;
   boost::context::fiber leave() noexcept;
   void leave_unwinding() noexcept;
@@ -74,8 +88,12 @@ class FIBERLOOP_API Fiber {
 
 template <class Entry>
 void Fiber::create(std::size_t stack_size, Entry&& entry) {
+  stack_ = StackPool::local().allocate(stack_size);
+  // Boost's constructor steps onto the new stack once; ASan must know, or the
+  // new fiber's first frame lands in the creator's fake stack.
+  CreateScope scope(*this);
   self_ = boost::context::fiber(
-      std::allocator_arg, PooledStack(stack_size, &stack_),
+      std::allocator_arg, PooledStack(stack_),
       [this, entry = std::forward<Entry>(entry)](boost::context::fiber&& caller) mutable {
         enter(std::move(caller));
         if (!skip_entry_) {
