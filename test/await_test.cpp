@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "loop_fixture.hpp"
+#include "test_helpers.hpp"
 
 using fiberloop::AnyTask;
 using fiberloop::CancelledError;
@@ -25,20 +26,11 @@ using fiberloop::TaskOptions;
 
 namespace {
 
-using Log = std::vector<std::string>;
-
 constexpr double kLateness = 0.05;  // generous: a shared machine, maybe under ASan
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
-
-struct Counted {
-  int& destroyed;
-  explicit Counted(int& d) : destroyed(d) {}
-  Counted(const Counted&) = delete;
-  ~Counted() { ++destroyed; }
-};
 
 }  // namespace
 

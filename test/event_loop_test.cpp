@@ -7,14 +7,13 @@
 #include <vector>
 
 #include "loop_fixture.hpp"
+#include "test_helpers.hpp"
 
 using fiberloop::EventLoop;
 using fiberloop::ExceptionContext;
 using fiberloop::RuntimeError;
 
 namespace {
-
-using Log = std::vector<std::string>;
 
 // message_has(part) matches an exception whose what() contains part.
 auto message_has(std::string part) {

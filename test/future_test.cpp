@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "loop_fixture.hpp"
+#include "test_helpers.hpp"
 
 using fiberloop::CancelledError;
 using fiberloop::Future;
@@ -13,19 +14,6 @@ using fiberloop::InvalidStateError;
 using fiberloop::RuntimeError;
 
 namespace {
-
-using Log = std::vector<std::string>;
-
-// what_of(e) is the what() of a stored std::exception, to compare exceptions by content.
-std::string what_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "<not a std::exception>";
-  }
-}
 
 bool message_is(const CancelledError& e, const std::string& expected) {
   return e.message() == expected;

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "test_helpers.hpp"
+
 // Lets BOOST_TEST print the optionals send() returns when a check fails.
 namespace boost::test_tools::tt_detail {
 template <class T>
@@ -39,14 +41,6 @@ struct StackFixture {
     return pool.mapped() - pool.cached();
   }
   ~StackFixture() { BOOST_CHECK_MESSAGE(in_use() == in_use_before, "fiber stacks leaked"); }
-};
-
-// Counted records its destruction, to see which frames an unwind reached.
-struct Counted {
-  int& destroyed;
-  explicit Counted(int& d) : destroyed(d) {}
-  Counted(const Counted&) = delete;
-  ~Counted() { ++destroyed; }
 };
 
 }  // namespace

@@ -21,12 +21,11 @@
 #include <vector>
 
 #include "loop_fixture.hpp"
+#include "test_helpers.hpp"
 
 using fiberloop::RuntimeError;
 
 namespace {
-
-using Log = std::vector<std::string>;
 
 // Fd owns a file descriptor: every test closes what it opens.
 class Fd {
@@ -101,19 +100,6 @@ struct IoFixture : LoopFixture {
   void spin() {
     loop.call_soon([] {});
     loop.run_once();
-  }
-
-  // run_bounded() runs the loop until a callback stops it; a loop that is not
-  // stopped within `limit` seconds fails the test instead of hanging it.
-  void run_bounded(double limit = 5.0) {
-    bool hit = false;
-    auto guard = loop.call_later(limit, [this, &hit] {
-      hit = true;
-      loop.stop();
-    });
-    loop.run_forever();
-    guard.cancel();
-    BOOST_REQUIRE_MESSAGE(!hit, "the loop was not stopped within " << limit << " s");
   }
 };
 
@@ -673,7 +659,8 @@ BOOST_AUTO_TEST_CASE(reader_removed_by_another_ready_reader_does_not_run) {
   Pair a = make_pipe(), b = make_pipe();
   Log got;
   loop.add_reader(a.r.get(), [&] {
-    got.push_back(std::string("a").append(read_some(a.r.get())));  // "a" + s: GCC 12 -Wrestrict false positive
+    got.push_back(std::string("a").append(
+        read_some(a.r.get())));  // "a" + s: GCC 12 -Wrestrict false positive
     loop.remove_reader(b.r.get());
   });
   loop.add_reader(b.r.get(), [&] {

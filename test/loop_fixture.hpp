@@ -1,10 +1,8 @@
 // loop_fixture.hpp: the fixture every loop test starts from.
 #pragma once
 
-#include <fiberloop/fiberloop.hpp>
-
 #include <boost/test/unit_test.hpp>
-
+#include <fiberloop/fiberloop.hpp>
 #include <string>
 #include <vector>
 
@@ -12,14 +10,18 @@
 // what it is told. Teardown checks the test left nothing behind: no live
 // task, no unexpected report, every fiber stack back in the pool.
 struct LoopFixture {
-  LoopFixture() : stacks_before(fiberloop::StackPool::local().mapped() - fiberloop::StackPool::local().cached()) {
-    loop.set_exception_handler([this](fiberloop::EventLoop&, const fiberloop::ExceptionContext& ctx) {
-      reports.push_back(ctx.message);
-    });
+  LoopFixture()
+      : stacks_before(fiberloop::StackPool::local().mapped() -
+                      fiberloop::StackPool::local().cached()) {
+    loop.set_exception_handler(
+        [this](fiberloop::EventLoop&, const fiberloop::ExceptionContext& ctx) {
+          reports.push_back(ctx.message);
+        });
   }
 
   ~LoopFixture() {
-    BOOST_CHECK_MESSAGE(loop.all_tasks().empty(), "the test left " << loop.all_tasks().size() << " task(s) pending");
+    BOOST_CHECK_MESSAGE(loop.all_tasks().empty(),
+                        "the test left " << loop.all_tasks().size() << " task(s) pending");
     if (!loop.is_closed() && !loop.is_running()) loop.close();
     BOOST_CHECK_MESSAGE(reports.size() == expected_reports,
                         "unexpected exception-handler reports: " << join(reports));
@@ -50,6 +52,19 @@ struct LoopFixture {
       }
       throw;
     }
+  }
+
+  // run_bounded() runs the loop until a callback stops it; a loop that is not
+  // stopped within `limit` seconds fails the test instead of hanging it.
+  void run_bounded(double limit = 5.0) {
+    bool hit = false;
+    auto guard = loop.call_later(limit, [this, &hit] {
+      hit = true;
+      loop.stop();
+    });
+    loop.run_forever();
+    guard.cancel();
+    BOOST_REQUIRE_MESSAGE(!hit, "the loop was not stopped within " << limit << " s");
   }
 
   static std::string join(const std::vector<std::string>& v) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "loop_fixture.hpp"
+#include "test_helpers.hpp"
 
 using fiberloop::AnyTask;
 using fiberloop::CancelledError;
@@ -23,33 +24,10 @@ using fiberloop::TaskOptions;
 
 namespace {
 
-using Log = std::vector<std::string>;
-
-std::string what_of(const std::exception_ptr& e) {
-  if (!e) return "<none>";
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (const CancelledError& ex) {
-    return "CancelledError: " + ex.message();
-  } catch (...) {
-    return "<unknown>";
-  }
-}
-
 std::size_t stacks_in_use() {
   auto& pool = StackPool::local();
   return pool.mapped() - pool.cached();
 }
-
-// Counted records its destruction, to see that an unwind reached a frame.
-struct Counted {
-  int& destroyed;
-  explicit Counted(int& d) : destroyed(d) {}
-  Counted(const Counted&) = delete;
-  ~Counted() { ++destroyed; }
-};
 
 // TaskFixture also keeps the task name of each report, which the tests about
 // unretrieved exceptions and abandoned tasks check.

@@ -11,29 +11,11 @@
 #include <vector>
 
 #include "loop_fixture.hpp"
+#include "test_helpers.hpp"
 
 using fiberloop::RuntimeError;
 
-namespace {
-
-struct ThreadsafeFixture : LoopFixture {
-  // run_bounded() runs the loop until a callback stops it; a loop that is not
-  // stopped within `limit` seconds fails the test instead of hanging it.
-  void run_bounded(double limit = 5.0) {
-    bool hit = false;
-    auto guard = loop.call_later(limit, [this, &hit] {
-      hit = true;
-      loop.stop();
-    });
-    loop.run_forever();
-    guard.cancel();
-    BOOST_REQUIRE_MESSAGE(!hit, "the loop was not stopped within " << limit << " s");
-  }
-};
-
-}  // namespace
-
-BOOST_FIXTURE_TEST_SUITE(threadsafe, ThreadsafeFixture)
+BOOST_FIXTURE_TEST_SUITE(threadsafe, LoopFixture)
 
 BOOST_AUTO_TEST_CASE(wakes_a_loop_blocked_in_poll) {
   // Nothing is scheduled but the far-off guard, so the loop sleeps in poll

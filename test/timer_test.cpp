@@ -16,13 +16,12 @@
 #include <vector>
 
 #include "loop_fixture.hpp"
+#include "test_helpers.hpp"
 
 using fiberloop::RuntimeError;
 using fiberloop::TimerHandle;
 
 namespace {
-
-using Log = std::vector<std::string>;
 
 #if defined(__SANITIZE_ADDRESS__)
 constexpr double kSlowdown = 2.0;  // sanitizer builds run callbacks several times slower
@@ -47,19 +46,6 @@ double run_queue_wait() {
 }
 
 struct TimerFixture : LoopFixture {
-  // run_bounded() runs the loop until a callback stops it; a loop that is not
-  // stopped within `limit` seconds fails the test instead of hanging it.
-  void run_bounded(double limit = 5.0) {
-    bool hit = false;
-    auto guard = loop.call_later(limit, [this, &hit] {
-      hit = true;
-      loop.stop();
-    });
-    loop.run_forever();
-    guard.cancel();
-    BOOST_REQUIRE_MESSAGE(!hit, "the loop was not stopped within " << limit << " s");
-  }
-
   // run_once_bounded() is one iteration that cannot block for more than 5 s.
   void run_once_bounded() {
     auto guard = loop.call_later(5.0, [] {});
