@@ -41,11 +41,13 @@ void finish_run(EventLoop& loop) noexcept {
     for (AnyTask& t : left) {
       if (t.cancelled()) continue;
       if (std::exception_ptr e = t.exception()) {
-        loop.call_exception_handler({"unhandled exception during fiberloop::run() shutdown", e, t.get_name()});
+        loop.call_exception_handler(
+            {"unhandled exception during fiberloop::run() shutdown", e, t.get_name()});
       }
     }
   } catch (...) {
-    loop.call_exception_handler({"error while shutting down fiberloop::run()", std::current_exception(), {}});
+    loop.call_exception_handler(
+        {"error while shutting down fiberloop::run()", std::current_exception(), {}});
   }
   loop.close();
 }

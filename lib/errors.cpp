@@ -2,9 +2,11 @@
 
 namespace fiberloop {
 
-IncompleteReadError::IncompleteReadError(std::string partial_bytes, std::optional<std::size_t> expected_bytes)
+IncompleteReadError::IncompleteReadError(std::string partial_bytes,
+                                         std::optional<std::size_t> expected_bytes)
     : Error(std::to_string(partial_bytes.size()) + " bytes read on a total of " +
-            (expected_bytes ? std::to_string(*expected_bytes) : std::string("undefined")) + " expected bytes"),
+            (expected_bytes ? std::to_string(*expected_bytes) : std::string("undefined")) +
+            " expected bytes"),
       partial(std::move(partial_bytes)),
       expected(expected_bytes) {}
 

@@ -1,8 +1,5 @@
 #include "fiberloop/event_loop.hpp"
 
-#include "fiberloop/await.hpp"
-#include "fiberloop/task.hpp"
-
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -13,6 +10,9 @@
 #include <limits>
 #include <system_error>
 
+#include "fiberloop/await.hpp"
+#include "fiberloop/task.hpp"
+
 namespace fiberloop {
 namespace {
 
@@ -21,8 +21,8 @@ using detail::Ref;
 
 thread_local EventLoop* running_loop = nullptr;
 
-constexpr std::size_t kMinScheduledTimers = 100;           // asyncio's _MIN_SCHEDULED_TIMER_HANDLES
-constexpr std::int64_t kMaxPollNs = 86'400'000'000'000;   // a day: asyncio's MAXIMUM_SELECT_TIMEOUT
+constexpr std::size_t kMinScheduledTimers = 100;         // asyncio's _MIN_SCHEDULED_TIMER_HANDLES
+constexpr std::int64_t kMaxPollNs = 86'400'000'000'000;  // a day: asyncio's MAXIMUM_SELECT_TIMEOUT
 constexpr std::int64_t kFarFuture = std::numeric_limits<std::int64_t>::max() / 2;
 
 // Later deadline (then later sequence) compares greater: a min-heap.
@@ -80,7 +80,8 @@ EventLoop& get_running_loop() {
 
 namespace detail {
 void check_no_running_loop(const char* who) {
-  if (running_loop) throw RuntimeError(std::string(who) + " cannot be called from a running event loop");
+  if (running_loop)
+    throw RuntimeError(std::string(who) + " cannot be called from a running event loop");
 }
 }  // namespace detail
 
@@ -138,7 +139,8 @@ void EventLoop::check_can_run() const {
 
 void EventLoop::check_thread() const {
   if (debug_ && running_ && std::this_thread::get_id() != thread_id_) {
-    throw RuntimeError("Non-thread-safe operation invoked on an event loop other than the current one");
+    throw RuntimeError(
+        "Non-thread-safe operation invoked on an event loop other than the current one");
   }
 }
 
@@ -190,7 +192,8 @@ void EventLoop::run_forever() {
 }
 
 void EventLoop::run_once() {
-  if (iterating_) throw RuntimeError("run_once() called from inside a callback: loop iterations do not nest");
+  if (iterating_)
+    throw RuntimeError("run_once() called from inside a callback: loop iterations do not nest");
   if (!running_) {  // called on its own: be the running loop for one iteration
     RunningScope scope(*this);
     run_once();
@@ -216,7 +219,8 @@ void EventLoop::run_once() {
 
 void EventLoop::drop_cancelled_timers() {
   if (scheduled_.size() > kMinScheduledTimers && timer_cancelled_count_ * 2 > scheduled_.size()) {
-    auto keep = std::partition(scheduled_.begin(), scheduled_.end(), [](HandleState* h) { return !h->cancelled; });
+    auto keep = std::partition(scheduled_.begin(), scheduled_.end(),
+                               [](HandleState* h) { return !h->cancelled; });
     for (auto it = keep; it != scheduled_.end(); ++it) {
       (*it)->in_heap = false;
       Ref<HandleState>::adopt(*it);
@@ -256,8 +260,10 @@ void EventLoop::poll_io(std::int64_t timeout_ns) {
     }
     if (static_cast<std::size_t>(fd) >= io_.size()) continue;
     IoEntry& entry = io_[fd];
-    if ((events[i].ready & Poller::kReadable) && entry.reader && !entry.reader->cancelled) push_ready(entry.reader.get());
-    if ((events[i].ready & Poller::kWritable) && entry.writer && !entry.writer->cancelled) push_ready(entry.writer.get());
+    if ((events[i].ready & Poller::kReadable) && entry.reader && !entry.reader->cancelled)
+      push_ready(entry.reader.get());
+    if ((events[i].ready & Poller::kWritable) && entry.writer && !entry.writer->cancelled)
+      push_ready(entry.writer.get());
   }
 }
 
@@ -317,14 +323,17 @@ void EventLoop::run_timed(HandleState& h) {
   if (took >= slow_callback_duration_) {
     char buf[64];
     std::snprintf(buf, sizeof buf, " took %.3f seconds", took);
-    std::string what = stepped.empty() ? std::string("Executing <Handle>") : "Executing <Task '" + stepped + "' step>";
+    std::string what = stepped.empty() ? std::string("Executing <Handle>")
+                                       : "Executing <Task '" + stepped + "' step>";
     call_exception_handler({what + buf, nullptr, stepped});
   }
 }
 
 void EventLoop::add_io(int fd, std::uint32_t kind, Callback cb) {
   check_closed();
-  if (fd < 0) throw std::invalid_argument("add_reader/add_writer: invalid file descriptor " + std::to_string(fd));
+  if (fd < 0)
+    throw std::invalid_argument("add_reader/add_writer: invalid file descriptor " +
+                                std::to_string(fd));
   if (static_cast<std::size_t>(fd) >= io_.size()) io_.resize(static_cast<std::size_t>(fd) + 1);
   IoEntry& entry = io_[fd];
   std::uint32_t before = entry.mask();
@@ -446,7 +455,8 @@ void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept
   try {
     exception_handler_(*this, context);
   } catch (...) {
-    default_exception_handler({"Unhandled error in exception handler", std::current_exception(), {}});
+    default_exception_handler(
+        {"Unhandled error in exception handler", std::current_exception(), {}});
     default_exception_handler(context);
   }
 }

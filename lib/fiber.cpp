@@ -42,7 +42,8 @@ inline void asan_finish(void* fake, const void** bottom_old, std::size_t* size_o
 Fiber* Fiber::current() noexcept { return current_fiber; }
 
 Fiber::CreateScope::CreateScope(Fiber& fiber) noexcept : fiber_(fiber) {
-  asan_start(&fake_stack_, static_cast<char*>(fiber.stack_.sp) - fiber.stack_.size, fiber.stack_.size);
+  asan_start(&fake_stack_, static_cast<char*>(fiber.stack_.sp) - fiber.stack_.size,
+             fiber.stack_.size);
 }
 
 Fiber::CreateScope::~CreateScope() {
@@ -73,7 +74,8 @@ void Fiber::switch_in(boost::context::fiber (*how)(boost::context::fiber&&)) {
 }
 
 void Fiber::resume() {
-  if (state_ != State::created && state_ != State::suspended) die("resume() of a fiber that is not suspended");
+  if (state_ != State::created && state_ != State::suspended)
+    die("resume() of a fiber that is not suspended");
   switch_in([](boost::context::fiber&& f) { return std::move(f).resume(); });
 }
 
@@ -116,8 +118,6 @@ boost::context::fiber Fiber::leave() noexcept {
   return std::move(caller_);
 }
 
-void Fiber::leave_unwinding() noexcept {
-  asan_start(nullptr, caller_bottom_, caller_size_);
-}
+void Fiber::leave_unwinding() noexcept { asan_start(nullptr, caller_bottom_, caller_size_); }
 
 }  // namespace fiberloop::detail

@@ -1,8 +1,8 @@
 #include "fiberloop/future.hpp"
 
-#include "fiberloop/event_loop.hpp"
-
 #include <algorithm>
+
+#include "fiberloop/event_loop.hpp"
 
 namespace fiberloop::detail {
 
@@ -31,7 +31,8 @@ EventLoop& FutureStateBase::loop() const {
 }
 
 void FutureStateBase::check_settable(const char* operation) const {
-  if (done()) throw InvalidStateError(std::string(operation) + "(): " + describe() + " is already done");
+  if (done())
+    throw InvalidStateError(std::string(operation) + "(): " + describe() + " is already done");
   loop();  // throws, before anything changes, once the loop is gone
 }
 
@@ -76,7 +77,8 @@ void FutureStateBase::check_result() {
 }
 
 std::exception_ptr FutureStateBase::exception() {
-  if (status_ == Status::pending) throw InvalidStateError("exception(): " + describe() + " is not done yet");
+  if (status_ == Status::pending)
+    throw InvalidStateError("exception(): " + describe() + " is not done yet");
   if (status_ == Status::cancelled) throw CancelledError(cancel_message_);
   log_traceback_ = false;
   return exception_;
@@ -105,7 +107,8 @@ std::size_t FutureStateBase::remove_done_callback(CallbackId id) noexcept {
     first_callback_.reset();
     return 1;
   }
-  auto it = std::find_if(more_callbacks_.begin(), more_callbacks_.end(), [id](const Callback& c) { return c.id == id; });
+  auto it = std::find_if(more_callbacks_.begin(), more_callbacks_.end(),
+                         [id](const Callback& c) { return c.id == id; });
   if (it == more_callbacks_.end()) return 0;
   more_callbacks_.erase(it);
   return 1;
@@ -118,7 +121,8 @@ void FutureStateBase::schedule_callbacks() {
     l.call_soon([fn = std::move(first_callback_->fn), self]() mutable { fn(*self); });
     first_callback_.reset();
   }
-  for (Callback& c : more_callbacks_) l.call_soon([fn = std::move(c.fn), self]() mutable { fn(*self); });
+  for (Callback& c : more_callbacks_)
+    l.call_soon([fn = std::move(c.fn), self]() mutable { fn(*self); });
   more_callbacks_.clear();
 }
 

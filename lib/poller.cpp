@@ -31,7 +31,8 @@ void Poller::set_interest(int fd, std::uint32_t before, std::uint32_t after) {
   ev.data.fd = fd;
   int op = before == 0 ? EPOLL_CTL_ADD : after == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
   if (::epoll_ctl(epfd_, op, fd, &ev) != 0) {
-    throw std::system_error(errno, std::generic_category(), "epoll_ctl on fd " + std::to_string(fd));
+    throw std::system_error(errno, std::generic_category(),
+                            "epoll_ctl on fd " + std::to_string(fd));
   }
 }
 

@@ -48,8 +48,10 @@ Trailer* trailer_of(void* top) { return reinterpret_cast<Trailer*>(top); }
 boost::context::stack_context map_stack(std::size_t usable) {
   std::size_t guard = page_size();
   std::size_t mapping = guard + usable + round_to_pages(kTrailerSpace);
-  void* base = ::mmap(nullptr, mapping, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap of a fiber stack");
+  void* base = ::mmap(nullptr, mapping, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED)
+    throw std::system_error(errno, std::generic_category(), "mmap of a fiber stack");
   if (::mprotect(base, guard, PROT_NONE) != 0) {
     int err = errno;
     ::munmap(base, mapping);
@@ -100,7 +102,8 @@ StackPool::~StackPool() {
 }
 
 void StackPool::set_default_size(std::size_t size) {
-  if (size < 16 * 1024) throw std::invalid_argument("StackPool::set_default_size: a fiber stack needs at least 16 KiB");
+  if (size < 16 * 1024)
+    throw std::invalid_argument("StackPool::set_default_size: a fiber stack needs at least 16 KiB");
   default_size_ = size;
 }
 

@@ -24,8 +24,8 @@ class Entered {
  public:
   explicit Entered(TaskStateBase* task) : previous_(current_task) {
     if (previous_) {
-      throw RuntimeError("Cannot enter into " + task->describe() + " while another task " + previous_->describe() +
-                         " is being executed.");
+      throw RuntimeError("Cannot enter into " + task->describe() + " while another task " +
+                         previous_->describe() + " is being executed.");
     }
     current_task = task;
     if (stepped_sink) *stepped_sink = task->name();
@@ -40,13 +40,16 @@ class Entered {
 
 }  // namespace
 
-TaskStateBase::LastStepped::LastStepped(std::string& sink) noexcept : previous_(stepped_sink) { stepped_sink = &sink; }
+TaskStateBase::LastStepped::LastStepped(std::string& sink) noexcept : previous_(stepped_sink) {
+  stepped_sink = &sink;
+}
 TaskStateBase::LastStepped::~LastStepped() { stepped_sink = previous_; }
 
 TaskStateBase::TaskStateBase(EventLoop& loop, TaskOptions options)
     : FutureStateBase(loop),
       gen_([this](auto&) { run_body(); }, options.stack_size),
-      name_(options.name.empty() ? "Task-" + std::to_string(++task_counter) : std::move(options.name)) {}
+      name_(options.name.empty() ? "Task-" + std::to_string(++task_counter)
+                                 : std::move(options.name)) {}
 
 TaskStateBase::~TaskStateBase() {
   if (log_traceback_) {
@@ -76,7 +79,8 @@ void TaskStateBase::start() {
 }
 
 void TaskStateBase::schedule_step(std::exception_ptr exc) {
-  loop().call_soon([self = Ref(this), exc = std::move(exc)]() mutable { self->step(std::move(exc)); });
+  loop().call_soon(
+      [self = Ref(this), exc = std::move(exc)]() mutable { self->step(std::move(exc)); });
 }
 
 bool TaskStateBase::cancel(std::string message) {
@@ -101,7 +105,8 @@ int TaskStateBase::uncancel() noexcept {
 void TaskStateBase::step(std::exception_ptr exc) {
   if (done()) throw InvalidStateError("step(): " + describe() + " is already done");
   if (must_cancel_) {
-    if (!exc || !is_cancellation(exc)) exc = std::make_exception_ptr(CancelledError(cancel_message_));
+    if (!exc || !is_cancellation(exc))
+      exc = std::make_exception_ptr(CancelledError(cancel_message_));
     must_cancel_ = false;
   }
   fut_waiter_.reset();
@@ -119,7 +124,7 @@ void TaskStateBase::step(std::exception_ptr exc) {
     end();
     return;
   }
-  if (!awaited) {  // the function returned
+  if (!awaited) {        // the function returned
     if (must_cancel_) {  // cancelled right before it returned
       must_cancel_ = false;
       drop_value();
@@ -144,7 +149,8 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
     return;
   }
   if (fut == this) {
-    schedule_step(std::make_exception_ptr(RuntimeError("Task cannot await on itself: " + describe())));
+    schedule_step(
+        std::make_exception_ptr(RuntimeError("Task cannot await on itself: " + describe())));
     return;
   }
   fut->add_done_callback([self = Ref(this)](FutureStateBase& done) { self->wakeup(done); });

@@ -10,7 +10,7 @@ int slow_square(int x) {
 }
 
 int main() {
-  int total = fiberloop::run([] {  // asyncio.run: a loop, a main task, cleanup
+  int total = fiberloop::run([] {               // asyncio.run: a loop, a main task, cleanup
     auto a = fiberloop::spawn(slow_square, 3);  // both run concurrently...
     auto b = fiberloop::spawn(slow_square, 4);
     auto& loop = fiberloop::get_running_loop();

@@ -1,7 +1,6 @@
 // seed_future_await: the seed's second program — a task awaits a Future that
 // a callback completes. The task is a plain function; await() blocks it.
 #include <fiberloop/fiberloop.hpp>
-
 #include <iostream>
 #include <string>
 

@@ -1,7 +1,6 @@
 // seed_future_basic: the seed's first program — a Future completed by a
 // callback, driven by run_until_complete. Prints exactly what CPython prints.
 #include <fiberloop/fiberloop.hpp>
-
 #include <iostream>
 #include <string>
 

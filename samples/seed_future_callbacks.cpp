@@ -1,7 +1,6 @@
 // seed_future_callbacks: the seed's third program — done-callbacks run in
 // the order they were registered, each scheduled by the loop, never inline.
 #include <fiberloop/fiberloop.hpp>
-
 #include <iostream>
 #include <string>
 

@@ -2,11 +2,10 @@
 // Three plain functions run as tasks. Each waits — on timers, on a pipe
 // becoming readable — and while one waits the others run. The times are
 // printed in steps of 50 ms, so the interleaving reads the same on every run.
-#include <fiberloop/fiberloop.hpp>
-
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <fiberloop/fiberloop.hpp>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -20,7 +19,8 @@ double started_at = 0;
 
 void say(const std::string& who, const std::string& what) {
   double elapsed = fiberloop::get_running_loop().time() - started_at;
-  std::cout << "[t=" << static_cast<int>(elapsed / kStep + 0.5) << "] " << who << ": " << what << "\n";
+  std::cout << "[t=" << static_cast<int>(elapsed / kStep + 0.5) << "] " << who << ": " << what
+            << "\n";
 }
 
 // wait_readable(fd) blocks the calling task — not the loop — until fd has data.
@@ -56,7 +56,8 @@ struct Pipe {
   int read_end, write_end;
   Pipe() {
     int fds[2];
-    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+      throw std::system_error(errno, std::generic_category(), "pipe2");
     read_end = fds[0];
     write_end = fds[1];
   }

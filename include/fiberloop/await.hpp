@@ -1,16 +1,15 @@
 // await.hpp: the blocking-style entry points — await, sleep, spawn, run.
 #pragma once
 
-#include "fiberloop/export.hpp"
-
-#include "fiberloop/event_loop.hpp"
-#include "fiberloop/future.hpp"
-#include "fiberloop/task.hpp"
-
 #include <chrono>
 #include <optional>
 #include <type_traits>
 #include <utility>
+
+#include "fiberloop/event_loop.hpp"
+#include "fiberloop/export.hpp"
+#include "fiberloop/future.hpp"
+#include "fiberloop/task.hpp"
 
 namespace fiberloop {
 

@@ -1,14 +1,13 @@
 // errors.hpp: the exceptions of fiberloop, named after asyncio's.
 #pragma once
 
-#include "fiberloop/export.hpp"
-
 #include <boost/context/detail/exception.hpp>
-
 #include <cstddef>
 #include <optional>
 #include <stdexcept>
 #include <string>
+
+#include "fiberloop/export.hpp"
 
 namespace fiberloop {
 
@@ -75,7 +74,9 @@ class FIBERLOOP_API CancelledError {
   explicit CancelledError(std::string message = {}) : message_(std::move(message)) {}
   // message() is the text given to cancel(), possibly empty.
   const std::string& message() const noexcept { return message_; }
-  const char* what() const noexcept { return message_.empty() ? "CancelledError" : message_.c_str(); }
+  const char* what() const noexcept {
+    return message_.empty() ? "CancelledError" : message_.c_str();
+  }
 
  private:
   std::string message_;

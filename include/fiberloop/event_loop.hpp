@@ -1,15 +1,6 @@
 // event_loop.hpp: EventLoop, asyncio's loop: a ready queue and a timer heap over epoll.
 #pragma once
 
-#include "fiberloop/export.hpp"
-
-#include "fiberloop/detail/inline_function.hpp"
-#include "fiberloop/detail/ring_queue.hpp"
-#include "fiberloop/errors.hpp"
-#include "fiberloop/future.hpp"
-#include "fiberloop/handle.hpp"
-#include "fiberloop/poller.hpp"
-
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -24,6 +15,14 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "fiberloop/detail/inline_function.hpp"
+#include "fiberloop/detail/ring_queue.hpp"
+#include "fiberloop/errors.hpp"
+#include "fiberloop/export.hpp"
+#include "fiberloop/future.hpp"
+#include "fiberloop/handle.hpp"
+#include "fiberloop/poller.hpp"
 
 namespace fiberloop {
 
@@ -82,17 +81,20 @@ class FIBERLOOP_API EventLoop {
   // Throws std::invalid_argument for a NaN delay.
   template <class Fn, class... Args>
   TimerHandle call_later(double delay, Fn&& fn, Args&&... args) {
-    return TimerHandle(schedule_at(deadline_after(delay), bind(std::forward<Fn>(fn), std::forward<Args>(args)...)));
+    return TimerHandle(schedule_at(deadline_after(delay),
+                                   bind(std::forward<Fn>(fn), std::forward<Args>(args)...)));
   }
   template <class Rep, class Period, class Fn, class... Args>
   TimerHandle call_later(std::chrono::duration<Rep, Period> delay, Fn&& fn, Args&&... args) {
-    return call_later(std::chrono::duration<double>(delay).count(), std::forward<Fn>(fn), std::forward<Args>(args)...);
+    return call_later(std::chrono::duration<double>(delay).count(), std::forward<Fn>(fn),
+                      std::forward<Args>(args)...);
   }
 
   // call_at(when, fn, args...) runs fn(args...) at loop time `when` (see time()).
   template <class Fn, class... Args>
   TimerHandle call_at(double when, Fn&& fn, Args&&... args) {
-    return TimerHandle(schedule_at(deadline_at(when), bind(std::forward<Fn>(fn), std::forward<Args>(args)...)));
+    return TimerHandle(
+        schedule_at(deadline_at(when), bind(std::forward<Fn>(fn), std::forward<Args>(args)...)));
   }
 
   // call_soon_threadsafe(fn) is call_soon() for other threads: it wakes the
@@ -114,11 +116,11 @@ class FIBERLOOP_API EventLoop {
   // loop gets to it. Arguments are copied or moved in (std::ref to share).
   // The loop keeps the task alive until it ends.
   template <class Fn, class... Args>
-    requires std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>
-  auto create_task(Fn&& fn, Args&&... args);
+  requires std::invocable < std::decay_t<Fn>
+  &, std::decay_t<Args>&... > auto create_task(Fn&& fn, Args&&... args);
   template <class Fn, class... Args>
-    requires std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>
-  auto create_task(TaskOptions options, Fn&& fn, Args&&... args);
+  requires std::invocable < std::decay_t<Fn>
+  &, std::decay_t<Args>&... > auto create_task(TaskOptions options, Fn&& fn, Args&&... args);
 
   // all_tasks() lists the tasks not yet done.
   std::vector<AnyTask> all_tasks() const;
@@ -135,8 +137,8 @@ class FIBERLOOP_API EventLoop {
 
   // run_until_complete(fn, args...) runs fn(args...) as a task to completion.
   template <class Fn, class... Args>
-    requires std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>
-  auto run_until_complete(Fn&& fn, Args&&... args) {
+  requires std::invocable < std::decay_t<Fn>
+  &, std::decay_t<Args>&... > auto run_until_complete(Fn&& fn, Args&&... args) {
     check_can_run();  // a refused call must not leave a task behind
     return run_until_complete(create_task(std::forward<Fn>(fn), std::forward<Args>(args)...));
   }
@@ -262,7 +264,7 @@ class FIBERLOOP_API EventLoop {
       return (reader ? Poller::kReadable : 0u) | (writer ? Poller::kWritable : 0u);
     }
   };
-  std::vector<IoEntry> io_;  // indexed by fd
+  std::vector<IoEntry> io_;      // indexed by fd
   std::size_t watched_fds_ = 0;  // fds with a reader or a writer
 
   int wakeup_fd_;  // eventfd: call_soon_threadsafe() wakes a sleeping poll
@@ -281,7 +283,8 @@ class FIBERLOOP_API EventLoop {
 template <class T>
 T EventLoop::run_until_complete(Future<T> future) {
   check_can_run();  // before the done-callback: a refused call must not stop the loop later
-  if (&future.get_loop() != this) throw RuntimeError("run_until_complete(): the future belongs to another loop");
+  if (&future.get_loop() != this)
+    throw RuntimeError("run_until_complete(): the future belongs to another loop");
   CallbackId stop_on_done = future.add_done_callback([this](const Future<T>&) { stop(); });
   try {
     run_forever();

@@ -1,13 +1,6 @@
 // future.hpp: Future<T>, the result of an operation that has not finished yet.
 #pragma once
 
-#include "fiberloop/export.hpp"
-
-#include "fiberloop/detail/inline_function.hpp"
-#include "fiberloop/detail/object_pool.hpp"
-#include "fiberloop/detail/ref.hpp"
-#include "fiberloop/errors.hpp"
-
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -16,6 +9,12 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "fiberloop/detail/inline_function.hpp"
+#include "fiberloop/detail/object_pool.hpp"
+#include "fiberloop/detail/ref.hpp"
+#include "fiberloop/errors.hpp"
+#include "fiberloop/export.hpp"
 
 namespace fiberloop {
 
@@ -147,14 +146,13 @@ class Future {
   // set_result(v) completes the future and schedules its callbacks.
   // Throws InvalidStateError if it is done already.
   template <class V = T>
-    requires(!std::is_void_v<V>)
-  void set_result(V value) const {
+  requires(!std::is_void_v<V>) void set_result(V value) const {
     state().check_settable("set_result");
     slot()->emplace(std::move(value));
     state_->finish();
   }
   template <class V = T>
-    requires std::is_void_v<V>
+  requires std::is_void_v<V>
   void set_result() const {
     state().check_settable("set_result");
     state_->finish();
@@ -164,8 +162,7 @@ class Future {
   // Throws InvalidStateError if it is done already.
   void set_exception(std::exception_ptr e) const { state().set_exception(std::move(e)); }
   template <class E>
-    requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr>)
-  void set_exception(E&& e) const {
+  requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr>) void set_exception(E&& e) const {
     set_exception(std::make_exception_ptr(std::forward<E>(e)));
   }
 
@@ -176,10 +173,12 @@ class Future {
   // add_done_callback(fn) arranges fn(future) once done (scheduled with
   // call_soon at once if done already). Returns an id for remove_done_callback.
   template <class Fn>
-    requires std::is_invocable_v<std::decay_t<Fn>&, Future<T>>
-  CallbackId add_done_callback(Fn&& fn) const {
+  requires std::is_invocable_v < std::decay_t<Fn>
+  &, Future < T >> CallbackId add_done_callback(Fn&& fn) const {
     return state().add_done_callback(
-        [fn = std::forward<Fn>(fn)](detail::FutureStateBase& s) mutable { fn(Future<T>(detail::Ref(&s))); });
+        [fn = std::forward<Fn>(fn)](detail::FutureStateBase& s) mutable {
+          fn(Future<T>(detail::Ref(&s)));
+        });
   }
 
   // remove_done_callback(id) returns how many callbacks it removed (0 or 1).

@@ -1,15 +1,15 @@
 // generator.hpp: a stackful generator on one boost::context::fiber.
 #pragma once
 
-#include "fiberloop/detail/fiber.hpp"
-#include "fiberloop/errors.hpp"
-
 #include <concepts>
 #include <cstddef>
 #include <exception>
 #include <optional>
 #include <type_traits>
 #include <utility>
+
+#include "fiberloop/detail/fiber.hpp"
+#include "fiberloop/errors.hpp"
 
 namespace fiberloop {
 
@@ -38,8 +38,8 @@ class Generator {
   // Generator(body, stack_size) takes a stack from the pool (0: default size)
   // and stores body on it; nothing of body runs before the first send().
   template <class Body>
-    requires std::invocable<std::decay_t<Body>&, Generator&>
-  explicit Generator(Body&& body, std::size_t stack_size = 0) {
+  requires std::invocable < std::decay_t<Body>
+  &, Generator& > explicit Generator(Body&& body, std::size_t stack_size = 0) {
     fiber_.create(stack_size, [this, body = std::forward<Body>(body)]() mutable { run(body); });
   }
   Generator(const Generator&) = delete;
@@ -51,16 +51,17 @@ class Generator {
   // not void) if it was started already: use send(value) then.
   std::optional<Yield> send() {
     if constexpr (kSendsValues) {
-      if (fiber_.started()) throw RuntimeError("Generator::send(): a started generator expects send(value)");
+      if (fiber_.started())
+        throw RuntimeError("Generator::send(): a started generator expects send(value)");
     }
     return resume();
   }
 
   // send(value) resumes a started generator; its yield() returns value.
   template <class V = Send>
-    requires(!std::is_void_v<V>)
-  std::optional<Yield> send(V value) {
-    if (!fiber_.started()) throw RuntimeError("Generator::send(value): start the generator with send() first");
+  requires(!std::is_void_v<V>) std::optional<Yield> send(V value) {
+    if (!fiber_.started())
+      throw RuntimeError("Generator::send(value): start the generator with send() first");
     sent_.emplace(std::move(value));
     return resume();
   }
@@ -113,8 +114,11 @@ class Generator {
   }
 
   void check_resumable(const char* what) const {
-    if (fiber_.finished()) throw RuntimeError(std::string("Generator::") + what + "(): the generator has finished");
-    if (fiber_.running()) throw RuntimeError(std::string("Generator::") + what + "(): the generator is already executing");
+    if (fiber_.finished())
+      throw RuntimeError(std::string("Generator::") + what + "(): the generator has finished");
+    if (fiber_.running())
+      throw RuntimeError(std::string("Generator::") + what +
+                         "(): the generator is already executing");
   }
 
   std::optional<Yield> resume() {
@@ -131,7 +135,9 @@ class Generator {
   struct NoValue {};
   detail::Fiber fiber_;
   std::optional<Yield> yielded_;
-  [[no_unique_address]] std::conditional_t<kSendsValues, std::optional<std::conditional_t<kSendsValues, Send, int>>, NoValue> sent_;
+  [[no_unique_address]] std::conditional_t<
+      kSendsValues, std::optional<std::conditional_t<kSendsValues, Send, int>>, NoValue>
+      sent_;
   std::exception_ptr thrown_;  // to raise at the yield point
   std::exception_ptr error_;   // what the body threw
 };

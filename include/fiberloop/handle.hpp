@@ -1,13 +1,12 @@
 // handle.hpp: cancellable callbacks in the loop's ready queue and timer heap.
 #pragma once
 
-#include "fiberloop/export.hpp"
+#include <cstdint>
 
 #include "fiberloop/detail/inline_function.hpp"
 #include "fiberloop/detail/object_pool.hpp"
 #include "fiberloop/detail/ref.hpp"
-
-#include <cstdint>
+#include "fiberloop/export.hpp"
 
 namespace fiberloop {
 
@@ -33,8 +32,8 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
   std::int64_t when_ns = 0;  // timers: deadline on the loop's clock
   std::uint64_t seq = 0;     // timers: equal deadlines run in the order scheduled
   bool cancelled = false;
-  bool in_heap = false;      // timers: still in the loop's heap
-  bool repeating = false;    // I/O callbacks run each time their fd is ready
+  bool in_heap = false;    // timers: still in the loop's heap
+  bool repeating = false;  // I/O callbacks run each time their fd is ready
   bool running = false;
 };
 

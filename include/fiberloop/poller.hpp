@@ -1,10 +1,10 @@
 // poller.hpp: the readiness backend under the loop.
 #pragma once
 
-#include "fiberloop/export.hpp"
-
 #include <cstdint>
 #include <span>
+
+#include "fiberloop/export.hpp"
 
 namespace fiberloop {
 

@@ -1,11 +1,10 @@
 // stack.hpp: fiber stacks — mmap'd, guarded, pooled per thread.
 #pragma once
 
-#include "fiberloop/export.hpp"
-
 #include <boost/context/stack_context.hpp>
-
 #include <cstddef>
+
+#include "fiberloop/export.hpp"
 
 namespace fiberloop {
 

@@ -1,12 +1,6 @@
 // task.hpp: Task<T>, a Future<T> driven by a function running on its own fiber.
 #pragma once
 
-#include "fiberloop/export.hpp"
-
-#include "fiberloop/event_loop.hpp"
-#include "fiberloop/future.hpp"
-#include "fiberloop/generator.hpp"
-
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -14,6 +8,11 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+
+#include "fiberloop/event_loop.hpp"
+#include "fiberloop/export.hpp"
+#include "fiberloop/future.hpp"
+#include "fiberloop/generator.hpp"
 
 namespace fiberloop {
 namespace detail {
@@ -65,7 +64,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
  private:
   friend class fiberloop::EventLoop;
 
-  virtual void run_body() = 0;      // calls the function; stores its value
+  virtual void run_body() = 0;  // calls the function; stores its value
   virtual void drop_value() noexcept = 0;
 
   void step(std::exception_ptr exc);
@@ -114,7 +113,9 @@ class TaskState final : public TaskStateBase {
 
   std::optional<Call> call_;
   struct None {};
-  [[no_unique_address]] std::conditional_t<std::is_void_v<R>, None, std::optional<std::conditional_t<std::is_void_v<R>, int, R>>> value_slot_;
+  [[no_unique_address]] std::conditional_t<
+      std::is_void_v<R>, None, std::optional<std::conditional_t<std::is_void_v<R>, int, R>>>
+      value_slot_;
 };
 
 }  // namespace detail
@@ -132,7 +133,8 @@ template <class T>
 class Task : public Future<T> {
  public:
   Task() noexcept = default;
-  explicit Task(detail::Ref<detail::FutureStateBase> state) noexcept : Future<T>(std::move(state)) {}
+  explicit Task(detail::Ref<detail::FutureStateBase> state) noexcept
+      : Future<T>(std::move(state)) {}
 
   // get_name() is "Task-N" unless set.
   const std::string& get_name() const { return task().name(); }
@@ -163,28 +165,32 @@ class AnyTask {
   int uncancel() const noexcept { return state_->uncancel(); }
   std::exception_ptr exception() const { return state_->exception(); }
   EventLoop& get_loop() const { return state_->loop(); }
-  friend bool operator==(const AnyTask& a, const AnyTask& b) noexcept { return a.state_ == b.state_; }
+  friend bool operator==(const AnyTask& a, const AnyTask& b) noexcept {
+    return a.state_ == b.state_;
+  }
 
  private:
   detail::Ref<detail::TaskStateBase> state_;
 };
 
 template <class Fn, class... Args>
-  requires std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>
-auto EventLoop::create_task(Fn&& fn, Args&&... args) {
+requires std::invocable < std::decay_t<Fn>
+&, std::decay_t<Args>&... > auto EventLoop::create_task(Fn&& fn, Args&&... args) {
   return create_task(TaskOptions{}, std::forward<Fn>(fn), std::forward<Args>(args)...);
 }
 
 template <class Fn, class... Args>
-  requires std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>
-auto EventLoop::create_task(TaskOptions options, Fn&& fn, Args&&... args) {
+requires std::invocable < std::decay_t<Fn>
+&, std::decay_t<Args>&... >
+       auto EventLoop::create_task(TaskOptions options, Fn&& fn, Args&&... args) {
   using R = std::invoke_result_t<std::decay_t<Fn>&, std::decay_t<Args>&...>;
   static_assert(!std::is_reference_v<R>, "a task returns a value, not a reference");
   check_closed();
   auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
     return std::invoke(fn, args...);
   };
-  auto* state = new detail::TaskState<R, decltype(call)>(*this, std::move(options), std::move(call));
+  auto* state =
+      new detail::TaskState<R, decltype(call)>(*this, std::move(options), std::move(call));
   return Task<R>(detail::Ref<detail::FutureStateBase>(state));
 }
 

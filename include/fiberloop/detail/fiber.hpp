@@ -1,17 +1,15 @@
 // detail/fiber.hpp: the one class that owns a boost::context::fiber.
 #pragma once
 
-#include "fiberloop/export.hpp"
-
-#include "fiberloop/errors.hpp"
-#include "fiberloop/stack.hpp"
-
 #include <boost/context/fiber.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <utility>
+
+#include "fiberloop/errors.hpp"
+#include "fiberloop/export.hpp"
+#include "fiberloop/stack.hpp"
 
 namespace fiberloop::detail {
 
@@ -76,9 +74,9 @@ class FIBERLOOP_API Fiber {
   boost::context::fiber self_;    // the fiber while suspended or created
   boost::context::fiber caller_;  // where to go back to, while running
   boost::context::stack_context stack_{};
-  Fiber* resumer_ = nullptr;      // Fiber::current() of whoever resumed us
+  Fiber* resumer_ = nullptr;  // Fiber::current() of whoever resumed us
   State state_ = State::finished;
-  bool skip_entry_ = false;       // unwind() before the first resume
+  bool skip_entry_ = false;  // unwind() before the first resume
   bool unwinding_ = false;
   // Sanitizer bookkeeping; unused otherwise.
   void* fake_stack_ = nullptr;

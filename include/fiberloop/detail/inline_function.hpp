@@ -1,13 +1,13 @@
 // detail/inline_function.hpp: a move-only std::function with inline storage.
 #pragma once
 
-#include "fiberloop/detail/object_pool.hpp"
-
 #include <cstddef>
 #include <functional>
 #include <new>
 #include <type_traits>
 #include <utility>
+
+#include "fiberloop/detail/object_pool.hpp"
 
 namespace fiberloop::detail {
 
@@ -24,8 +24,9 @@ class InlineFunction<R(A...), Capacity> {
   InlineFunction(std::nullptr_t) noexcept {}
 
   template <class F>
-    requires(!std::is_same_v<std::decay_t<F>, InlineFunction> && std::is_invocable_r_v<R, std::decay_t<F>&, A...>)
-  InlineFunction(F&& f) {  // NOLINT: implicit like std::function
+  requires(!std::is_same_v<std::decay_t<F>, InlineFunction> &&
+           std::is_invocable_r_v<R, std::decay_t<F>&, A...>)
+      InlineFunction(F&& f) {  // NOLINT: implicit like std::function
     using Fn = std::decay_t<F>;
     if constexpr (fits_inline<Fn>()) {
       ::new (static_cast<void*>(buf_)) Fn(std::forward<F>(f));
@@ -74,13 +75,15 @@ class InlineFunction<R(A...), Capacity> {
   }
 
   template <class Fn>
-  static constexpr Ops inline_ops{
-      [](void* p, A&&... args) -> R { return std::invoke(*static_cast<Fn*>(p), std::forward<A>(args)...); },
-      [](void* dst, void* src) noexcept {
-        ::new (dst) Fn(std::move(*static_cast<Fn*>(src)));
-        static_cast<Fn*>(src)->~Fn();
-      },
-      [](void* p) noexcept { static_cast<Fn*>(p)->~Fn(); }};
+  static constexpr Ops inline_ops{[](void* p, A&&... args) -> R {
+                                    return std::invoke(*static_cast<Fn*>(p),
+                                                       std::forward<A>(args)...);
+                                  },
+                                  [](void* dst, void* src) noexcept {
+                                    ::new (dst) Fn(std::move(*static_cast<Fn*>(src)));
+                                    static_cast<Fn*>(src)->~Fn();
+                                  },
+                                  [](void* p) noexcept { static_cast<Fn*>(p)->~Fn(); }};
 
   template <class Fn>
   static constexpr Ops pooled_ops{

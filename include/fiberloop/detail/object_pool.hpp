@@ -3,9 +3,9 @@
 // call_soon, timers and await make no heap allocation.
 #pragma once
 
-#include "fiberloop/export.hpp"
-
 #include <cstddef>
+
+#include "fiberloop/export.hpp"
 
 namespace fiberloop::detail {
 

@@ -36,7 +36,8 @@ class RingQueue {
   void grow() {
     std::size_t capacity = capacity_ ? capacity_ * 2 : 64;
     auto slots = std::make_unique<T[]>(capacity);
-    for (std::size_t i = 0; i < size_; ++i) slots[i] = std::move(slots_[(head_ + i) & (capacity_ - 1)]);
+    for (std::size_t i = 0; i < size_; ++i)
+      slots[i] = std::move(slots_[(head_ + i) & (capacity_ - 1)]);
     slots_ = std::move(slots);
     capacity_ = capacity;
     head_ = 0;
