@@ -10,6 +10,7 @@ std::optional<AnyTask> current_task() {
 void sleep(double seconds) {
   if (!(seconds > 0)) {  // also NaN... which call_later would reject; yield instead
     if (std::isnan(seconds)) throw std::invalid_argument("sleep(): the duration is NaN");
+    detail::TaskStateBase::require_current("sleep()");
     detail::TaskStateBase::suspend_current(nullptr);
     return;
   }

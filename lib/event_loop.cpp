@@ -268,13 +268,16 @@ void EventLoop::poll_io(std::int64_t timeout_ns) {
 }
 
 void EventLoop::drain_threadsafe() {
-  std::vector<Callback> batch;
   {
     std::lock_guard lock(threadsafe_mutex_);
-    batch.swap(threadsafe_queue_);
+    threadsafe_batch_.swap(threadsafe_queue_);
     threadsafe_pending_.store(false, std::memory_order_relaxed);
   }
-  for (Callback& cb : batch) {
+  struct Clear {
+    std::vector<Callback>& batch;
+    ~Clear() { batch.clear(); }
+  } clear{threadsafe_batch_};
+  for (Callback& cb : threadsafe_batch_) {
     Ref<HandleState> h(new HandleState(this, std::move(cb)));
     push_ready(h.get());
   }

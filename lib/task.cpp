@@ -160,14 +160,17 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
 
 void TaskStateBase::wakeup(FutureStateBase& fut) { step(fut.waiter_exception()); }
 
-void TaskStateBase::suspend_current(FutureStateBase* fut) {
-  TaskStateBase* task = current_task;
-  if (!task) {
-    throw RuntimeError(
-        "await() called outside a task: only code running in a Task can wait "
-        "(use EventLoop::run_until_complete from plain code)");
+TaskStateBase& TaskStateBase::require_current(const char* what) {
+  if (!current_task) {
+    throw RuntimeError(std::string(what) +
+                       " called outside a task: only code running in a Task can wait "
+                       "(use EventLoop::run_until_complete from plain code)");
   }
-  task->gen_.yield(fut);
+  return *current_task;
+}
+
+void TaskStateBase::suspend_current(FutureStateBase* fut) {
+  require_current("await()").gen_.yield(fut);
 }
 
 void TaskStateBase::end() noexcept {

@@ -218,6 +218,22 @@ BOOST_AUTO_TEST_CASE(call_soon_and_run) {
   BOOST_TEST(use.deallocations == 0u);
 }
 
+// Posts through call_soon_threadsafe (from the loop thread: the counter sees
+// this thread only) reuse the two swapped buffers of the post queue.
+BOOST_AUTO_TEST_CASE(call_soon_threadsafe_and_run) {
+  int hits = 0;
+  int* p = &hits;
+  auto once = [&] {
+    loop.call_soon_threadsafe([p] { ++*p; });
+    loop.run_once();
+  };
+  repeat(kWarmup, once);
+  HeapUse use = measure_heap_use([&] { repeat(kCounted, once); });
+  BOOST_TEST(hits == kWarmup + kCounted);
+  BOOST_TEST(use.allocations == 0u);
+  BOOST_TEST(use.deallocations == 0u);
+}
+
 // Bursts larger than the ready queue's first capacity: it grows during the
 // warm-up only.
 BOOST_AUTO_TEST_CASE(call_soon_bursts) {

@@ -55,6 +55,20 @@ BOOST_AUTO_TEST_CASE(await_outside_a_task_throws_runtime_error) {
   BOOST_TEST(contains(from_callback, "outside a task"), from_callback);
 }
 
+// Whether the future is done must not change the answer: outside a task,
+// await() is refused either way.
+BOOST_AUTO_TEST_CASE(await_on_a_done_future_outside_a_task_throws_too) {
+  auto fut = loop.create_future<int>();
+  fut.set_result(5);
+  BOOST_CHECK_EXCEPTION(fiberloop::await(fut), RuntimeError,
+                        [](const RuntimeError& e) { return contains(e.what(), "outside a task"); });
+  BOOST_TEST(fut.result() == 5);
+  bool ran = false;
+  loop.call_soon([&ran] { ran = true; });
+  loop.run_once();  // the loop is unharmed
+  BOOST_TEST(ran);
+}
+
 BOOST_AUTO_TEST_CASE(await_on_a_done_future_returns_without_a_switch) {
   Log log;
   auto fut = loop.create_future<int>();

@@ -30,7 +30,11 @@ FIBERLOOP_API std::optional<AnyTask> current_task();
 //   int v = fiberloop::await(fut);  // inside a task: 7, half a second later
 template <class T>
 T await(const Future<T>& fut) {
-  if (!fut.done()) detail::TaskStateBase::suspend_current(fut.state_ptr());
+  if (fut.done()) {
+    detail::TaskStateBase::require_current("await()");  // the same error whether done or not
+  } else {
+    detail::TaskStateBase::suspend_current(fut.state_ptr());
+  }
   return take_result(fut);
 }
 

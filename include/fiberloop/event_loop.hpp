@@ -270,7 +270,9 @@ class FIBERLOOP_API EventLoop {
   int wakeup_fd_;  // eventfd: call_soon_threadsafe() wakes a sleeping poll
   std::mutex threadsafe_mutex_;
   std::vector<Callback> threadsafe_queue_;  // guarded by threadsafe_mutex_
-  bool threadsafe_closed_ = false;          // guarded by threadsafe_mutex_
+  std::vector<Callback>
+      threadsafe_batch_;            // swapped with the queue: the two buffers keep their capacity
+  bool threadsafe_closed_ = false;  // guarded by threadsafe_mutex_
   // threadsafe_pending_ lets call_soon() drain posts first, so a post that
   // happened before a call_soon() also runs before it (one FIFO, as asyncio).
   std::atomic<bool> threadsafe_pending_{false};

@@ -33,6 +33,7 @@ namespace fiberloop {
 template <class Yield, class Send = void>
 class Generator {
   static constexpr bool kSendsValues = !std::is_void_v<Send>;
+  struct NoValue {};
 
  public:
   // Generator(body, stack_size) takes a stack from the pool (0: default size)
@@ -58,8 +59,8 @@ class Generator {
   }
 
   // send(value) resumes a started generator; its yield() returns value.
-  template <class V = Send>
-  requires(!std::is_void_v<V>) std::optional<Yield> send(V value) {
+  std::optional<Yield> send(std::conditional_t<kSendsValues, Send, NoValue> value) requires
+      kSendsValues {
     if (!fiber_.started())
       throw RuntimeError("Generator::send(value): start the generator with send() first");
     sent_.emplace(std::move(value));
@@ -132,7 +133,6 @@ class Generator {
     return std::move(yielded_);
   }
 
-  struct NoValue {};
   detail::Fiber fiber_;
   std::optional<Yield> yielded_;
   [[no_unique_address]] std::conditional_t<

@@ -41,6 +41,8 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // one loop iteration). Throws RuntimeError outside a task or from a nested
   // Generator; throws what the task must see raised at its await.
   static void suspend_current(FutureStateBase* fut);
+  // require_current(what) throws RuntimeError naming `what` outside a task.
+  static TaskStateBase& require_current(const char* what);
   // current() is the task whose step is running on this thread, or null.
   static TaskStateBase* current() noexcept;
 
