@@ -110,6 +110,21 @@ void repeat(int n, Fn&& fn) {
   for (int i = 0; i < n; ++i) fn();
 }
 
+// steady_state_heap_use(step) warms step up, then counts the heap use of the
+// next kCounted runs (both divided by `divisor` for costly steps).
+template <class Step>
+HeapUse steady_state_heap_use(Step& step, int divisor = 1) {
+  repeat(kWarmup / divisor, step);
+  return measure_heap_use([&] { repeat(kCounted / divisor, step); });
+}
+
+// A macro, so that a failure names the test's own line.
+#define CHECK_NO_HEAP_USE(use)             \
+  do {                                     \
+    BOOST_TEST((use).allocations == 0u);   \
+    BOOST_TEST((use).deallocations == 0u); \
+  } while (0)
+
 // A callable well beyond the object pool's largest size class, so that the
 // library must go to the global operator new for it.
 struct Huge {
@@ -211,11 +226,9 @@ BOOST_AUTO_TEST_CASE(call_soon_and_run) {
     loop.call_soon([p] { ++*p; });
     loop.run_once();
   };
-  repeat(kWarmup, once);
-  HeapUse use = measure_heap_use([&] { repeat(kCounted, once); });
+  HeapUse use = steady_state_heap_use(once);
   BOOST_TEST(hits == kWarmup + kCounted);
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 // Posts through call_soon_threadsafe (from the loop thread: the counter sees
@@ -227,11 +240,9 @@ BOOST_AUTO_TEST_CASE(call_soon_threadsafe_and_run) {
     loop.call_soon_threadsafe([p] { ++*p; });
     loop.run_once();
   };
-  repeat(kWarmup, once);
-  HeapUse use = measure_heap_use([&] { repeat(kCounted, once); });
+  HeapUse use = steady_state_heap_use(once);
   BOOST_TEST(hits == kWarmup + kCounted);
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 // Bursts larger than the ready queue's first capacity: it grows during the
@@ -244,11 +255,9 @@ BOOST_AUTO_TEST_CASE(call_soon_bursts) {
     for (int i = 0; i < kBurst; ++i) loop.call_soon([p] { ++*p; });
     loop.run_once();
   };
-  repeat(kWarmup / 10, burst);
-  HeapUse use = measure_heap_use([&] { repeat(kCounted / 10, burst); });
+  HeapUse use = steady_state_heap_use(burst, 10);
   BOOST_TEST(hits == (kWarmup + kCounted) / 10 * kBurst);
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 BOOST_AUTO_TEST_CASE(call_later_zero_fires) {
@@ -263,12 +272,10 @@ BOOST_AUTO_TEST_CASE(call_later_zero_fires) {
     for (int spins = 0; hits < target && spins < 1000; ++spins) loop.run_once();
     stuck = stuck || hits != target;
   };
-  repeat(kWarmup, once);
-  HeapUse use = measure_heap_use([&] { repeat(kCounted, once); });
+  HeapUse use = steady_state_heap_use(once);
   BOOST_TEST(!stuck);
   BOOST_TEST(hits == kWarmup + kCounted);
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 BOOST_AUTO_TEST_CASE(cancelled_timer) {
@@ -283,12 +290,10 @@ BOOST_AUTO_TEST_CASE(cancelled_timer) {
     loop.call_soon([t] { ++*t; });
     loop.run_once();
   };
-  repeat(kWarmup, once);
-  HeapUse use = measure_heap_use([&] { repeat(kCounted, once); });
+  HeapUse use = steady_state_heap_use(once);
   BOOST_TEST(hits == 0);
   BOOST_TEST(ticks == kWarmup + kCounted);
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 // Many cancelled timers at once take run_once's other path: the heap is
@@ -308,12 +313,10 @@ BOOST_AUTO_TEST_CASE(cancelled_timer_bulk_purge) {
     loop.call_soon([t] { ++*t; });
     loop.run_once();
   };
-  repeat(kWarmup / 10, once);
-  HeapUse use = measure_heap_use([&] { repeat(kCounted / 10, once); });
+  HeapUse use = steady_state_heap_use(once, 10);
   BOOST_TEST(hits == 0);
   BOOST_TEST(ticks == (kWarmup + kCounted) / 10);
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 BOOST_AUTO_TEST_CASE(sleep_zero_in_task) {
@@ -333,8 +336,7 @@ BOOST_AUTO_TEST_CASE(sleep_zero_in_task) {
     BOOST_TEST(iterations - before == kCounted);
     return u;
   });
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 BOOST_AUTO_TEST_CASE(await_future_set_by_call_soon) {
@@ -345,12 +347,10 @@ BOOST_AUTO_TEST_CASE(await_future_set_by_call_soon) {
       loop.call_soon([fut] { fut.set_result(7); });
       sum += fiberloop::await(fut);
     };
-    repeat(kWarmup, once);
-    return measure_heap_use([&] { repeat(kCounted, once); });
+    return steady_state_heap_use(once);
   });
   BOOST_TEST(sum == 7L * (kWarmup + kCounted));
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 BOOST_AUTO_TEST_CASE(await_void_future_set_by_call_soon) {
@@ -362,12 +362,10 @@ BOOST_AUTO_TEST_CASE(await_void_future_set_by_call_soon) {
       fiberloop::await(fut);
       ++done;
     };
-    repeat(kWarmup, once);
-    return measure_heap_use([&] { repeat(kCounted, once); });
+    return steady_state_heap_use(once);
   });
   BOOST_TEST(done == kWarmup + kCounted);
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 BOOST_AUTO_TEST_CASE(short_sleep_in_task) {
@@ -379,8 +377,7 @@ BOOST_AUTO_TEST_CASE(short_sleep_in_task) {
     BOOST_TEST(loop.time() - start >= (kWarmup + kCounted) * 1e-6);
     return u;
   });
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 BOOST_AUTO_TEST_CASE(task_spawn_and_finish) {
@@ -391,12 +388,10 @@ BOOST_AUTO_TEST_CASE(task_spawn_and_finish) {
       auto t = loop.create_task([p] { return ++*p; });
       fiberloop::await(t);
     };
-    repeat(kWarmup, once);
-    return measure_heap_use([&] { repeat(kCounted, once); });
+    return steady_state_heap_use(once);
   });
   BOOST_TEST(hits == kWarmup + kCounted);
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 // Tasks nobody awaits, driven from plain code: the handle is dropped at once
@@ -417,8 +412,7 @@ BOOST_AUTO_TEST_CASE(task_spawn_detached_batches) {
   BOOST_TEST(!stuck);
   BOOST_TEST(hits == (kWarmup + kCounted) / kBatch * kBatch);
   BOOST_TEST(loop.all_tasks().empty());
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 BOOST_AUTO_TEST_CASE(reader_wakeups) {
@@ -452,8 +446,7 @@ BOOST_AUTO_TEST_CASE(reader_wakeups) {
   BOOST_TEST(loop.remove_reader(rfd));
   BOOST_TEST(failures == 0);
   BOOST_TEST(wakeups == kWarmup + kCounted);
-  BOOST_TEST(use.allocations == 0u);
-  BOOST_TEST(use.deallocations == 0u);
+  CHECK_NO_HEAP_USE(use);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
