@@ -31,7 +31,14 @@ class Task;
 class AnyTask;
 namespace detail {
 class TaskStateBase;
-}
+
+// InvocableWithCopies<Fn, Args...>: fn(args...) works on the decayed copies
+// a task keeps of them (create_task, run_until_complete).
+template <class Fn, class... Args>
+concept InvocableWithCopies = std::invocable < std::decay_t<Fn>
+&, std::decay_t<Args>&... > ;
+
+}  // namespace detail
 
 // ExceptionContext describes an error the loop could not hand to anyone: an
 // exception escaping a callback, a task exception never retrieved, a slow
@@ -115,12 +122,14 @@ class FIBERLOOP_API EventLoop {
   // first step is scheduled with call_soon, so nothing of fn runs before the
   // loop gets to it. Arguments are copied or moved in (std::ref to share).
   // The loop keeps the task alive until it ends.
+  // clang-format off
   template <class Fn, class... Args>
-  requires std::invocable < std::decay_t<Fn>
-  &, std::decay_t<Args>&... > auto create_task(Fn&& fn, Args&&... args);
+    requires detail::InvocableWithCopies<Fn, Args...>
+  auto create_task(Fn&& fn, Args&&... args);
   template <class Fn, class... Args>
-  requires std::invocable < std::decay_t<Fn>
-  &, std::decay_t<Args>&... > auto create_task(TaskOptions options, Fn&& fn, Args&&... args);
+    requires detail::InvocableWithCopies<Fn, Args...>
+  auto create_task(TaskOptions options, Fn&& fn, Args&&... args);
+  // clang-format on
 
   // all_tasks() lists the tasks not yet done.
   std::vector<AnyTask> all_tasks() const;
@@ -136,9 +145,11 @@ class FIBERLOOP_API EventLoop {
   T run_until_complete(Future<T> future);
 
   // run_until_complete(fn, args...) runs fn(args...) as a task to completion.
+  // clang-format off
   template <class Fn, class... Args>
-  requires std::invocable < std::decay_t<Fn>
-  &, std::decay_t<Args>&... > auto run_until_complete(Fn&& fn, Args&&... args) {
+    requires detail::InvocableWithCopies<Fn, Args...>
+  auto run_until_complete(Fn&& fn, Args&&... args) {
+    // clang-format on
     check_can_run();  // a refused call must not leave a task behind
     return run_until_complete(create_task(std::forward<Fn>(fn), std::forward<Args>(args)...));
   }

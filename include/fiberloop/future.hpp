@@ -145,15 +145,20 @@ class Future {
 
   // set_result(v) completes the future and schedules its callbacks.
   // Throws InvalidStateError if it is done already.
+  // clang-format off
   template <class V = T>
-  requires(!std::is_void_v<V>) void set_result(V value) const {
+    requires(!std::is_void_v<V>)
+  void set_result(V value) const {
+    // clang-format on
     state().check_settable("set_result");
     slot()->emplace(std::move(value));
     state_->finish();
   }
+  // clang-format off
   template <class V = T>
-  requires std::is_void_v<V>
+    requires std::is_void_v<V>
   void set_result() const {
+    // clang-format on
     state().check_settable("set_result");
     state_->finish();
   }
@@ -161,8 +166,11 @@ class Future {
   // set_exception(e) completes the future with an exception.
   // Throws InvalidStateError if it is done already.
   void set_exception(std::exception_ptr e) const { state().set_exception(std::move(e)); }
+  // clang-format off
   template <class E>
-  requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr>) void set_exception(E&& e) const {
+    requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr>)
+  void set_exception(E&& e) const {
+    // clang-format on
     set_exception(std::make_exception_ptr(std::forward<E>(e)));
   }
 
@@ -172,9 +180,11 @@ class Future {
 
   // add_done_callback(fn) arranges fn(future) once done (scheduled with
   // call_soon at once if done already). Returns an id for remove_done_callback.
+  // clang-format off
   template <class Fn>
-  requires std::is_invocable_v < std::decay_t<Fn>
-  &, Future < T >> CallbackId add_done_callback(Fn&& fn) const {
+    requires std::is_invocable_v<std::decay_t<Fn>&, Future<T>>
+  CallbackId add_done_callback(Fn&& fn) const {
+    // clang-format on
     return state().add_done_callback(
         [fn = std::forward<Fn>(fn)](detail::FutureStateBase& s) mutable {
           fn(Future<T>(detail::Ref(&s)));

@@ -38,9 +38,11 @@ class Generator {
  public:
   // Generator(body, stack_size) takes a stack from the pool (0: default size)
   // and stores body on it; nothing of body runs before the first send().
+  // clang-format off
   template <class Body>
-  requires std::invocable < std::decay_t<Body>
-  &, Generator& > explicit Generator(Body&& body, std::size_t stack_size = 0) {
+    requires std::invocable<std::decay_t<Body>&, Generator&>
+  explicit Generator(Body&& body, std::size_t stack_size = 0) {
+    // clang-format on
     fiber_.create(stack_size, [this, body = std::forward<Body>(body)]() mutable { run(body); });
   }
   Generator(const Generator&) = delete;
@@ -59,8 +61,11 @@ class Generator {
   }
 
   // send(value) resumes a started generator; its yield() returns value.
-  std::optional<Yield> send(std::conditional_t<kSendsValues, Send, NoValue> value) requires
-      kSendsValues {
+  // clang-format off
+  std::optional<Yield> send(std::conditional_t<kSendsValues, Send, NoValue> value)
+    requires kSendsValues
+  {
+    // clang-format on
     if (!fiber_.started())
       throw RuntimeError("Generator::send(value): start the generator with send() first");
     sent_.emplace(std::move(value));

@@ -175,16 +175,19 @@ class AnyTask {
   detail::Ref<detail::TaskStateBase> state_;
 };
 
+// clang-format off
 template <class Fn, class... Args>
-requires std::invocable < std::decay_t<Fn>
-&, std::decay_t<Args>&... > auto EventLoop::create_task(Fn&& fn, Args&&... args) {
+  requires detail::InvocableWithCopies<Fn, Args...>
+auto EventLoop::create_task(Fn&& fn, Args&&... args) {
+  // clang-format on
   return create_task(TaskOptions{}, std::forward<Fn>(fn), std::forward<Args>(args)...);
 }
 
+// clang-format off
 template <class Fn, class... Args>
-requires std::invocable < std::decay_t<Fn>
-&, std::decay_t<Args>&... >
-       auto EventLoop::create_task(TaskOptions options, Fn&& fn, Args&&... args) {
+  requires detail::InvocableWithCopies<Fn, Args...>
+auto EventLoop::create_task(TaskOptions options, Fn&& fn, Args&&... args) {
+  // clang-format on
   using R = std::invoke_result_t<std::decay_t<Fn>&, std::decay_t<Args>&...>;
   static_assert(!std::is_reference_v<R>, "a task returns a value, not a reference");
   check_closed();
