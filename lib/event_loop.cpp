@@ -16,7 +16,9 @@
 namespace fiberloop {
 namespace {
 
+using detail::FutureStateBase;
 using detail::HandleState;
+using detail::IoEntry;
 using detail::Ref;
 
 thread_local EventLoop* running_loop = nullptr;
@@ -88,11 +90,13 @@ void check_no_running_loop(const char* who) {
 EventLoop::EventLoop() : wakeup_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   if (wakeup_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
   try {
-    poller_.set_interest(wakeup_fd_, 0, Poller::kReadable);
+    poller_.watch(wakeup_fd_, Poller::kReadable, false, 0);  // tag 0: never an fd's entry
   } catch (...) {
     ::close(wakeup_fd_);
     throw;
   }
+  link_ = Ref(new detail::LoopLink);
+  link_->loop = this;
 }
 
 EventLoop::~EventLoop() {
@@ -109,6 +113,7 @@ EventLoop::~EventLoop() {
     f->prev_in_loop_ = f->next_in_loop_ = nullptr;
   }
   ::close(wakeup_fd_);
+  link_->loop = nullptr;
 }
 
 double EventLoop::time() const noexcept { return static_cast<double>(now_ns()) / 1e9; }
@@ -206,7 +211,7 @@ void EventLoop::run_once() {
   } done{iterating_};
   drop_cancelled_timers();
   std::int64_t timeout = poll_timeout_ns();
-  if (timeout == 0 && watched_fds_ == 0) {
+  if (timeout == 0 && io_.size() == 0) {
     // Nothing to poll: skip the syscall. Posts from other threads are
     // picked up through their flag instead of the eventfd.
     if (threadsafe_pending_.load(std::memory_order_acquire)) drain_threadsafe();
@@ -252,19 +257,79 @@ void EventLoop::poll_io(std::int64_t timeout_ns) {
   int n = poller_.wait(timeout_ns, events);
   for (int i = 0; i < n; ++i) {
     int fd = events[i].fd;
-    if (fd == wakeup_fd_) {
+    if (fd == wakeup_fd_ && events[i].tag == 0) {
       std::uint64_t count;
       [[maybe_unused]] ssize_t n = ::read(wakeup_fd_, &count, sizeof count);
       drain_threadsafe();
       continue;
     }
-    if (static_cast<std::size_t>(fd) >= io_.size()) continue;
-    IoEntry& entry = io_[fd];
-    if ((events[i].ready & Poller::kReadable) && entry.reader && !entry.reader->cancelled)
-      push_ready(entry.reader.get());
-    if ((events[i].ready & Poller::kWritable) && entry.writer && !entry.writer->cancelled)
-      push_ready(entry.writer.get());
+    dispatch_io(events[i]);
   }
+}
+
+void EventLoop::dispatch_io(const Poller::Event& event) {
+  IoEntry* entry = io_.find(event.fd);
+  if (!entry || entry->tag != event.tag || !entry->registered) {
+    orphan_event(event.fd, entry != nullptr);
+    return;
+  }
+  if (entry->registered & Poller::kEdge) {
+    // A waiting task is woken here, not through a callback that would run on
+    // the next iteration: its step joins this iteration's ready batch.
+    std::uint32_t ready = event.ready;
+    for (std::uint32_t kind : {Poller::kReadable, Poller::kWritable}) {
+      Ref<FutureStateBase>& waiter =
+          kind == Poller::kReadable ? entry->read_waiter : entry->write_waiter;
+      if ((ready & kind) && waiter && !waiter->done()) {
+        Ref<FutureStateBase> w = std::move(waiter);
+        ready &= ~kind;  // consumed by this wake-up
+        w->finish();
+      }
+    }
+    entry->ready |= ready;  // nobody waits: remembered for the next wait
+    return;
+  }
+  if ((event.ready & Poller::kReadable) && entry->reader && !entry->reader->cancelled)
+    push_ready(entry->reader.get());
+  if ((event.ready & Poller::kWritable) && entry->writer && !entry->writer->cancelled)
+    push_ready(entry->writer.get());
+}
+
+void EventLoop::orphan_event(int fd, bool has_entry) {
+  // epoll reports a registration the table does not have. If the number
+  // still names the registered file, deleting it is enough. Otherwise the fd
+  // was closed while a dup kept its file open (or the number now names
+  // another file): nothing can address that registration any more, and a
+  // level-triggered one would spin the loop at 100% CPU forever, so the
+  // epoll instance is rebuilt from the table.
+  bool rebuilt = false;
+  if (has_entry || poller_.unwatch(fd) != 0) {
+    rebuild_poller();
+    rebuilt = true;
+  }
+  if (debug_) {
+    call_exception_handler(
+        {"epoll reported fd " + std::to_string(fd) +
+             ", which the loop no longer watches: it was closed before remove_reader/"
+             "remove_writer/forget_fd while a dup kept its file open" +
+             (rebuilt ? " (the loop rebuilt its epoll set to drop it)" : "") +
+             ". Remove an fd from the loop before closing it.",
+         nullptr,
+         {}});
+  }
+}
+
+void EventLoop::rebuild_poller() {
+  poller_.rebuild();
+  poller_.watch(wakeup_fd_, Poller::kReadable, false, 0);
+  io_.for_each([this](int fd, IoEntry& entry) {
+    if (!entry.registered) return;
+    try {
+      poller_.watch(fd, entry.registered, false, entry.tag);
+    } catch (const std::system_error&) {
+      // Closed behind the loop's back: no event can come for it now.
+    }
+  });
 }
 
 void EventLoop::drain_threadsafe() {
@@ -337,35 +402,130 @@ void EventLoop::add_io(int fd, std::uint32_t kind, Callback cb) {
   if (fd < 0)
     throw std::invalid_argument("add_reader/add_writer: invalid file descriptor " +
                                 std::to_string(fd));
-  if (static_cast<std::size_t>(fd) >= io_.size()) io_.resize(static_cast<std::size_t>(fd) + 1);
-  IoEntry& entry = io_[fd];
-  std::uint32_t before = entry.mask();
-  poller_.set_interest(fd, before, before | kind);  // throws before anything changed
-  if (before == 0) ++watched_fds_;
+  IoEntry* entry = io_.find(fd);
+  if (entry && (entry->registered & Poller::kEdge)) {
+    throw RuntimeError("add_reader/add_writer: fd " + std::to_string(fd) +
+                       " is in use by wait_readable/wait_writable (a Socket); forget_fd() it first");
+  }
+  std::uint32_t before = entry ? entry->registered : 0;
+  std::uint32_t tag = next_io_tag_;
+  // epoll hears of every add, even one that leaves the mask as it was: if fd
+  // was closed and its number reused, epoll dropped it, and MOD's ENOENT
+  // makes the poller add it again. A fresh tag disowns the events of any
+  // registration left over from the number's previous file. Nothing is
+  // recorded before epoll accepted the fd, so a bogus (huge) number costs
+  // no memory.
+  poller_.watch(fd, before | kind, before != 0, tag);
+  if (++next_io_tag_ == 0) next_io_tag_ = 1;
+  if (!entry) entry = &io_.insert(fd);
+  entry->registered = before | kind;
+  entry->tag = tag;
   Ref<HandleState> h(new HandleState(this, std::move(cb)));
   h->repeating = true;
-  Ref<HandleState>& slot = kind == Poller::kReadable ? entry.reader : entry.writer;
+  Ref<HandleState>& slot = kind == Poller::kReadable ? entry->reader : entry->writer;
   if (slot) slot->cancel();
   slot = std::move(h);
 }
 
 bool EventLoop::remove_io(int fd, std::uint32_t kind) {
-  if (closed_ || fd < 0 || static_cast<std::size_t>(fd) >= io_.size()) return false;
-  IoEntry& entry = io_[fd];
-  Ref<HandleState>& slot = kind == Poller::kReadable ? entry.reader : entry.writer;
+  if (closed_) return false;
+  IoEntry* entry = io_.find(fd);
+  if (!entry || (entry->registered & Poller::kEdge)) return false;
+  Ref<HandleState>& slot = kind == Poller::kReadable ? entry->reader : entry->writer;
   if (!slot) return false;
-  std::uint32_t before = entry.mask();
-  try {
-    poller_.set_interest(fd, before, before & ~kind);
-  } catch (const std::system_error&) {
-    // The fd was closed behind our back: the kernel dropped it from epoll
-    // already, so forgetting it is all that is left to do.
+  std::uint32_t after = entry->registered & ~kind;
+  if (after) {
+    try {
+      poller_.watch(fd, after, true, entry->tag);
+    } catch (const std::system_error&) {
+      // Closed behind our back; an orphaned registration is caught in poll.
+    }
+  } else {
+    // EBADF/ENOENT: closed behind our back. The kernel dropped it, unless a
+    // dup keeps the file open: then its events come back as orphans.
+    poller_.unwatch(fd);
   }
   slot->cancel();
   slot.reset();
-  if (entry.mask() == 0) --watched_fds_;
+  entry->registered = after;
+  if (!after) io_.erase(fd);
   return true;
 }
+
+void EventLoop::wait_io(int fd, std::uint32_t kind) {
+  const char* what = kind == Poller::kReadable ? "wait_readable()" : "wait_writable()";
+  detail::TaskStateBase::require_current(what);
+  check_closed();
+  if (fd < 0)
+    throw std::invalid_argument(std::string(what) + ": invalid file descriptor " +
+                                std::to_string(fd));
+  IoEntry* entry = io_.find(fd);
+  if (entry && !(entry->registered & Poller::kEdge)) {
+    throw RuntimeError(std::string(what) + ": fd " + std::to_string(fd) +
+                       " has add_reader/add_writer callbacks; remove them first");
+  }
+  if (!entry) {
+    // Registered once, for both directions, edge-triggered: later waits on
+    // this fd cost no epoll_ctl. The kernel reports the current state as a
+    // first edge, so nothing that is ready already is missed.
+    constexpr std::uint32_t mask = Poller::kReadable | Poller::kWritable | Poller::kEdge;
+    std::uint32_t tag = next_io_tag_;
+    poller_.watch(fd, mask, false, tag);
+    if (++next_io_tag_ == 0) next_io_tag_ = 1;
+    entry = &io_.insert(fd);
+    entry->registered = mask;
+    entry->tag = tag;
+  }
+  if (entry->ready & kind) {
+    entry->ready &= ~kind;
+    return;
+  }
+  Ref<FutureStateBase>& slot = kind == Poller::kReadable ? entry->read_waiter : entry->write_waiter;
+  if (slot && !slot->done()) {
+    throw RuntimeError(std::string(what) + ": another task already waits on fd " +
+                       std::to_string(fd));
+  }
+  Future<void> ready = create_future<void>();
+  slot = Ref<FutureStateBase>(ready.state_ptr());
+  // Cancelled, or unwound by close(): the table must not keep the waiter.
+  struct Unregister {
+    EventLoop& loop;
+    int fd;
+    std::uint32_t kind;
+    FutureStateBase* waiter;
+    ~Unregister() {
+      if (IoEntry* e = loop.io_.find(fd)) {
+        Ref<FutureStateBase>& s = kind == Poller::kReadable ? e->read_waiter : e->write_waiter;
+        if (s.get() == waiter) s.reset();
+      }
+    }
+  } unregister{*this, fd, kind, ready.state_ptr()};
+  await(ready);
+}
+
+bool EventLoop::forget_fd(int fd) noexcept {
+  IoEntry* entry = io_.find(fd);
+  if (!entry) return false;
+  if (entry->registered) poller_.unwatch(fd);
+  if (entry->reader) entry->reader->cancel();
+  if (entry->writer) entry->writer->cancel();
+  Ref<FutureStateBase> waiters[2] = {std::move(entry->read_waiter), std::move(entry->write_waiter)};
+  io_.erase(fd);
+  for (Ref<FutureStateBase>& w : waiters) {
+    if (!w || w->done()) continue;
+    try {
+      w->set_exception(std::make_exception_ptr(std::system_error(
+          EBADF, std::generic_category(),
+          "fd " + std::to_string(fd) + " was closed while a task waited on it")));
+    } catch (...) {
+      // The loop is gone or closing: the waiting task is being unwound anyway.
+    }
+  }
+  return true;
+}
+
+void wait_readable(int fd) { get_running_loop().wait_readable(fd); }
+void wait_writable(int fd) { get_running_loop().wait_writable(fd); }
 
 void EventLoop::close() {
   if (running_) throw RuntimeError("Cannot close a running event loop");
@@ -385,19 +545,12 @@ void EventLoop::close() {
   }
   scheduled_.clear();
   timer_cancelled_count_ = 0;
-  for (std::size_t fd = 0; fd < io_.size(); ++fd) {
-    IoEntry& entry = io_[fd];
-    if (entry.mask()) {
-      try {
-        poller_.set_interest(static_cast<int>(fd), entry.mask(), 0);
-      } catch (const std::system_error&) {
-      }
-    }
+  io_.for_each([this](int fd, IoEntry& entry) {
+    if (entry.registered) poller_.unwatch(fd);
     if (entry.reader) entry.reader->cancel();
     if (entry.writer) entry.writer->cancel();
-  }
+  });
   io_.clear();
-  watched_fds_ = 0;
 }
 
 void EventLoop::abandon_tasks() noexcept {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fiberloop/detail/inline_function.hpp"
+#include "fiberloop/detail/io_table.hpp"
 #include "fiberloop/detail/ring_queue.hpp"
 #include "fiberloop/errors.hpp"
 #include "fiberloop/export.hpp"
@@ -177,7 +178,10 @@ class FIBERLOOP_API EventLoop {
 
   // add_reader(fd, fn, args...) calls fn(args...) whenever fd is readable,
   // replacing an earlier reader of fd. Throws std::system_error (epoll_ctl)
-  // for an fd epoll cannot watch, std::invalid_argument for a negative fd.
+  // for an fd epoll cannot watch (checked before the loop records anything),
+  // std::invalid_argument for a negative fd, RuntimeError for an fd in use by
+  // wait_readable/wait_writable. Remove readers and writers before closing
+  // an fd: a registration outlives the number if a dup keeps the file open.
   template <class Fn, class... Args>
   void add_reader(int fd, Fn&& fn, Args&&... args) {
     add_io(fd, Poller::kReadable, bind(std::forward<Fn>(fn), std::forward<Args>(args)...));
@@ -190,6 +194,29 @@ class FIBERLOOP_API EventLoop {
     add_io(fd, Poller::kWritable, bind(std::forward<Fn>(fn), std::forward<Args>(args)...));
   }
   bool remove_writer(int fd) { return remove_io(fd, Poller::kWritable); }
+
+  // wait_readable(fd) suspends the running task until fd is readable (or
+  // has an error or hang-up); wait_writable(fd) the same for writability.
+  // The first wait registers fd with epoll, edge-triggered, and it stays
+  // registered until forget_fd(fd): no epoll_ctl per wait. Readiness that
+  // arrives while nobody waits is kept for the next wait, which then returns
+  // at once; one readiness report may cover data already consumed, so
+  // retry the operation and wait again on EAGAIN. One task at a time may
+  // wait per direction. Throws RuntimeError outside a task, for a second
+  // waiter, or for an fd that has add_reader/add_writer callbacks;
+  // std::system_error (epoll_ctl) for an fd epoll cannot watch;
+  // CancelledError if the task is cancelled; std::system_error(EBADF) if
+  // forget_fd(fd) is called while it waits.
+  void wait_readable(int fd) { wait_io(fd, Poller::kReadable); }
+  void wait_writable(int fd) { wait_io(fd, Poller::kWritable); }
+
+  // forget_fd(fd) drops everything the loop holds for fd — callbacks,
+  // readiness waits (their tasks get EBADF), the epoll registration. Call it
+  // before closing fd. False if fd was not watched.
+  bool forget_fd(int fd) noexcept;
+
+  // link() lets objects that register fds (Socket) check the loop is alive.
+  const detail::Ref<detail::LoopLink>& link() const noexcept { return link_; }
 
   // set_exception_handler(fn) replaces the default handler (nullptr restores it).
   void set_exception_handler(ExceptionHandler handler) { exception_handler_ = std::move(handler); }
@@ -235,6 +262,10 @@ class FIBERLOOP_API EventLoop {
 
   void add_io(int fd, std::uint32_t kind, Callback cb);
   bool remove_io(int fd, std::uint32_t kind);
+  void wait_io(int fd, std::uint32_t kind);
+  void dispatch_io(const Poller::Event& event);
+  void orphan_event(int fd, bool has_entry);
+  void rebuild_poller();
 
   // The phases of run_once().
   void drop_cancelled_timers();
@@ -268,15 +299,9 @@ class FIBERLOOP_API EventLoop {
   std::thread::id thread_id_;
 
   Poller poller_;
-  struct IoEntry {
-    detail::Ref<detail::HandleState> reader;
-    detail::Ref<detail::HandleState> writer;
-    std::uint32_t mask() const noexcept {
-      return (reader ? Poller::kReadable : 0u) | (writer ? Poller::kWritable : 0u);
-    }
-  };
-  std::vector<IoEntry> io_;      // indexed by fd
-  std::size_t watched_fds_ = 0;  // fds with a reader or a writer
+  detail::IoTable io_;           // every fd the loop watches, registered in poller_
+  std::uint32_t next_io_tag_ = 1;
+  detail::Ref<detail::LoopLink> link_;
 
   int wakeup_fd_;  // eventfd: call_soon_threadsafe() wakes a sleeping poll
   std::mutex threadsafe_mutex_;
@@ -292,6 +317,11 @@ class FIBERLOOP_API EventLoop {
   detail::TaskStateBase* tasks_ = nullptr;  // live tasks; each holds one reference here
   detail::FutureStateBase* futures_ = nullptr;
 };
+
+// wait_readable(fd) / wait_writable(fd) are the running loop's readiness
+// waits (EventLoop::wait_readable), for code inside a task.
+FIBERLOOP_API void wait_readable(int fd);
+FIBERLOOP_API void wait_writable(int fd);
 
 template <class T>
 T EventLoop::run_until_complete(Future<T> future) {
