@@ -276,7 +276,9 @@ void EventLoop::dispatch_io(const Poller::Event& event) {
   if (entry->registered & Poller::kEdge) {
     // A waiting task is woken here, not through a callback that would run on
     // the next iteration: its step joins this iteration's ready batch.
-    std::uint32_t ready = event.ready;
+    std::uint32_t ready = event.ready & (Poller::kReadable | Poller::kWritable);
+    if (event.ready & Poller::kReadHangup) entry->hung_up |= Poller::kReadable;
+    if (event.ready & Poller::kWriteHangup) entry->hung_up |= Poller::kWritable;
     for (std::uint32_t kind : {Poller::kReadable, Poller::kWritable}) {
       Ref<FutureStateBase>& waiter =
           kind == Poller::kReadable ? entry->read_waiter : entry->write_waiter;
@@ -476,6 +478,7 @@ void EventLoop::wait_io(int fd, std::uint32_t kind) {
     entry->registered = mask;
     entry->tag = tag;
   }
+  if (entry->hung_up & kind) return;
   if (entry->ready & kind) {
     entry->ready &= ~kind;
     return;

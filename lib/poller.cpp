@@ -83,6 +83,8 @@ int Poller::wait(std::int64_t timeout_ns, std::span<Event> out) {
     // plain OUT wakes readers; errors and hang-ups so wake both.
     if (e & ~static_cast<std::uint32_t>(EPOLLOUT)) ready |= kReadable;
     if (e & ~static_cast<std::uint32_t>(EPOLLIN)) ready |= kWritable;
+    if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ready |= kReadHangup;
+    if (e & (EPOLLHUP | EPOLLERR)) ready |= kWriteHangup;
     std::uint64_t data = events[i].data.u64;
     out[i] = Event{static_cast<int>(data & 0xffffffffu), ready, static_cast<std::uint32_t>(data >> 32)};
   }

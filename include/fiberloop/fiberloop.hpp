@@ -10,3 +10,4 @@
 #include "fiberloop/poller.hpp"
 #include "fiberloop/stack.hpp"
 #include "fiberloop/task.hpp"
+#include "fiberloop/net.hpp"

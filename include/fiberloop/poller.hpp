@@ -17,6 +17,9 @@ class FIBERLOOP_API Poller {
   static constexpr std::uint32_t kReadable = 1;
   static constexpr std::uint32_t kWritable = 2;
   static constexpr std::uint32_t kEdge = 4;  // edge-triggered; the peer's half-close counts as readable
+  // In Event::ready: states that never end and bring no further edge.
+  static constexpr std::uint32_t kReadHangup = 8;    // the peer half-closed, hung up, or an error
+  static constexpr std::uint32_t kWriteHangup = 16;  // hung up both ways, or an error
 
   struct Event {
     int fd;

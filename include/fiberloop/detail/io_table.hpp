@@ -18,14 +18,19 @@ namespace fiberloop::detail {
 // add_writer, as asyncio) or edge-triggered readiness waits (wait_readable /
 // wait_writable), which stay registered until the fd is forgotten.
 struct IoEntry {
-  Ref<HandleState> reader;  // add_reader's callback
-  Ref<HandleState> writer;  // add_writer's callback
+  Ref<HandleState> reader;            // add_reader's callback
+  Ref<HandleState> writer;            // add_writer's callback
   Ref<FutureStateBase> read_waiter;   // the task in wait_readable(), if any
   Ref<FutureStateBase> write_waiter;  // the task in wait_writable(), if any
-  std::uint32_t registered = 0;  // the Poller mask epoll holds for this fd (0: none)
+  std::uint32_t registered = 0;       // the Poller mask epoll holds for this fd (0: none)
   // ready: edge mode only: readiness epoll reported while nobody waited,
   // kept for the next wait instead of being lost (edges are not repeated).
   std::uint32_t ready = 0;
+  // hung_up: edge mode: the directions (Poller::kReadable / kWritable) for
+  // which a hang-up, half-close or error was reported. Such a state never
+  // ends and brings no further edge, so from then on every wait in that
+  // direction returns at once (a read sees the end of the stream or the error).
+  std::uint32_t hung_up = 0;
   // tag tells this registration's events from those of an older one made
   // under the same number (a file closed while a dup kept it registered).
   std::uint32_t tag = 0;

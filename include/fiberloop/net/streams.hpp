@@ -1,0 +1,119 @@
+// net/streams.hpp: StreamReader / StreamWriter over a connected socket, and open_connection().
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "fiberloop/errors.hpp"
+#include "fiberloop/export.hpp"
+#include "fiberloop/net/address.hpp"
+#include "fiberloop/net/socket.hpp"
+
+namespace fiberloop::net {
+
+// StreamOptions are the buffer bounds of a connection (asyncio's defaults).
+struct StreamOptions {
+  std::size_t limit = 64 * 1024;       // readline/readuntil refuse longer lines
+  std::size_t high_water = 64 * 1024;  // drain() blocks above this much unsent data...
+  std::size_t low_water = 16 * 1024;   // ...until it is back at or below this
+};
+
+namespace detail {
+class Connection;
+}
+
+// StreamReader reads from a connection, as asyncio.StreamReader. A cheap
+// handle: copies share the connection. One task reads at a time. Reads throw
+// std::system_error naming the peer (e.g. ECONNRESET); a connection closed
+// by this side reads as end of stream.
+class FIBERLOOP_API StreamReader {
+ public:
+  StreamReader() = default;
+  explicit StreamReader(std::shared_ptr<detail::Connection> c) : conn_(std::move(c)) {}
+
+  // read(n) returns up to n bytes (waiting for at least one), "" at end of
+  // stream; read() (n < 0) reads until the end of the stream.
+  std::string read(std::ptrdiff_t n = -1);
+  // read_into(buf, len) is read(len) into caller memory: no allocation.
+  std::size_t read_into(void* buf, std::size_t len);
+  // readline() reads through "\n"; at end of stream, what is left (maybe "").
+  // Throws LimitOverrunError past the limit, after discarding the line (or
+  // the buffer if no newline is there), as asyncio's readline (ValueError).
+  std::string readline();
+  // readexactly(n) reads n bytes. Throws IncompleteReadError (with the bytes
+  // that did arrive) if the stream ends first.
+  std::string readexactly(std::size_t n);
+  // readuntil(sep) reads through sep. Throws IncompleteReadError at end of
+  // stream (partial: everything left), LimitOverrunError if sep is not found
+  // within the limit — the buffered bytes stay readable then.
+  std::string readuntil(std::string_view separator = "\n");
+  // at_eof() is true once the stream ended and the buffer is empty.
+  bool at_eof() const;
+  // limit() is the line limit.
+  std::size_t limit() const;
+
+ private:
+  std::shared_ptr<detail::Connection> conn_;
+};
+
+// StreamWriter writes to a connection, as asyncio.StreamWriter: write()
+// never blocks (what the kernel does not take is buffered and sent by a
+// background task), drain() applies back-pressure.
+class FIBERLOOP_API StreamWriter {
+ public:
+  StreamWriter() = default;
+  explicit StreamWriter(std::shared_ptr<detail::Connection> c) : conn_(std::move(c)) {}
+
+  // write(data) sends or buffers data. Throws RuntimeError after close() or
+  // write_eof(). After the connection broke the data is dropped and drain()
+  // throws the error (asyncio's behaviour).
+  void write(std::string_view data);
+  // writelines(lines) writes each element in order.
+  template <class Range>
+  void writelines(const Range& lines) {
+    for (const auto& line : lines) write(std::string_view(line));
+  }
+  // drain() waits while more than high_water bytes are unsent, until at most
+  // low_water remain. Throws std::system_error if the connection broke
+  // (EPIPE, ECONNRESET). Inside a task.
+  void drain();
+  // write_eof() half-closes (shutdown(SHUT_WR)) once the buffer is sent.
+  void write_eof();
+  bool can_write_eof() const noexcept { return true; }
+  // close() closes the connection once the buffer is sent; abort() at once,
+  // dropping it. Both idempotent.
+  void close();
+  void abort();
+  bool is_closing() const;
+  // wait_closed() waits until the socket is closed. Inside a task.
+  void wait_closed();
+  // get_extra_info("peername" | "sockname") is the address; nullopt for
+  // another name or a closed socket.
+  std::optional<Address> get_extra_info(std::string_view name) const;
+  // write_buffer_size() is the unsent byte count; set_write_buffer_limits
+  // changes the marks (low 0: high / 4). Throws std::invalid_argument if low > high.
+  std::size_t write_buffer_size() const;
+  void set_write_buffer_limits(std::size_t high, std::size_t low = 0);
+
+ private:
+  std::shared_ptr<detail::Connection> conn_;
+};
+
+// open_connection(host, port) connects over TCP (TCP_NODELAY, as asyncio)
+// and returns the stream pair. Inside a task. Throws std::system_error
+// naming the address, std::invalid_argument for a host it cannot resolve.
+FIBERLOOP_API std::pair<StreamReader, StreamWriter> open_connection(const std::string& host,
+                                                                    int port,
+                                                                    StreamOptions options = {});
+// open_unix_connection(path) is the same over a unix stream socket.
+FIBERLOOP_API std::pair<StreamReader, StreamWriter> open_unix_connection(
+    const std::string& path, StreamOptions options = {});
+// open_streams(socket) wraps a connected stream socket.
+FIBERLOOP_API std::pair<StreamReader, StreamWriter> open_streams(Socket socket,
+                                                                 StreamOptions options = {});
+
+}  // namespace fiberloop::net

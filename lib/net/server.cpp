@@ -1,0 +1,206 @@
+#include "fiberloop/net/server.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <system_error>
+#include <unordered_set>
+
+#include "connection.hpp"
+#include "fiberloop/await.hpp"
+#include "fiberloop/event_loop.hpp"
+
+namespace fiberloop::net {
+namespace detail {
+
+struct ServerState : std::enable_shared_from_this<ServerState> {
+  EventLoop* loop = nullptr;
+  ClientHandler handler;
+  ServerOptions options;
+  std::vector<Socket> listeners;
+  std::vector<Address> addresses;
+  std::vector<Task<void>> acceptors;
+  std::unordered_set<Connection*> connections;
+  std::string unix_path;  // removed on close
+  bool closed = false;
+  std::vector<Future<void>> close_waiters;  // wait_closed()
+  std::vector<Future<void>> serve_waiters;  // serve_forever()
+
+  void start();
+  void accept_loop(std::size_t index);
+  void serve(Socket sock);
+  void close();
+  void check_all_closed();
+};
+
+void ServerState::start() {
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    acceptors.push_back(
+        loop->create_task([self = shared_from_this(), i] { self->accept_loop(i); }));
+  }
+}
+
+void ServerState::accept_loop(std::size_t index) {
+  for (;;) {
+    Socket conn;
+    try {
+      conn = sock_accept(listeners[index]).first;
+    } catch (const std::system_error& e) {
+      if (closed) return;
+      int err = e.code().value();
+      loop->call_exception_handler({"Socket accept failed", std::current_exception(), {}});
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        fiberloop::sleep(1.0);  // asyncio's ACCEPT_RETRY_DELAY: let connections close
+        continue;
+      }
+      return;
+    }
+    if (conn.family() == AF_INET || conn.family() == AF_INET6) {
+      int one = 1;  // asyncio's transports set TCP_NODELAY too: small replies go out at once
+      ::setsockopt(conn.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    serve(std::move(conn));
+  }
+}
+
+void ServerState::serve(Socket sock) {
+  auto c = std::make_shared<Connection>(std::move(sock), options.stream);
+  connections.insert(c.get());
+  c->on_closed = [self = shared_from_this()](Connection* gone) {
+    self->connections.erase(gone);
+    self->check_all_closed();
+  };
+  loop->create_task([c, self = shared_from_this()] {
+    StreamWriter writer(c);
+    try {
+      self->handler(StreamReader(c), writer);
+    } catch (const std::exception&) {
+      self->loop->call_exception_handler(
+          {"Unhandled exception in client_connected_cb", std::current_exception(), {}});
+      writer.abort();
+    }
+  });
+}
+
+void ServerState::close() {
+  if (closed) return;
+  closed = true;
+  for (Task<void>& t : acceptors) t.cancel();
+  acceptors.clear();
+  for (Socket& s : listeners) s.close();
+  listeners.clear();
+  if (!unix_path.empty()) ::unlink(unix_path.c_str());
+  for (Future<void>& f : serve_waiters) {
+    if (!f.done()) f.set_result();
+  }
+  serve_waiters.clear();
+  check_all_closed();
+}
+
+void ServerState::check_all_closed() {
+  if (!closed || !connections.empty()) return;
+  for (Future<void>& f : close_waiters) {
+    try {
+      if (!f.done()) f.set_result();
+    } catch (...) {
+      // The loop is gone.
+    }
+  }
+  close_waiters.clear();
+}
+
+}  // namespace detail
+
+namespace {
+
+detail::ServerState& need(const std::shared_ptr<detail::ServerState>& s) {
+  if (!s) throw InvalidStateError("operation on an empty Server handle");
+  return *s;
+}
+
+Server launch(std::shared_ptr<detail::ServerState> state) {
+  state->loop = &get_running_loop();
+  for (Socket& s : state->listeners) state->addresses.push_back(s.getsockname());
+  state->start();
+  return Server(std::move(state));
+}
+
+}  // namespace
+
+std::vector<Address> Server::sockets() const {
+  const auto& s = need(state_);
+  return s.closed ? std::vector<Address>{} : s.addresses;
+}
+bool Server::is_serving() const { return !need(state_).closed; }
+void Server::close() { need(state_).close(); }
+std::size_t Server::connection_count() const { return need(state_).connections.size(); }
+
+void Server::close_clients() {
+  auto& s = need(state_);
+  std::vector<std::shared_ptr<detail::Connection>> all;
+  for (detail::Connection* c : s.connections) all.push_back(c->shared_from_this());
+  for (auto& c : all) c->close(false);
+}
+
+void Server::abort_clients() {
+  auto& s = need(state_);
+  std::vector<std::shared_ptr<detail::Connection>> all;
+  for (detail::Connection* c : s.connections) all.push_back(c->shared_from_this());
+  for (auto& c : all) c->close(true);
+}
+
+void Server::wait_closed() {
+  auto self = state_;
+  auto& s = need(self);
+  if (s.closed && s.connections.empty()) return;
+  Future<void> done = get_running_loop().create_future<void>();
+  s.close_waiters.push_back(done);
+  await(done);
+}
+
+void Server::serve_forever() {
+  auto self = state_;
+  auto& s = need(self);
+  if (s.closed) return;
+  Future<void> done = get_running_loop().create_future<void>();
+  s.serve_waiters.push_back(done);
+  await(done);
+}
+
+Server start_server(ClientHandler handler, const std::string& host, int port,
+                    ServerOptions options) {
+  get_running_loop();  // before any socket exists
+  auto state = std::make_shared<detail::ServerState>();
+  state->handler = std::move(handler);
+  state->options = options;
+  for (const Address& address : detail::resolve(host, port)) {
+    Socket s(address.family(), SOCK_STREAM);
+    if (options.reuse_address) s.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
+    if (options.reuse_port) s.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
+    if (address.family() == AF_INET6) s.setsockopt(IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    s.bind(address);
+    s.listen(options.backlog);
+    state->listeners.push_back(std::move(s));
+  }
+  return launch(std::move(state));
+}
+
+Server start_unix_server(ClientHandler handler, const std::string& path, ServerOptions options) {
+  get_running_loop();
+  Address address = Address::unix_path(path);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+  auto state = std::make_shared<detail::ServerState>();
+  state->handler = std::move(handler);
+  state->options = options;
+  Socket s(AF_UNIX, SOCK_STREAM);
+  s.bind(address);
+  s.listen(options.backlog);
+  state->listeners.push_back(std::move(s));
+  state->unix_path = path;
+  return launch(std::move(state));
+}
+
+}  // namespace fiberloop::net

@@ -1,0 +1,368 @@
+#include "fiberloop/net/streams.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+#include "connection.hpp"
+#include "fiberloop/await.hpp"
+#include "fiberloop/event_loop.hpp"
+
+namespace fiberloop::net {
+namespace detail {
+
+namespace {
+constexpr std::size_t kMinRead = 16 * 1024;  // the smallest recv a refill asks for
+}
+
+Connection::Connection(Socket s, StreamOptions o) : sock(std::move(s)), opt(o) {
+  if (opt.low_water > opt.high_water)
+    throw std::invalid_argument("StreamOptions: low_water is above high_water");
+}
+
+Connection::~Connection() {
+  if (!closed) finish_close();
+}
+
+std::string Connection::take(std::size_t n) {
+  std::string out(rdata(), n);
+  rbeg += n;
+  if (rbeg == rend) rbeg = rend = 0;
+  return out;
+}
+
+std::size_t Connection::fill() {
+  if (eof) return 0;
+  if (rbuf.size() - rend < kMinRead) {
+    if (rbeg > 0) {  // slide the unread bytes to the front before growing
+      std::memmove(rbuf.data(), rbuf.data() + rbeg, rend - rbeg);
+      rend -= rbeg;
+      rbeg = 0;
+    }
+    if (rbuf.size() - rend < kMinRead) rbuf.resize(std::max(rbuf.size() * 2, rend + kMinRead));
+  }
+  std::size_t n = 0;
+  try {
+    n = sock_recv_into(sock, rbuf.data() + rend, rbuf.size() - rend);
+  } catch (const std::system_error&) {
+    if (closed) {  // closed by this side while waiting: the end of the stream
+      eof = true;
+      return 0;
+    }
+    throw;
+  }
+  if (n == 0) eof = true;
+  rend += n;
+  return n;
+}
+
+void Connection::write(std::string_view data) {
+  if (closing) throw RuntimeError("StreamWriter::write(): the writer is closed");
+  if (eof_requested) throw RuntimeError("StreamWriter::write(): called after write_eof()");
+  if (error || data.empty()) return;
+  if (pending() == 0) {
+    try {
+      data.remove_prefix(try_send(sock, data));
+    } catch (const std::system_error&) {
+      lose(std::current_exception());
+      return;
+    }
+    if (data.empty()) return;
+  }
+  if (wbeg > 0 && wbeg >= wbuf.size() / 2) {
+    wbuf.erase(0, wbeg);
+    wbeg = 0;
+  }
+  wbuf.append(data);
+  flush_in_background();
+}
+
+void Connection::flush_in_background() {
+  if (flushing) return;
+  flushing = true;
+  get_running_loop().create_task([self = shared_from_this()] {
+    Connection& c = *self;
+    struct Done {
+      Connection& c;
+      ~Done() {
+        c.flushing = false;
+        c.wake_drainers();
+      }
+    } done{c};
+    while (c.pending() > 0 && !c.error && c.sock) {
+      std::size_t n;
+      try {
+        n = try_send(c.sock, std::string_view(c.wbuf).substr(c.wbeg));
+      } catch (const std::system_error&) {
+        c.lose(std::current_exception());
+        break;
+      }
+      c.wbeg += n;
+      if (c.wbeg == c.wbuf.size()) c.wbuf.clear(), c.wbeg = 0;
+      if (c.pending() <= c.opt.low_water) c.wake_drainers();
+      if (n == 0) {
+        try {
+          c.sock.wait(Poller::kWritable);
+        } catch (const std::system_error&) {
+          if (!c.sock) break;  // aborted under us
+          c.lose(std::current_exception());
+          break;
+        }
+      }
+    }
+    if (c.pending() == 0 && !c.error && c.eof_requested && c.sock) ::shutdown(c.sock.fd(), SHUT_WR);
+    if (c.closing && !c.closed) {
+      c.flushing = false;
+      c.finish_close();
+    }
+  });
+}
+
+void Connection::lose(std::exception_ptr e) {
+  if (!error) error = std::move(e);
+  wbuf.clear();
+  wbeg = 0;
+  wake_drainers();
+}
+
+void Connection::wake_drainers() {
+  for (Future<void>& f : drain_waiters) {
+    if (!f.done()) f.set_result();
+  }
+  drain_waiters.clear();
+}
+
+void Connection::close(bool abort) {
+  if (abort) {
+    wbuf.clear();
+    wbeg = 0;
+  }
+  if (closed) return;
+  closing = true;
+  if (!flushing || abort) finish_close();
+}
+
+void Connection::finish_close() noexcept {
+  if (closed) return;
+  closing = closed = true;
+  sock.close();  // forgets the fd first: a task waiting on it wakes with EBADF
+  wake_drainers();
+  for (Future<void>& f : close_waiters) {
+    try {
+      if (!f.done()) f.set_result();
+    } catch (...) {
+      // The loop is gone: nobody can be waiting any more.
+    }
+  }
+  close_waiters.clear();
+  if (on_closed) {
+    auto hook = std::move(on_closed);
+    hook(this);
+  }
+}
+
+}  // namespace detail
+
+namespace {
+detail::Connection& need(const std::shared_ptr<detail::Connection>& c) {
+  if (!c) throw InvalidStateError("operation on an empty StreamReader/StreamWriter");
+  return *c;
+}
+}  // namespace
+
+std::string StreamReader::read(std::ptrdiff_t n) {
+  detail::Connection& c = need(conn_);
+  if (n == 0) return {};
+  if (n < 0) {
+    while (c.fill() > 0) {
+    }
+    return c.take(c.buffered());
+  }
+  auto want = static_cast<std::size_t>(n);
+  if (c.buffered() == 0 && !c.eof && want >= 4096) {
+    // Straight from the socket into the result: no copy through the buffer.
+    std::string out(want, '\0');
+    std::size_t got;
+    try {
+      got = sock_recv_into(c.sock, out.data(), want);
+    } catch (const std::system_error&) {
+      if (!c.closed) throw;
+      got = 0;
+    }
+    if (got == 0) c.eof = true;
+    out.resize(got);
+    return out;
+  }
+  if (c.buffered() == 0) c.fill();
+  return c.take(std::min(want, c.buffered()));
+}
+
+std::size_t StreamReader::read_into(void* buf, std::size_t len) {
+  detail::Connection& c = need(conn_);
+  if (len == 0) return 0;
+  if (c.buffered() == 0) {
+    if (c.eof) return 0;
+    std::size_t got;
+    try {
+      got = sock_recv_into(c.sock, buf, len);
+    } catch (const std::system_error&) {
+      if (!c.closed) throw;
+      got = 0;
+    }
+    if (got == 0) c.eof = true;
+    return got;
+  }
+  std::size_t n = std::min(len, c.buffered());
+  std::memcpy(buf, c.rdata(), n);
+  c.rbeg += n;
+  if (c.rbeg == c.rend) c.rbeg = c.rend = 0;
+  return n;
+}
+
+std::string StreamReader::readuntil(std::string_view sep) {
+  detail::Connection& c = need(conn_);
+  if (sep.empty()) throw std::invalid_argument("readuntil(): the separator is empty");
+  std::size_t searched = 0;  // bytes known not to start the separator
+  for (;;) {
+    std::size_t avail = c.buffered();
+    if (avail >= sep.size()) {
+      std::string_view view(c.rdata(), avail);
+      std::size_t at = view.find(sep, searched);
+      if (at != std::string_view::npos) {
+        if (at > c.opt.limit)
+          throw LimitOverrunError("Separator is found, but chunk is longer than limit", at);
+        return c.take(at + sep.size());
+      }
+      searched = avail + 1 - sep.size();
+      if (searched > c.opt.limit)
+        throw LimitOverrunError("Separator is not found, and chunk exceed the limit", searched);
+    }
+    if (c.eof) throw IncompleteReadError(c.take(avail), std::nullopt);
+    c.fill();
+  }
+}
+
+std::string StreamReader::readline() {
+  detail::Connection& c = need(conn_);
+  try {
+    return readuntil("\n");
+  } catch (IncompleteReadError& e) {
+    return std::move(e.partial);
+  } catch (const LimitOverrunError& e) {
+    std::string_view view(c.rdata(), c.buffered());
+    if (view.substr(e.consumed, 1) == "\n") {
+      c.take(e.consumed + 1);
+    } else {
+      c.take(c.buffered());
+    }
+    throw;
+  }
+}
+
+std::string StreamReader::readexactly(std::size_t n) {
+  detail::Connection& c = need(conn_);
+  while (c.buffered() < n) {
+    if (c.eof) throw IncompleteReadError(c.take(c.buffered()), n);
+    c.fill();
+  }
+  return c.take(n);
+}
+
+bool StreamReader::at_eof() const {
+  const detail::Connection& c = need(conn_);
+  return c.eof && c.buffered() == 0;
+}
+
+std::size_t StreamReader::limit() const { return need(conn_).opt.limit; }
+
+void StreamWriter::write(std::string_view data) { need(conn_).write(data); }
+
+void StreamWriter::drain() {
+  detail::Connection& c = need(conn_);
+  auto self = conn_;  // the connection outlives the wait even if the writer is reassigned
+  while (!c.error && c.pending() > c.opt.high_water) {
+    Future<void> resumed = get_running_loop().create_future<void>();
+    c.drain_waiters.push_back(resumed);
+    await(resumed);
+  }
+  if (c.error) std::rethrow_exception(c.error);
+}
+
+void StreamWriter::write_eof() {
+  detail::Connection& c = need(conn_);
+  if (c.eof_requested || c.closing) return;
+  c.eof_requested = true;
+  if (c.pending() == 0 && !c.flushing && c.sock) ::shutdown(c.sock.fd(), SHUT_WR);
+}
+
+void StreamWriter::close() { need(conn_).close(false); }
+void StreamWriter::abort() { need(conn_).close(true); }
+bool StreamWriter::is_closing() const { return need(conn_).closing; }
+
+void StreamWriter::wait_closed() {
+  detail::Connection& c = need(conn_);
+  auto self = conn_;
+  if (c.closed) return;
+  Future<void> closed = get_running_loop().create_future<void>();
+  c.close_waiters.push_back(closed);
+  await(closed);
+}
+
+std::optional<Address> StreamWriter::get_extra_info(std::string_view name) const {
+  const detail::Connection& c = need(conn_);
+  if (!c.sock) return std::nullopt;
+  try {
+    if (name == "peername") return c.sock.getpeername();
+    if (name == "sockname") return c.sock.getsockname();
+  } catch (const std::system_error&) {
+    if (name == "peername" && c.sock.peer().family() != AF_UNSPEC) return c.sock.peer();
+  }
+  return std::nullopt;
+}
+
+std::size_t StreamWriter::write_buffer_size() const { return need(conn_).pending(); }
+
+void StreamWriter::set_write_buffer_limits(std::size_t high, std::size_t low) {
+  detail::Connection& c = need(conn_);
+  if (low == 0) low = high / 4;
+  if (low > high)
+    throw std::invalid_argument("set_write_buffer_limits(): low (" + std::to_string(low) +
+                                ") is above high (" + std::to_string(high) + ")");
+  c.opt.high_water = high;
+  c.opt.low_water = low;
+}
+
+std::pair<StreamReader, StreamWriter> open_streams(Socket socket, StreamOptions options) {
+  auto c = std::make_shared<detail::Connection>(std::move(socket), options);
+  return {StreamReader(c), StreamWriter(c)};
+}
+
+std::pair<StreamReader, StreamWriter> open_connection(const std::string& host, int port,
+                                                      StreamOptions options) {
+  std::exception_ptr last;
+  for (const Address& address : detail::resolve(host, port)) {
+    try {
+      Socket s(address.family(), SOCK_STREAM);
+      sock_connect(s, address);
+      s.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
+      return open_streams(std::move(s), options);
+    } catch (const std::system_error&) {
+      last = std::current_exception();
+    }
+  }
+  std::rethrow_exception(last);
+}
+
+std::pair<StreamReader, StreamWriter> open_unix_connection(const std::string& path,
+                                                           StreamOptions options) {
+  Address address = Address::unix_path(path);
+  Socket s(AF_UNIX, SOCK_STREAM);
+  sock_connect(s, address);
+  return open_streams(std::move(s), options);
+}
+
+}  // namespace fiberloop::net
