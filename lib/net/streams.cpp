@@ -36,6 +36,9 @@ std::string Connection::take(std::size_t n) {
 }
 
 std::size_t Connection::fill() {
+  // A connection lost while writing is lost for reading too (asyncio's
+  // connection_lost sets the reader's exception); the kernel would say 0.
+  if (error) std::rethrow_exception(error);
   if (eof) return 0;
   if (rbuf.size() - rend < kMinRead) {
     if (rbeg > 0) {  // slide the unread bytes to the front before growing
@@ -183,7 +186,7 @@ std::string StreamReader::read(std::ptrdiff_t n) {
     return c.take(c.buffered());
   }
   auto want = static_cast<std::size_t>(n);
-  if (c.buffered() == 0 && !c.eof && want >= 4096) {
+  if (c.buffered() == 0 && !c.eof && !c.error && want >= 4096) {
     // Straight from the socket into the result: no copy through the buffer.
     std::string out(want, '\0');
     std::size_t got;
@@ -205,6 +208,7 @@ std::size_t StreamReader::read_into(void* buf, std::size_t len) {
   detail::Connection& c = need(conn_);
   if (len == 0) return 0;
   if (c.buffered() == 0) {
+    if (c.error) std::rethrow_exception(c.error);
     if (c.eof) return 0;
     std::size_t got;
     try {

@@ -1,0 +1,279 @@
+// start_server / start_unix_server and Server (net/server.hpp) over loopback.
+#include <signal.h>
+
+#include <cerrno>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "loop_fixture.hpp"
+#include "net_helpers.hpp"
+
+using fiberloop::LimitOverrunError;
+using net::Server;
+using net::Socket;
+using net::StreamReader;
+using net::StreamWriter;
+
+namespace {
+
+struct ServerFixture : LoopFixture {
+  ServerFixture() { ::signal(SIGPIPE, SIG_DFL); }
+};
+
+// echo_lines echoes each line; an over-long line gets an error line and
+// the connection is closed.
+void echo_lines(StreamReader reader, StreamWriter writer) {
+  try {
+    for (;;) {
+      std::string line = reader.readline();
+      if (line.empty()) break;
+      writer.write(line);
+      writer.drain();
+    }
+  } catch (const LimitOverrunError&) {
+    writer.write("error: line too long\n");
+  } catch (const std::system_error&) {
+    // reset by the peer: nothing to answer
+  }
+  writer.close();
+}
+
+std::string ask(int port, const std::string& line) {
+  auto [r, w] = net::open_connection("127.0.0.1", port);
+  w.write(line);
+  std::string back = r.readline();
+  w.close();
+  return back;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(server, ServerFixture)
+
+BOOST_AUTO_TEST_CASE(port_zero_picks_a_port_and_serves) {
+  run([] {
+    Server server = net::start_server(echo_lines, "127.0.0.1", 0);
+    BOOST_TEST(server.is_serving());
+    BOOST_REQUIRE(server.sockets().size() == 1u);
+    int port = server.sockets()[0].port();
+    BOOST_TEST(port > 0);
+    BOOST_TEST(ask(port, "hello\n") == "hello\n");
+    BOOST_TEST(ask(port, "again\n") == "again\n");
+    server.close();
+    BOOST_TEST(!server.is_serving());
+    BOOST_TEST(server.sockets().empty());
+    server.wait_closed();
+    BOOST_CHECK_THROW(net::open_connection("127.0.0.1", port), std::system_error);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_server_keeps_serving_past_bad_clients) {
+  run([] {
+    Server server = net::start_server(echo_lines, "127.0.0.1", 0, {.stream = {.limit = 1024}});
+    int port = server.sockets()[0].port();
+    // Connects and sends nothing.
+    auto [silent_r, silent_w] = net::open_connection("127.0.0.1", port);
+    // Disconnects in the middle of a line.
+    {
+      auto [r, w] = net::open_connection("127.0.0.1", port);
+      w.write("half a li");
+      w.close();
+      w.wait_closed();
+    }
+    // Sends an over-long line.
+    auto [long_r, long_w] = net::open_connection("127.0.0.1", port);
+    long_w.write(std::string(100 * 1024, 'L'));
+    // Resets.
+    {
+      Socket s(AF_INET, SOCK_STREAM);
+      net::sock_connect(s, net::Address::ip("127.0.0.1", port));
+      net::sock_sendall(s, "about to reset\n");
+      reset_on_close(s.fd());
+    }
+    // Meanwhile everybody else is served.
+    for (int i = 0; i < 10; ++i) {
+      std::string line = "client " + std::to_string(i) + "\n";
+      BOOST_TEST(ask(port, line) == line);
+    }
+    BOOST_TEST(long_r.readline() == "error: line too long\n");
+    // The silent one is still connected and still answered.
+    silent_w.write("late but fine\n");
+    BOOST_TEST(silent_r.readline() == "late but fine\n");
+    silent_w.close();
+    long_w.close();
+    server.close();
+    server.wait_closed();
+    BOOST_TEST(server.connection_count() == 0u);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_thousand_concurrent_connections_through_one_loop) {
+  constexpr int kClients = 1000;
+  rlim_t have = raise_nofile(2 * kClients + 200);
+  if (have < 2 * kClients + 100) {
+    BOOST_TEST_MESSAGE("skipped: RLIMIT_NOFILE is " << have << ", " << 2 * kClients + 100
+                                                    << " needed");
+    return;
+  }
+  int served = run(
+      [] {
+        Server server = net::start_server(echo_lines, "127.0.0.1", 0, {.backlog = kClients});
+        int port = server.sockets()[0].port();
+        std::vector<fiberloop::Task<int>> clients;
+        int connected = 0;
+        bool all_connected = false;
+        auto gate = fiberloop::get_running_loop().create_future<void>();
+        for (int i = 0; i < kClients; ++i) {
+          clients.push_back(fiberloop::spawn([&, i] {
+            auto [r, w] = net::open_connection("127.0.0.1", port);
+            if (++connected == kClients) gate.set_result();
+            // Everybody is connected before anybody talks: 1000 open at once.
+            fiberloop::await(gate);
+            std::string line = "line from " + std::to_string(i) + "\n";
+            w.write(line);
+            bool ok = r.readline() == line;
+            w.close();
+            return ok ? 1 : 0;
+          }));
+        }
+        fiberloop::await(gate);
+        all_connected = server.connection_count() <= static_cast<std::size_t>(kClients);
+        BOOST_TEST(all_connected);
+        int ok = 0;
+        for (auto& c : clients) ok += fiberloop::await(c);
+        server.close();
+        server.wait_closed();
+        return ok;
+      },
+      60.0);
+  BOOST_TEST(served == kClients);
+}
+
+BOOST_AUTO_TEST_CASE(close_leaves_connections_and_wait_closed_waits_for_them) {
+  run([this] {
+    Server server = net::start_server(echo_lines, "127.0.0.1", 0);
+    int port = server.sockets()[0].port();
+    auto [r, w] = net::open_connection("127.0.0.1", port);
+    w.write("before\n");
+    BOOST_TEST(r.readline() == "before\n");
+    server.close();
+    bool waited = false;
+    auto waiter = fiberloop::spawn([&] {
+      server.wait_closed();
+      waited = true;
+    });
+    fiberloop::sleep(0.01);
+    BOOST_TEST(!waited);  // the connection is still open (asyncio 3.12+)
+    w.write("after close\n");
+    BOOST_TEST(r.readline() == "after close\n");  // and still served (3.13)
+    w.close();
+    fiberloop::await(waiter);
+    BOOST_TEST(waited);
+    (void)loop;
+  });
+}
+
+BOOST_AUTO_TEST_CASE(close_clients_ends_idle_handlers_and_abort_clients_drops_them) {
+  run([] {
+    Server server = net::start_server(echo_lines, "127.0.0.1", 0);
+    int port = server.sockets()[0].port();
+    auto [r1, w1] = net::open_connection("127.0.0.1", port);
+    auto [r2, w2] = net::open_connection("127.0.0.1", port);
+    w1.write("x\n");
+    BOOST_TEST(r1.readline() == "x\n");
+    w2.write("y\n");
+    BOOST_TEST(r2.readline() == "y\n");
+    BOOST_TEST(server.connection_count() == 2u);
+    server.close();
+    server.close_clients();
+    BOOST_TEST(r1.read() == "");  // the server side closed
+    BOOST_TEST(r2.read() == "");
+    server.wait_closed();
+    BOOST_TEST(server.connection_count() == 0u);
+
+    Server second = net::start_server(echo_lines, "127.0.0.1", 0);
+    auto [r3, w3] = net::open_connection("127.0.0.1", second.sockets()[0].port());
+    w3.write("z\n");
+    BOOST_TEST(r3.readline() == "z\n");
+    second.abort_clients();
+    BOOST_TEST(r3.read() == "");
+    second.close();
+    second.wait_closed();
+  });
+}
+
+BOOST_AUTO_TEST_CASE(serve_forever_returns_once_closed) {
+  run([] {
+    Server server = net::start_server(echo_lines, "127.0.0.1", 0);
+    fiberloop::get_running_loop().call_later(0.01, [server]() mutable { server.close(); });
+    server.serve_forever();
+    BOOST_TEST(!server.is_serving());
+    server.serve_forever();  // closed already: returns at once
+    server.wait_closed();
+  });
+}
+
+BOOST_AUTO_TEST_CASE(address_in_use_and_reuse_port) {
+  run([] {
+    Server a = net::start_server(echo_lines, "127.0.0.1", 0);
+    int port = a.sockets()[0].port();
+    BOOST_CHECK_EXCEPTION(net::start_server(echo_lines, "127.0.0.1", port), std::system_error,
+                          [&](const std::system_error& e) {
+                            return e.code().value() == EADDRINUSE &&
+                                   std::string(e.what()).find(
+                                       "127.0.0.1:" + std::to_string(port)) != std::string::npos;
+                          });
+    BOOST_CHECK_THROW(net::start_server(echo_lines, "bad host name", 0), std::invalid_argument);
+    a.close();
+    a.wait_closed();
+    Server b = net::start_server(echo_lines, "127.0.0.1", 0, {.reuse_port = true});
+    int shared = b.sockets()[0].port();
+    Server c = net::start_server(echo_lines, "127.0.0.1", shared, {.reuse_port = true});
+    BOOST_TEST(c.sockets()[0].port() == shared);
+    BOOST_TEST(ask(shared, "either\n") == "either\n");
+    b.close();
+    c.close();
+    b.wait_closed();
+    c.wait_closed();
+  });
+}
+
+BOOST_AUTO_TEST_CASE(unix_server_and_its_socket_file) {
+  std::string path = "/tmp/fiberloop_server_test_" + std::to_string(::getpid());
+  run([&] {
+    Server server = net::start_unix_server(echo_lines, path);
+    BOOST_TEST(server.sockets()[0].to_string() == path);
+    auto [r, w] = net::open_unix_connection(path);
+    w.write("unix line\n");
+    BOOST_TEST(r.readline() == "unix line\n");
+    w.close();
+    server.close();
+    server.wait_closed();
+    BOOST_TEST(::access(path.c_str(), F_OK) != 0);  // removed on close (3.13)
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_handler_that_throws_is_reported_and_its_connection_closed) {
+  expected_reports = 1;
+  run([] {
+    Server server = net::start_server(
+        [](StreamReader r, StreamWriter) {
+          if (r.readline() == "boom\n") throw std::runtime_error("handler failed");
+        },
+        "127.0.0.1", 0);
+    int port = server.sockets()[0].port();
+    auto [r, w] = net::open_connection("127.0.0.1", port);
+    w.write("boom\n");
+    BOOST_TEST(r.read() == "");  // closed
+    auto [r2, w2] = net::open_connection("127.0.0.1", port);
+    w2.write("fine\n");
+    w2.close();
+    server.close();
+    server.wait_closed();
+  });
+  BOOST_REQUIRE(reports.size() == 1u);
+  BOOST_TEST(reports[0] == "Unhandled exception in client_connected_cb");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
