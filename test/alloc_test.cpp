@@ -7,6 +7,7 @@
 // fiber switches) inside the measured region.
 #include <execinfo.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
@@ -14,6 +15,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <new>
+#include <string_view>
 #include <vector>
 
 #if __has_include(<valgrind/valgrind.h>)
@@ -446,6 +448,73 @@ BOOST_AUTO_TEST_CASE(reader_wakeups) {
   BOOST_TEST(loop.remove_reader(rfd));
   BOOST_TEST(failures == 0);
   BOOST_TEST(wakeups == kWarmup + kCounted);
+  CHECK_NO_HEAP_USE(use);
+}
+
+// Socket reads and writes over the loop's readiness waits (net/socket.hpp,
+// net/streams.hpp): a ping-pong between two tasks over a socketpair, so every
+// round trip parks and wakes both tasks through epoll.
+BOOST_AUTO_TEST_CASE(socket_round_trips_over_readiness_waits) {
+  namespace net = fiberloop::net;
+  int sv[2];
+  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+  net::Socket a = net::Socket::adopt(sv[0]);
+  net::Socket b = net::Socket::adopt(sv[1]);
+  long echoed = 0;
+  HeapUse use = run([&] {
+    auto ponger = fiberloop::spawn([&] {
+      char buf[64];
+      while (std::size_t n = net::sock_recv_into(b, buf, sizeof buf)) {
+        net::sock_sendall(b, std::string_view(buf, n));
+        echoed += static_cast<long>(n);
+      }
+    });
+    char msg[64] = "ping", back[64];
+    auto once = [&] {
+      net::sock_sendall(a, std::string_view(msg, sizeof msg));
+      std::size_t got = 0;
+      while (got < sizeof back) got += net::sock_recv_into(a, back + got, sizeof back - got);
+    };
+    repeat(kWarmup, once);
+    HeapUse u = measure_heap_use([&] { repeat(kCounted, once); });
+    a.shutdown(SHUT_WR);
+    fiberloop::await(ponger);
+    return u;
+  });
+  BOOST_TEST(echoed == 64L * (kWarmup + kCounted));
+  CHECK_NO_HEAP_USE(use);
+}
+
+BOOST_AUTO_TEST_CASE(stream_round_trips) {
+  namespace net = fiberloop::net;
+  int sv[2];
+  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+  long echoed = 0;
+  HeapUse use = run([&] {
+    auto [ra, wa] = net::open_streams(net::Socket::adopt(sv[0]));
+    auto [rb, wb] = net::open_streams(net::Socket::adopt(sv[1]));
+    auto ponger = fiberloop::spawn([&, rb = rb, wb = wb]() mutable {
+      char buf[64];
+      while (std::size_t n = rb.read_into(buf, sizeof buf)) {
+        wb.write(std::string_view(buf, n));
+        wb.drain();
+        echoed += static_cast<long>(n);
+      }
+    });
+    char msg[64] = "ping", back[64];
+    auto once = [&] {
+      wa.write(std::string_view(msg, sizeof msg));
+      wa.drain();
+      std::size_t got = 0;
+      while (got < sizeof back) got += ra.read_into(back + got, sizeof back - got);
+    };
+    repeat(kWarmup, once);
+    HeapUse u = measure_heap_use([&] { repeat(kCounted, once); });
+    wa.write_eof();
+    fiberloop::await(ponger);
+    return u;
+  });
+  BOOST_TEST(echoed == 64L * (kWarmup + kCounted));
   CHECK_NO_HEAP_USE(use);
 }
 

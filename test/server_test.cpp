@@ -1,9 +1,12 @@
 // start_server / start_unix_server and Server (net/server.hpp) over loopback.
 #include <signal.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "loop_fixture.hpp"
@@ -274,6 +277,70 @@ BOOST_AUTO_TEST_CASE(a_handler_that_throws_is_reported_and_its_connection_closed
   });
   BOOST_REQUIRE(reports.size() == 1u);
   BOOST_TEST(reports[0] == "Unhandled exception in client_connected_cb");
+}
+
+BOOST_AUTO_TEST_CASE(a_stream_echo_round_trip_costs_one_poll_one_read_one_write) {
+  // The echo_server sample's handler; the client is a blocking socket on
+  // another thread, so this thread's counters see the server side only.
+  constexpr int kWarmup = 200, kCounted = 2000;
+  std::atomic<int> port{0};
+  std::atomic<bool> client_ok{false};
+  fiberloop::detail::SyscallCounts counted{};
+  std::thread client([&] {
+    for (int i = 0; i < 500 && port == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    auto at = net::Address::ip("127.0.0.1", port);
+    if (::connect(fd, at.data(), at.size()) != 0) return;
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
+    char msg[64] = "ping", back[64];
+    bool ok = true;
+    for (int i = 0; i < kWarmup + kCounted && ok; ++i) {
+      ok = ::send(fd, msg, 64, MSG_NOSIGNAL) == 64;
+      std::size_t got = 0;
+      while (ok && got < 64) {
+        ssize_t n = ::recv(fd, back + got, 64 - got, 0);
+        ok = n > 0;
+        got += n > 0 ? static_cast<std::size_t>(n) : 0;
+      }
+    }
+    ::close(fd);
+    client_ok = ok;
+  });
+  run(
+      [&] {
+        auto done = fiberloop::get_running_loop().create_future<void>();
+        Server server = net::start_server(
+            [&](StreamReader reader, StreamWriter writer) {
+              char buf[16 * 1024];
+              std::size_t bytes = 0;
+              while (std::size_t n = reader.read_into(buf, sizeof buf)) {
+                writer.write(std::string_view(buf, n));
+                writer.drain();
+                bytes += n;
+                if (bytes == kWarmup * 64) fiberloop::detail::syscall_counts() = {};
+                if (bytes == (kWarmup + kCounted) * 64)
+                  counted = fiberloop::detail::syscall_counts();
+              }
+              writer.close();
+              done.set_result();
+            },
+            "127.0.0.1", 0);
+        port = server.sockets()[0].port();
+        fiberloop::await(done);
+        server.close();
+        server.wait_closed();
+      },
+      30.0);
+  client.join();
+  BOOST_TEST(client_ok.load());
+  double per_rt = static_cast<double>(counted.total()) / kCounted;
+  BOOST_TEST_MESSAGE("streams: syscalls per round trip: "
+                     << per_rt << " (polls " << counted.polls << ", reads " << counted.reads
+                     << ", writes " << counted.writes << ", epoll_ctl " << counted.ctls << ")");
+  BOOST_TEST(counted.ctls == 0u);
+  BOOST_TEST(per_rt <= 3.05);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

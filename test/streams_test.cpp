@@ -183,11 +183,10 @@ BOOST_AUTO_TEST_CASE(a_64_mib_transfer_arrives_intact_with_bounded_memory) {
         });
         auto [reader, writer] = net::open_connection("127.0.0.1", server.getsockname().port());
         std::size_t got = 0, bad = 0;
-        for (;;) {
-          std::string data = reader.read(65536);
-          if (data.empty()) break;
-          for (std::size_t i = 0; i < data.size(); ++i) bad += data[i] != pattern(got + i);
-          got += data.size();
+        std::vector<char> data(65536);
+        while (std::size_t n = reader.read_into(data.data(), data.size())) {
+          for (std::size_t i = 0; i < n; ++i) bad += data[i] != pattern(got + i);
+          got += n;
         }
         fiberloop::await(sender);
         BOOST_TEST(got == kTotal);
