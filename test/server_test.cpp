@@ -7,6 +7,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "loop_fixture.hpp"
@@ -341,6 +342,34 @@ BOOST_AUTO_TEST_CASE(a_stream_echo_round_trip_costs_one_poll_one_read_one_write)
                      << ", writes " << counted.writes << ", epoll_ctl " << counted.ctls << ")");
   BOOST_TEST(counted.ctls == 0u);
   BOOST_TEST(per_rt <= 3.05);
+}
+
+BOOST_AUTO_TEST_CASE(closing_the_loop_under_a_busy_server_unwinds_it_cleanly) {
+  // The acceptor, the handler (blocked in drain: the client never reads) and
+  // its background writer are pending when the loop closes.
+  expected_reports = 3;
+  net::StreamReader client_reader;
+  net::StreamWriter client_writer;
+  net::Server server;
+  loop.run_until_complete(loop.create_task([&] {
+    server = net::start_server(
+        [](StreamReader, StreamWriter w) {
+          std::string chunk(1 << 20, 'b');
+          for (;;) {
+            w.write(chunk);
+            w.drain();
+          }
+        },
+        "127.0.0.1", 0);
+    std::tie(client_reader, client_writer) =
+        net::open_connection("127.0.0.1", server.sockets()[0].port());
+    fiberloop::sleep(0.05);
+  }));
+  BOOST_TEST(server.connection_count() == 1u);
+  loop.close();
+  for (const auto& r : reports) BOOST_TEST(r == "Task was destroyed but it is pending!");
+  server.close();  // after the loop closed: harmless
+  BOOST_TEST(!server.is_serving());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -93,7 +93,11 @@ void ServerState::close() {
   listeners.clear();
   if (!unix_path.empty()) ::unlink(unix_path.c_str());
   for (Future<void>& f : serve_waiters) {
-    if (!f.done()) f.set_result();
+    try {
+      if (!f.done()) f.set_result();
+    } catch (const RuntimeError&) {
+      // The loop is closed: nobody can be waiting any more.
+    }
   }
   serve_waiters.clear();
   check_all_closed();
@@ -104,8 +108,8 @@ void ServerState::check_all_closed() {
   for (Future<void>& f : close_waiters) {
     try {
       if (!f.done()) f.set_result();
-    } catch (...) {
-      // The loop is gone.
+    } catch (const RuntimeError&) {
+      // The loop is closed or gone: nobody can be waiting any more.
     }
   }
   close_waiters.clear();

@@ -134,7 +134,11 @@ void Connection::lose(std::exception_ptr e) {
 
 void Connection::wake_drainers() {
   for (Future<void>& f : drain_waiters) {
-    if (!f.done()) f.set_result();
+    try {
+      if (!f.done()) f.set_result();
+    } catch (const RuntimeError&) {
+      // The loop is closed: its tasks were unwound, nobody waits any more.
+    }
   }
   drain_waiters.clear();
 }
@@ -157,8 +161,8 @@ void Connection::finish_close() noexcept {
   for (Future<void>& f : close_waiters) {
     try {
       if (!f.done()) f.set_result();
-    } catch (...) {
-      // The loop is gone: nobody can be waiting any more.
+    } catch (const RuntimeError&) {
+      // The loop is closed or gone: nobody can be waiting any more.
     }
   }
   close_waiters.clear();
