@@ -319,4 +319,22 @@ BOOST_AUTO_TEST_CASE(unix_connection) {
   ::unlink(path.c_str());
 }
 
+BOOST_AUTO_TEST_CASE(writelines_and_localhost) {
+  run([] {
+    Socket server = listener();
+    auto [r, w] = net::open_connection("localhost", server.getsockname().port());
+    Socket raw = net::sock_accept(server).first;
+    std::vector<std::string> lines = {"one\n", "two\n", "three\n"};
+    w.writelines(lines);
+    w.write_eof();
+    std::string got;
+    while (got.size() < 14) {
+      std::string s = net::sock_recv(raw, 100);
+      if (s.empty()) break;
+      got += s;
+    }
+    BOOST_TEST(got == "one\ntwo\nthree\n");
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()

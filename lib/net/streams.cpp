@@ -291,6 +291,7 @@ void StreamWriter::write(std::string_view data) { need(conn_).write(data); }
 
 void StreamWriter::drain() {
   detail::Connection& c = need(conn_);
+  if (!c.error && c.pending() <= c.opt.high_water) return;  // the common case: no wait
   auto self = conn_;  // the connection outlives the wait even if the writer is reassigned
   while (!c.error && c.pending() > c.opt.high_water) {
     Future<void> resumed = get_running_loop().create_future<void>();
