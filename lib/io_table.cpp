@@ -43,12 +43,3 @@ void IoTable::clear() noexcept {
 }
 
 }  // namespace fiberloop::detail
-
-namespace fiberloop::detail {
-
-SyscallCounts& syscall_counts() noexcept {
-  thread_local SyscallCounts counts;
-  return counts;
-}
-
-}  // namespace fiberloop::detail

@@ -1,7 +1,5 @@
 #include "fiberloop/poller.hpp"
 
-#include "fiberloop/detail/io_table.hpp"
-
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -9,6 +7,8 @@
 #include <ctime>
 #include <string>
 #include <system_error>
+
+#include "fiberloop/detail/syscall_counts.hpp"
 
 namespace fiberloop {
 namespace {
@@ -86,7 +86,8 @@ int Poller::wait(std::int64_t timeout_ns, std::span<Event> out) {
     if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ready |= kReadHangup;
     if (e & (EPOLLHUP | EPOLLERR)) ready |= kWriteHangup;
     std::uint64_t data = events[i].data.u64;
-    out[i] = Event{static_cast<int>(data & 0xffffffffu), ready, static_cast<std::uint32_t>(data >> 32)};
+    out[i] =
+        Event{static_cast<int>(data & 0xffffffffu), ready, static_cast<std::uint32_t>(data >> 32)};
   }
   return n;
 }

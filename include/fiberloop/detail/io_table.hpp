@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fiberloop/detail/ref.hpp"
+#include "fiberloop/detail/syscall_counts.hpp"
 #include "fiberloop/export.hpp"
 #include "fiberloop/future.hpp"
 #include "fiberloop/handle.hpp"
@@ -101,18 +102,6 @@ namespace detail {
 struct LoopLink : RefCounted {
   EventLoop* loop = nullptr;
 };
-
-// SyscallCounts counts the library's own system calls on this thread, so
-// tests can hold the hot paths to what a hand-written epoll loop pays.
-struct SyscallCounts {
-  std::uint64_t polls = 0;   // epoll_wait / epoll_pwait2
-  std::uint64_t ctls = 0;    // epoll_ctl
-  std::uint64_t reads = 0;   // recv / recvfrom / read / accept by the socket layer
-  std::uint64_t writes = 0;  // send / sendto / write by the socket layer
-  std::uint64_t total() const noexcept { return polls + ctls + reads + writes; }
-};
-// syscall_counts() is this thread's counters (reset them by assignment).
-FIBERLOOP_API SyscallCounts& syscall_counts() noexcept;
 
 }  // namespace detail
 }  // namespace fiberloop

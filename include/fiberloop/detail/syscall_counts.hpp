@@ -1,0 +1,22 @@
+// detail/syscall_counts.hpp: per-thread counts of the library's own system calls.
+#pragma once
+
+#include <cstdint>
+
+#include "fiberloop/export.hpp"
+
+namespace fiberloop::detail {
+
+// SyscallCounts counts the library's own system calls on this thread, so
+// tests can hold the hot paths to what a hand-written epoll loop pays.
+struct SyscallCounts {
+  std::uint64_t polls = 0;   // epoll_wait / epoll_pwait2
+  std::uint64_t ctls = 0;    // epoll_ctl
+  std::uint64_t reads = 0;   // recv / recvfrom / read / accept by the socket layer
+  std::uint64_t writes = 0;  // send / sendto / write by the socket layer
+  std::uint64_t total() const noexcept { return polls + ctls + reads + writes; }
+};
+// syscall_counts() is this thread's counters (reset them by assignment).
+FIBERLOOP_API SyscallCounts& syscall_counts() noexcept;
+
+}  // namespace fiberloop::detail
