@@ -212,7 +212,9 @@ class FIBERLOOP_API EventLoop {
 
   // forget_fd(fd) drops everything the loop holds for fd — callbacks,
   // readiness waits (their tasks get EBADF), the epoll registration. Call it
-  // before closing fd. False if fd was not watched.
+  // before closing an fd you waited on (net::Socket does): the loop keeps
+  // the registration for the number, and a new file given the same number
+  // would otherwise never be armed. False if fd was not watched.
   bool forget_fd(int fd) noexcept;
 
   // link() lets objects that register fds (Socket) check the loop is alive.
