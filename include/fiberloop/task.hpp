@@ -108,7 +108,6 @@ class TaskState final : public TaskStateBase {
   TaskState(EventLoop& loop, const TaskOptions& options, Call call)
       : TaskStateBase(loop, options), call_(std::move(call)) {
     if constexpr (!std::is_void_v<R>) value_ = &value_slot_;
-    start();
   }
 
  private:
@@ -211,9 +210,10 @@ auto EventLoop::create_task(const TaskOptions& options, Fn&& fn, Args&&... args)
   auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
     return std::invoke(fn, args...);
   };
-  auto* state =
-      new detail::TaskState<R, decltype(call)>(*this, options, std::move(call));
-  return Task<R>(detail::Ref<detail::FutureStateBase>(state));
+  auto* state = new detail::TaskState<R, decltype(call)>(*this, options, std::move(call));
+  Task<R> task{detail::Ref<detail::FutureStateBase>(state)};
+  state->start();  // with a handle held: an eager task may finish right here
+  return task;
 }
 
 }  // namespace fiberloop

@@ -148,6 +148,8 @@ const Op kOps[] = {
     {"sleep0", sleep0},
     {"await_call_soon", await_call_soon},
     {"spawn_await", [](long n) { spawn_await(n, fiberloop::TaskOptions{}); }},
+    {"spawn_await_eager",
+     [](long n) { spawn_await(n, fiberloop::TaskOptions{.eager_start = true}); }},
     {"call_soon_run", call_soon_run},
     {"call_later_fire", call_later_fire},
     {"call_later_cancel", call_later_cancel},
