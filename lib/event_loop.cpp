@@ -158,6 +158,13 @@ Ref<HandleState> EventLoop::schedule_soon(Callback cb) {
   return h;
 }
 
+void EventLoop::requeue(HandleState* h) {
+  check_closed();
+  check_thread();
+  if (threadsafe_pending_.load(std::memory_order_acquire)) drain_threadsafe();
+  push_ready(h);
+}
+
 void EventLoop::push_ready(HandleState* h) {
   h->add_ref();
   ready_.push_back(h);

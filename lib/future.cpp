@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "fiberloop/event_loop.hpp"
+#include "fiberloop/task.hpp"
 
 namespace fiberloop::detail {
 
@@ -92,14 +93,42 @@ std::exception_ptr FutureStateBase::waiter_exception() {
 
 CallbackId FutureStateBase::add_done_callback(DoneCallback fn) {
   CallbackId id = next_callback_id_++;
-  if (done()) {
-    loop().call_soon([fn = std::move(fn), self = Ref(this)]() mutable { fn(*self); });
-  } else if (!first_callback_ && more_callbacks_.empty()) {
-    first_callback_.emplace(Callback{id, std::move(fn)});
-  } else {
-    more_callbacks_.push_back(Callback{id, std::move(fn)});
-  }
+  add_callback(Callback{id, std::move(fn)});
   return id;
+}
+
+void FutureStateBase::add_waiter(TaskStateBase* task) {
+  add_callback(Callback{next_callback_id_++, {}, task});
+}
+
+void FutureStateBase::add_callback(Callback c) {
+  if (done()) {
+    schedule(c);
+  } else if (!first_callback_ && more_callbacks_.empty()) {
+    first_callback_.emplace(std::move(c));
+  } else {
+    more_callbacks_.push_back(std::move(c));
+  }
+}
+
+void FutureStateBase::remove_waiter(TaskStateBase* task) noexcept {
+  if (first_callback_ && first_callback_->waiter == task) {
+    first_callback_.reset();
+    return;
+  }
+  auto it = std::find_if(more_callbacks_.begin(), more_callbacks_.end(),
+                         [task](const Callback& c) { return c.waiter == task; });
+  if (it != more_callbacks_.end()) more_callbacks_.erase(it);
+}
+
+// schedule(c) is call_soon(c.fn, this), or the waiting task's step queued
+// directly: the same FIFO position, without a handle and a callback hop.
+void FutureStateBase::schedule(Callback& c) {
+  if (c.waiter) {
+    c.waiter->wakeup(*this);
+  } else {
+    loop().call_soon([fn = std::move(c.fn), self = Ref(this)]() mutable { fn(*self); });
+  }
 }
 
 std::size_t FutureStateBase::remove_done_callback(CallbackId id) noexcept {
@@ -115,14 +144,15 @@ std::size_t FutureStateBase::remove_done_callback(CallbackId id) noexcept {
 }
 
 void FutureStateBase::schedule_callbacks() {
-  EventLoop& l = loop();
+  loop();  // throws, before anything is taken, once the loop is gone
   Ref self(this);
   if (first_callback_) {
-    l.call_soon([fn = std::move(first_callback_->fn), self]() mutable { fn(*self); });
+    Callback c = std::move(*first_callback_);
     first_callback_.reset();
+    schedule(c);
   }
-  for (Callback& c : more_callbacks_)
-    l.call_soon([fn = std::move(c.fn), self]() mutable { fn(*self); });
+  if (more_callbacks_.empty()) return;
+  for (Callback& c : more_callbacks_) schedule(c);
   more_callbacks_.clear();
 }
 

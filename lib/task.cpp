@@ -30,6 +30,13 @@ class Entered {
     current_task = task;
     if (stepped_sink) *stepped_sink = task->name();
   }
+  // Entered(task, eager) is the eager first step inside create_task, which
+  // may run from another task's step: that task is set aside meanwhile, as
+  // asyncio's _swap_current_task does.
+  Entered(TaskStateBase* task, bool) noexcept : previous_(current_task) {
+    current_task = task;
+    if (stepped_sink) *stepped_sink = task->name();
+  }
   ~Entered() { current_task = previous_; }
   Entered(const Entered&) = delete;
   Entered& operator=(const Entered&) = delete;
@@ -45,16 +52,28 @@ TaskStateBase::LastStepped::LastStepped(std::string& sink) noexcept : previous_(
 }
 TaskStateBase::LastStepped::~LastStepped() { stepped_sink = previous_; }
 
-TaskStateBase::TaskStateBase(EventLoop& loop, TaskOptions options)
+TaskStateBase::TaskStateBase(EventLoop& loop, const TaskOptions& options)
     : FutureStateBase(loop),
       gen_([this](auto&) { run_body(); }, options.stack_size),
-      name_(options.name.empty() ? "Task-" + std::to_string(++task_counter)
-                                 : std::move(options.name)) {}
+      // The step handle holds the task by a plain pointer: a queued step
+      // implies a live task (the loop holds it until it ends), and a loop
+      // that closes drops its queue without running it.
+      step_handle_(new HandleState(&loop, [this] { run_scheduled_step(); })),
+      name_(options.name),
+      number_(task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
+      eager_start_(options.eager_start) {
+  step_handle_->repeating = true;
+}
+
+const std::string& TaskStateBase::name() const {
+  if (name_.empty()) name_ = "Task-" + std::to_string(number_);
+  return name_;
+}
 
 TaskStateBase::~TaskStateBase() {
   if (log_traceback_) {
     log_traceback_ = false;
-    ExceptionContext context{"Task exception was never retrieved", exception_, name_};
+    ExceptionContext context{"Task exception was never retrieved", exception_, name()};
     if (EventLoop* l = loop_or_null()) {
       l->call_exception_handler(context);
     } else {
@@ -65,11 +84,15 @@ TaskStateBase::~TaskStateBase() {
 
 TaskStateBase* TaskStateBase::current() noexcept { return current_task; }
 
-std::string TaskStateBase::describe() const { return "Task '" + name_ + "'"; }
+std::string TaskStateBase::describe() const { return "Task '" + name() + "'"; }
 
 void TaskStateBase::start() {
   EventLoop& l = loop();
   l.register_task(this);
+  if (eager_start_ && l.is_running()) {
+    eager_step();
+    return;
+  }
   try {
     schedule_step();
   } catch (...) {
@@ -79,9 +102,11 @@ void TaskStateBase::start() {
 }
 
 void TaskStateBase::schedule_step(std::exception_ptr exc) {
-  loop().call_soon(
-      [self = Ref(this), exc = std::move(exc)]() mutable { self->step(std::move(exc)); });
+  step_exc_ = std::move(exc);
+  loop().requeue(step_handle_.get());
 }
+
+void TaskStateBase::run_scheduled_step() { step(std::exchange(step_exc_, nullptr)); }
 
 bool TaskStateBase::cancel(std::string message) {
   log_traceback_ = false;
@@ -124,6 +149,28 @@ void TaskStateBase::step(std::exception_ptr exc) {
     end();
     return;
   }
+  after_send(awaited);
+}
+
+void TaskStateBase::eager_step() {
+  Ref self(this);
+  std::optional<FutureStateBase*> awaited;
+  try {
+    Entered entered(this, true);
+    awaited = gen_.send();
+  } catch (const CancelledError& e) {
+    mark_cancelled(e.message());
+    end();
+    return;
+  } catch (...) {
+    set_exception(std::current_exception());
+    end();
+    return;
+  }
+  after_send(awaited);
+}
+
+void TaskStateBase::after_send(std::optional<FutureStateBase*> awaited) {
   if (!awaited) {        // the function returned
     if (must_cancel_) {  // cancelled right before it returned
       must_cancel_ = false;
@@ -153,12 +200,12 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
         std::make_exception_ptr(RuntimeError("Task cannot await on itself: " + describe())));
     return;
   }
-  fut->add_done_callback([self = Ref(this)](FutureStateBase& done) { self->wakeup(done); });
+  fut->add_waiter(this);
   fut_waiter_ = Ref(fut);
   if (must_cancel_ && fut_waiter_->cancel(cancel_message_)) must_cancel_ = false;
 }
 
-void TaskStateBase::wakeup(FutureStateBase& fut) { step(fut.waiter_exception()); }
+void TaskStateBase::wakeup(FutureStateBase& fut) { schedule_step(fut.waiter_exception()); }
 
 TaskStateBase& TaskStateBase::require_current(const char* what) {
   if (!current_task) {
@@ -180,12 +227,14 @@ void TaskStateBase::end() noexcept {
 void TaskStateBase::abandon() noexcept {
   Ref self(this);
   gen_.close();  // unwinds the fiber: the function's destructors run
+  if (fut_waiter_) fut_waiter_->remove_waiter(this);
   fut_waiter_.reset();
+  step_exc_ = nullptr;
   status_ = Status::cancelled;
   drop_callbacks();
   drop_value();
   if (EventLoop* l = loop_or_null()) {
-    l->call_exception_handler({"Task was destroyed but it is pending!", nullptr, name_});
+    l->call_exception_handler({"Task was destroyed but it is pending!", nullptr, name()});
   }
   end();
 }

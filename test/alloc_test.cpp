@@ -396,6 +396,20 @@ BOOST_AUTO_TEST_CASE(task_spawn_and_finish) {
   CHECK_NO_HEAP_USE(use);
 }
 
+BOOST_AUTO_TEST_CASE(eager_task_spawn_and_finish) {
+  int hits = 0;
+  int* p = &hits;
+  HeapUse use = run([&] {
+    auto once = [&] {
+      auto t = loop.create_task(fiberloop::TaskOptions{.eager_start = true}, [p] { return ++*p; });
+      fiberloop::await(t);
+    };
+    return steady_state_heap_use(once);
+  });
+  BOOST_TEST(hits == kWarmup + kCounted);
+  CHECK_NO_HEAP_USE(use);
+}
+
 // Tasks nobody awaits, driven from plain code: the handle is dropped at once
 // and the loop alone keeps each task alive until it ends.
 BOOST_AUTO_TEST_CASE(task_spawn_detached_batches) {

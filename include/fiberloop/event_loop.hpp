@@ -54,6 +54,11 @@ struct ExceptionContext {
 struct TaskOptions {
   std::string name;            // empty: "Task-N"
   std::size_t stack_size = 0;  // 0: StackPool::local().default_size()
+  // eager_start runs the task's first step inside create_task when the loop
+  // is running (Python 3.14's create_task(eager_start=True)): a task that
+  // finishes without waiting never touches the loop. Off by default, so that
+  // nothing of a task runs before the loop gets to it.
+  bool eager_start = false;
 };
 
 // EventLoop runs callbacks, timers, I/O callbacks and tasks on one thread.
@@ -129,7 +134,7 @@ class FIBERLOOP_API EventLoop {
   auto create_task(Fn&& fn, Args&&... args);
   template <class Fn, class... Args>
     requires detail::InvocableWithCopies<Fn, Args...>
-  auto create_task(TaskOptions options, Fn&& fn, Args&&... args);
+  auto create_task(const TaskOptions& options, Fn&& fn, Args&&... args);
   // clang-format on
 
   // all_tasks() lists the tasks not yet done.
@@ -257,6 +262,9 @@ class FIBERLOOP_API EventLoop {
   detail::Ref<detail::HandleState> schedule_soon(Callback cb);
   detail::Ref<detail::HandleState> schedule_at(std::int64_t when_ns, Callback cb);
   void push_ready(detail::HandleState* h);  // takes a reference
+  // requeue(h) is call_soon for a handle that is reused (a task's step):
+  // the same checks and FIFO position, without a new handle.
+  void requeue(detail::HandleState* h);
   std::int64_t deadline_after(double delay) const;
   static std::int64_t deadline_at(double when);
   std::int64_t now_ns() const noexcept;

@@ -25,6 +25,8 @@ using CallbackId = std::uint64_t;
 
 namespace detail {
 
+class TaskStateBase;
+
 // FutureStateBase is the shared state behind Future<T>, without the value.
 //
 // Invariant: status_ moves once, from pending to finished (value or exception
@@ -63,6 +65,12 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
 
   CallbackId add_done_callback(DoneCallback fn);
   std::size_t remove_done_callback(CallbackId id) noexcept;
+  // add_waiter(task) is the done-callback of a task awaiting this future:
+  // completion queues the task's step directly, in its callback order.
+  // The task outlives the entry (it is alive until it ends, and it ends
+  // only after the wake-up, or after remove_waiter when abandoned).
+  void add_waiter(TaskStateBase* task);
+  void remove_waiter(TaskStateBase* task) noexcept;
 
   // loop() throws RuntimeError once the loop is destroyed.
   EventLoop& loop() const;
@@ -86,7 +94,10 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   struct Callback {
     CallbackId id;
     DoneCallback fn;
+    TaskStateBase* waiter = nullptr;  // set instead of fn for an awaiting task
   };
+  void add_callback(Callback c);
+  void schedule(Callback& c);
   // The first callback lives inline: a future awaited by one task allocates nothing.
   std::optional<Callback> first_callback_;
   std::vector<Callback> more_callbacks_;

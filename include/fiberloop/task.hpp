@@ -24,7 +24,7 @@ namespace detail {
 // or fut_waiter_ is set and step() is not — until the task is done.
 class FIBERLOOP_API TaskStateBase : public FutureStateBase {
  public:
-  TaskStateBase(EventLoop& loop, TaskOptions options);
+  TaskStateBase(EventLoop& loop, const TaskOptions& options);
   ~TaskStateBase() override;
 
   // cancel() is Task.cancel(): cancel the awaited future, or make the next
@@ -32,7 +32,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   bool cancel(std::string message) override;
   std::string describe() const override;
 
-  const std::string& name() const noexcept { return name_; }
+  // name() is the name given, else "Task-N", built on first use: most tasks
+  // are never asked, and spawning should not pay for the string.
+  const std::string& name() const;
   void set_name(std::string name) { name_ = std::move(name); }
   int cancelling() const noexcept { return cancels_requested_; }
   int uncancel() noexcept;
@@ -65,13 +67,20 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
 
  private:
   friend class fiberloop::EventLoop;
+  friend class FutureStateBase;  // wakeup()
 
   virtual void run_body() = 0;  // calls the function; stores its value
   virtual void drop_value() noexcept = 0;
 
   void step(std::exception_ptr exc);
+  // wakeup(fut) queues the step that resumes the task at its await of fut;
+  // fut calls it (in its done-callback order) when it completes.
   void wakeup(FutureStateBase& fut);
   void schedule_step(std::exception_ptr exc = nullptr);
+  void run_scheduled_step();
+  void after_send(std::optional<FutureStateBase*> awaited);
+  // eager_step() is the first step run inside create_task (eager_start).
+  void eager_step();
   void wait_on(FutureStateBase* fut);
   void end() noexcept;
   // abandon() is the loop closing under a pending task: unwind the fiber.
@@ -79,7 +88,14 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
 
   Generator<FutureStateBase*> gen_;
   Ref<FutureStateBase> fut_waiter_;
-  std::string name_;
+  // step_handle_ is this task's one entry in the ready queue, reused by
+  // every step (a task is queued at most once at a time: the invariant
+  // above); step_exc_ is what that step throws in.
+  Ref<HandleState> step_handle_;
+  std::exception_ptr step_exc_;
+  mutable std::string name_;
+  unsigned long number_;
+  bool eager_start_;
   int cancels_requested_ = 0;
   bool must_cancel_ = false;
   TaskStateBase* prev_task_ = nullptr;  // the loop's list of live tasks
@@ -89,10 +105,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
 template <class R, class Call>
 class TaskState final : public TaskStateBase {
  public:
-  TaskState(EventLoop& loop, TaskOptions options, Call call)
-      : TaskStateBase(loop, std::move(options)), call_(std::move(call)) {
+  TaskState(EventLoop& loop, const TaskOptions& options, Call call)
+      : TaskStateBase(loop, options), call_(std::move(call)) {
     if constexpr (!std::is_void_v<R>) value_ = &value_slot_;
-    start();
   }
 
  private:
@@ -180,13 +195,14 @@ template <class Fn, class... Args>
   requires detail::InvocableWithCopies<Fn, Args...>
 auto EventLoop::create_task(Fn&& fn, Args&&... args) {
   // clang-format on
-  return create_task(TaskOptions{}, std::forward<Fn>(fn), std::forward<Args>(args)...);
+  static const TaskOptions defaults;
+  return create_task(defaults, std::forward<Fn>(fn), std::forward<Args>(args)...);
 }
 
 // clang-format off
 template <class Fn, class... Args>
   requires detail::InvocableWithCopies<Fn, Args...>
-auto EventLoop::create_task(TaskOptions options, Fn&& fn, Args&&... args) {
+auto EventLoop::create_task(const TaskOptions& options, Fn&& fn, Args&&... args) {
   // clang-format on
   using R = std::invoke_result_t<std::decay_t<Fn>&, std::decay_t<Args>&...>;
   static_assert(!std::is_reference_v<R>, "a task returns a value, not a reference");
@@ -194,9 +210,10 @@ auto EventLoop::create_task(TaskOptions options, Fn&& fn, Args&&... args) {
   auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
     return std::invoke(fn, args...);
   };
-  auto* state =
-      new detail::TaskState<R, decltype(call)>(*this, std::move(options), std::move(call));
-  return Task<R>(detail::Ref<detail::FutureStateBase>(state));
+  auto* state = new detail::TaskState<R, decltype(call)>(*this, options, std::move(call));
+  Task<R> task{detail::Ref<detail::FutureStateBase>(state)};
+  state->start();  // with a handle held: an eager task may finish right here
+  return task;
 }
 
 }  // namespace fiberloop

@@ -1,0 +1,182 @@
+// op_count.cpp: runs one hot-path operation N times with callgrind counting
+// only those N (after a warm-up), so instructions per operation can be read
+// off the callgrind output without machine noise. Driven by op_count.sh:
+//   valgrind --tool=callgrind --collect-atstart=no op_count OP N
+// Outside valgrind the toggles are no-ops and it simply runs.
+#include <valgrind/callgrind.h>
+
+#include <boost/context/fiber.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fiberloop/fiberloop.hpp>
+#include <functional>
+#include <string_view>
+#include <utility>
+
+namespace {
+
+namespace ctx = boost::context;
+
+constexpr long kWarmup = 2000;
+constexpr long kBatch = 1000;  // callbacks / timers per run_once in the batched cases
+
+// Counted brackets exactly the measured operations.
+template <class Fn>
+void counted(Fn&& ops) {
+  CALLGRIND_TOGGLE_COLLECT;
+  ops();
+  CALLGRIND_TOGGLE_COLLECT;
+}
+
+// The raw round trip every task switch stands on.
+void fiber_round_trip(long n) {
+  ctx::fiber f{[](ctx::fiber&& caller) {
+    for (;;) caller = std::move(caller).resume();
+    return std::move(caller);
+  }};
+  for (long i = 0; i < kWarmup; ++i) f = std::move(f).resume();
+  counted([&] {
+    for (long i = 0; i < n; ++i) f = std::move(f).resume();
+  });
+}
+
+// The floor of any scheduler: a ready-queue push and pop around the round trip.
+void ready_queue_floor(long n) {
+  ctx::fiber f{[](ctx::fiber&& caller) {
+    for (;;) caller = std::move(caller).resume();
+    return std::move(caller);
+  }};
+  fiberloop::detail::RingQueue<ctx::fiber*> ready;
+  auto once = [&] {
+    ready.push_back(&f);
+    ctx::fiber* next = ready.pop_front();
+    *next = std::move(*next).resume();
+  };
+  for (long i = 0; i < kWarmup; ++i) once();
+  counted([&] {
+    for (long i = 0; i < n; ++i) once();
+  });
+}
+
+template <class Body>
+void in_task(Body body) {
+  fiberloop::EventLoop loop;
+  loop.run_until_complete([&] { body(loop); });
+}
+
+void sleep0(long n) {
+  in_task([n](fiberloop::EventLoop&) {
+    for (long i = 0; i < kWarmup; ++i) fiberloop::sleep(0);
+    counted([&] {
+      for (long i = 0; i < n; ++i) fiberloop::sleep(0);
+    });
+  });
+}
+
+void await_call_soon(long n) {
+  in_task([n](fiberloop::EventLoop& loop) {
+    auto once = [&] {
+      auto fut = loop.create_future<int>();
+      loop.call_soon([fut] { fut.set_result(1); });
+      return fiberloop::await(fut);
+    };
+    for (long i = 0; i < kWarmup; ++i) once();
+    counted([&] {
+      for (long i = 0; i < n; ++i) once();
+    });
+  });
+}
+
+template <class Options>
+void spawn_await(long n, Options options) {
+  in_task([n, options](fiberloop::EventLoop& loop) {
+    auto once = [&] { return fiberloop::await(loop.create_task(options, [] { return 1; })); };
+    for (long i = 0; i < kWarmup; ++i) once();
+    counted([&] {
+      for (long i = 0; i < n; ++i) once();
+    });
+  });
+}
+
+void call_soon_run(long n) {
+  fiberloop::EventLoop loop;
+  long hits = 0;
+  auto batch = [&] {
+    for (long i = 0; i < kBatch; ++i) loop.call_soon([&hits] { ++hits; });
+    loop.run_once();
+  };
+  for (long i = 0; i < kWarmup / kBatch + 1; ++i) batch();
+  counted([&] {
+    for (long done = 0; done < n; done += kBatch) batch();
+  });
+}
+
+void call_later_fire(long n) {
+  fiberloop::EventLoop loop;
+  long hits = 0;
+  auto batch = [&] {
+    for (long i = 0; i < kBatch; ++i) loop.call_later(0.0, [&hits] { ++hits; });
+    loop.run_once();
+  };
+  for (long i = 0; i < kWarmup / kBatch + 1; ++i) batch();
+  counted([&] {
+    for (long done = 0; done < n; done += kBatch) batch();
+  });
+}
+
+void call_later_cancel(long n) {
+  fiberloop::EventLoop loop;
+  auto batch = [&] {
+    for (long i = 0; i < kBatch; ++i) loop.call_later(3600.0, [] {}).cancel();
+    loop.run_once();  // purges the cancelled timers
+  };
+  for (long i = 0; i < kWarmup / kBatch + 1; ++i) batch();
+  counted([&] {
+    for (long done = 0; done < n; done += kBatch) batch();
+  });
+}
+
+struct Op {
+  const char* name;
+  std::function<void(long)> run;
+};
+
+const Op kOps[] = {
+    {"fiber_round_trip", fiber_round_trip},
+    {"ready_queue_floor", ready_queue_floor},
+    {"sleep0", sleep0},
+    {"await_call_soon", await_call_soon},
+    {"spawn_await", [](long n) { spawn_await(n, fiberloop::TaskOptions{}); }},
+    {"spawn_await_eager",
+     [](long n) { spawn_await(n, fiberloop::TaskOptions{.eager_start = true}); }},
+    {"call_soon_run", call_soon_run},
+    {"call_later_fire", call_later_fire},
+    {"call_later_cancel", call_later_cancel},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 2 && std::strcmp(argv[1], "--list") == 0) {
+    for (const Op& op : kOps) std::printf("%s\n", op.name);
+    return 0;
+  }
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: op_count OP N | op_count --list\n");
+    return 2;
+  }
+  long n = std::strtol(argv[2], nullptr, 10);
+  if (n <= 0 || n % kBatch != 0) {
+    std::fprintf(stderr, "op_count: N must be a positive multiple of %ld\n", kBatch);
+    return 2;
+  }
+  for (const Op& op : kOps) {
+    if (std::string_view(op.name) == argv[1]) {
+      op.run(n);
+      return 0;
+    }
+  }
+  std::fprintf(stderr, "op_count: unknown operation '%s' (see --list)\n", argv[1]);
+  return 2;
+}
