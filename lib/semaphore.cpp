@@ -10,7 +10,7 @@ Semaphore::Semaphore(int value) : value_(value) {
 
 bool Semaphore::locked() const noexcept {
   if (value_ == 0) return true;
-  for (auto& w : const_cast<detail::Waiters&>(waiters_)) {
+  for (const auto& w : waiters_) {
     if (!w.cancelled()) return true;
   }
   return false;

@@ -36,7 +36,6 @@ void GroupState::on_task_done(const AnyTask& task) {
 }
 
 void check_can_spawn(const GroupState& group) {
-  if (!group.entered) throw RuntimeError("TaskGroup::spawn(): the group has not been entered");
   if (group.exiting && group.tasks.empty())
     throw RuntimeError("TaskGroup::spawn(): the group is finished");
   if (group.aborting) throw RuntimeError("TaskGroup::spawn(): the group is shutting down");
@@ -48,7 +47,6 @@ TaskGroup::TaskGroup() : state_(std::make_shared<detail::GroupState>()) {
   auto* t = detail::TaskStateBase::current();
   if (!t) throw RuntimeError("task_group() called outside a task: it cannot find its parent task");
   state_->parent.emplace(t);
-  state_->entered = true;
 }
 
 void TaskGroup::exit(std::exception_ptr body_error) {

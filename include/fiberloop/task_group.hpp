@@ -25,7 +25,6 @@ struct FIBERLOOP_API GroupState {
   std::vector<AnyTask> tasks;
   std::vector<std::exception_ptr> errors;
   Future<void> on_completed;
-  bool entered = false;
   bool exiting = false;
   bool aborting = false;
   bool parent_cancel_requested = false;

@@ -31,6 +31,7 @@ inline bool is_cancellation(const std::exception_ptr& e) {
 class Waiters {
  public:
   using iterator = std::deque<Future<void>>::iterator;
+  using const_iterator = std::deque<Future<void>>::const_iterator;
 
   // add() parks a new pending future at the back and returns it.
   Future<void> add() {
@@ -56,6 +57,8 @@ class Waiters {
   }
   iterator begin() noexcept { return queue_.begin(); }
   iterator end() noexcept { return queue_.end(); }
+  const_iterator begin() const noexcept { return queue_.begin(); }
+  const_iterator end() const noexcept { return queue_.end(); }
 
  private:
   std::deque<Future<void>> queue_;
