@@ -32,7 +32,7 @@ int main() {
     try {
       fiberloop::task_group([](fiberloop::TaskGroup& group) {
         group.spawn(fetch, std::string("a"), 0.01, false);
-        group.spawn(fetch, std::string("b"), 0.05, true);
+        group.spawn(fetch, std::string("b"), 0.1, true);
         group.spawn(fetch, std::string("c"), 10.0, false);
         std::cout << "body: waiting\n";
         try {

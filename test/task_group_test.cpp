@@ -214,14 +214,14 @@ BOOST_AUTO_TEST_CASE(outside_cancel_then_child_failure) {
       try {
         fiberloop::task_group([&](TaskGroup& g) {
           g.spawn([] {
-            fiberloop::sleep(0.003);
+            fiberloop::sleep(0.05);
             throw std::runtime_error("crash");
           });
           try {
             fiberloop::sleep(10);
           } catch (const CancelledError&) {
             log.push_back("body cancelled from outside");
-            fiberloop::sleep(0.01);  // the child crashes meanwhile
+            fiberloop::sleep(0.2);  // the child crashes meanwhile
             throw;
           }
         });
@@ -231,7 +231,7 @@ BOOST_AUTO_TEST_CASE(outside_cancel_then_child_failure) {
         throw;
       }
     });
-    fiberloop::sleep(0.001);
+    fiberloop::sleep(0.005);
     runner.cancel();
     try {
       fiberloop::await(runner);

@@ -189,7 +189,7 @@ BOOST_AUTO_TEST_CASE(nested_inner_expires_then_outer) {
   Log log;
   run([&] {
     try {
-      fiberloop::with_timeout(0.05, [&] {
+      fiberloop::with_timeout(0.2, [&] {
         try {
           fiberloop::with_timeout(0.001, [] { fiberloop::sleep(10); });
         } catch (const TimeoutError&) {

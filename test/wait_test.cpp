@@ -112,7 +112,7 @@ BOOST_AUTO_TEST_CASE(timeout_leaves_pending) {
   run([&] {
     auto slow = sleeper(10, 1);
     std::vector<Task<int>> ts{sleeper(0.001, 2), slow};
-    auto [done, pending] = fiberloop::wait(ts, 0.01);
+    auto [done, pending] = fiberloop::wait(ts, 0.1);
     BOOST_TEST(indices(done, ts) == "0");
     BOOST_TEST(indices(pending, ts) == "1");
     BOOST_TEST(!slow.done());
@@ -266,7 +266,7 @@ BOOST_AUTO_TEST_CASE(wait_for_callable_runs_in_place) {
 BOOST_AUTO_TEST_CASE(as_completed_in_completion_order) {
   std::vector<int> order;
   run([&] {
-    std::vector<Task<int>> ts{sleeper(0.003, 1), sleeper(0.001, 2), sleeper(0.002, 3)};
+    std::vector<Task<int>> ts{sleeper(0.03, 1), sleeper(0.01, 2), sleeper(0.02, 3)};
     for (auto& t : fiberloop::as_completed(ts)) order.push_back(t.result());
   });
   BOOST_TEST(order == (std::vector<int>{2, 3, 1}), boost::test_tools::per_element());
@@ -278,7 +278,7 @@ BOOST_AUTO_TEST_CASE(as_completed_timeout) {
   run([&] {
     auto slow = sleeper(10, 1);
     std::vector<Task<int>> ts{slow, sleeper(0.001, 2)};
-    auto it = fiberloop::as_completed(ts, 0.01);
+    auto it = fiberloop::as_completed(ts, 0.1);
     BOOST_TEST(it.left() == 2u);
     log.push_back(std::to_string(it.next().result()));
     try {

@@ -58,7 +58,7 @@ async def main():
         print(f"{name} fails")
         raise RuntimeError(name)
 
-    a = asyncio.create_task(fail("a", 0.01))
+    a = asyncio.create_task(fail("a", 0.05))
     b = asyncio.create_task(fail("b", 0.001))
     try:
         await asyncio.gather(a, b)

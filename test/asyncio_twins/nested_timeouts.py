@@ -23,7 +23,7 @@ async def main():
 
     print("-- inner first")
     try:
-        async with asyncio.timeout(0.05):
+        async with asyncio.timeout(0.1):
             try:
                 async with asyncio.timeout(0.001):
                     await asyncio.sleep(10)

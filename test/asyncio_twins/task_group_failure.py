@@ -39,7 +39,7 @@ async def main():
         try:
             async with asyncio.TaskGroup() as g:
                 async def crash():
-                    await asyncio.sleep(0.003)
+                    await asyncio.sleep(0.05)
                     print("child: crashes")
                     raise RuntimeError("crash")
 
@@ -48,7 +48,7 @@ async def main():
                     await asyncio.sleep(10)
                 except asyncio.CancelledError:
                     print("body: cancelled from outside")
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.2)
                     raise
         except* RuntimeError as eg:
             print("runner: group of", ", ".join(str(e) for e in eg.exceptions),
@@ -56,7 +56,7 @@ async def main():
             raise
 
     r = asyncio.create_task(runner())
-    await asyncio.sleep(0.001)
+    await asyncio.sleep(0.005)
     r.cancel()
     try:
         await r

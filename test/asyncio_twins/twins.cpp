@@ -234,7 +234,7 @@ void gather_cancel() {
     std::cout << name << " fails\n";
     throw std::runtime_error(name);
   };
-  auto a = fl::spawn(fail, "a", 0.01);
+  auto a = fl::spawn(fail, "a", 0.05);
   auto b = fl::spawn(fail, "b", 0.001);
   try {
     fl::gather(a, b);
@@ -296,7 +296,7 @@ void task_group_failure() {
     try {
       fl::task_group([](fl::TaskGroup& g) {
         g.spawn([] {
-          fl::sleep(0.003);
+          fl::sleep(0.05);
           std::cout << "child: crashes\n";
           throw std::runtime_error("crash");
         });
@@ -304,7 +304,7 @@ void task_group_failure() {
           fl::sleep(10);
         } catch (const fl::CancelledError&) {
           std::cout << "body: cancelled from outside\n";
-          fl::sleep(0.01);
+          fl::sleep(0.2);
           throw;
         }
       });
@@ -314,7 +314,7 @@ void task_group_failure() {
       throw;
     }
   });
-  fl::sleep(0.001);
+  fl::sleep(0.005);
   r.cancel();
   try {
     fl::await(r);
@@ -361,7 +361,7 @@ void nested_timeouts() {
 
   std::cout << "-- inner first\n";
   try {
-    fl::with_timeout(0.05, [] {
+    fl::with_timeout(0.1, [] {
       try {
         fl::with_timeout(0.001, [] { fl::sleep(10); });
       } catch (const fl::TimeoutError&) {
