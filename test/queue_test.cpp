@@ -294,4 +294,45 @@ BOOST_AUTO_TEST_CASE(shutdown_wakes_every_getter) {
   });
 }
 
+// test_why_are_putters_waiting: a getter emptying a full queue with
+// get_nowait() wakes every putter in turn; nobody hangs.
+BOOST_AUTO_TEST_CASE(why_are_putters_waiting) {
+  run([&] {
+    Queue<int> q(2);
+    auto putter = [&](int item) { q.put(item); };
+    auto getter = fiberloop::spawn([&] {
+      fiberloop::sleep(0);
+      std::size_t n = q.qsize();
+      for (std::size_t i = 0; i < n; ++i) q.get_nowait();
+    });
+    auto t0 = fiberloop::spawn(putter, 0);
+    auto t1 = fiberloop::spawn(putter, 1);
+    auto t2 = fiberloop::spawn(putter, 2);
+    auto t3 = fiberloop::spawn(putter, 3);
+    fiberloop::with_timeout(1.0, [&] { fiberloop::gather(getter, t0, t1, t2, t3); });
+    BOOST_TEST(q.qsize() == 2u);
+  });
+}
+
+// test_why_are_getters_waiting: put_nowait() bursts wake the getters in turn.
+BOOST_AUTO_TEST_CASE(why_are_getters_waiting) {
+  std::vector<int> got;
+  run([&] {
+    Queue<int> q;
+    auto getter = [&] { got.push_back(q.get()); };
+    auto g1 = fiberloop::spawn(getter);
+    auto g2 = fiberloop::spawn(getter);
+    auto g3 = fiberloop::spawn(getter);
+    auto producer = fiberloop::spawn([&] {
+      fiberloop::sleep(0);
+      q.put_nowait(1);
+      q.put_nowait(2);
+      fiberloop::sleep(0);
+      q.put_nowait(3);
+    });
+    fiberloop::with_timeout(1.0, [&] { fiberloop::gather(g1, g2, g3, producer); });
+  });
+  BOOST_TEST(got == (std::vector<int>{1, 2, 3}), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
