@@ -80,9 +80,8 @@ int main() {
     std::cout << "outer scope finished in time\n";
 
     // 7. A cancellation from outside is never mistaken for a timeout.
-    auto worker = fiberloop::spawn([] {
-      fiberloop::with_timeout(10.0, [] { fiberloop::sleep(10); });
-    });
+    auto worker =
+        fiberloop::spawn([] { fiberloop::with_timeout(10.0, [] { fiberloop::sleep(10); }); });
     fiberloop::sleep(0.001);
     worker.cancel();
     try {
