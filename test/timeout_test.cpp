@@ -311,4 +311,17 @@ BOOST_AUTO_TEST_CASE(expiry_in_the_same_iteration_as_completion) {
   BOOST_TEST(log == (Log{"TimeoutError"}), boost::test_tools::per_element());
 }
 
+BOOST_AUTO_TEST_CASE(chrono_durations) {
+  using namespace std::chrono_literals;
+  run([&] {
+    BOOST_CHECK_THROW(fiberloop::with_timeout(1ms, [] { fiberloop::sleep(10); }), TimeoutError);
+    Timeout t = fiberloop::timeout(10s);
+    BOOST_TEST(*t.when() > loop.time() + 9);
+    t.exit();
+    auto slow = fiberloop::spawn([] { fiberloop::sleep(10); });
+    BOOST_CHECK_THROW(fiberloop::wait_for(slow, 1ms), TimeoutError);
+    BOOST_TEST(fiberloop::wait_for([] { return 5; }, 1s) == 5);
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()

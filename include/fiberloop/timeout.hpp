@@ -1,6 +1,7 @@
 // timeout.hpp: timeout scopes, asyncio.timeout / timeout_at.
 #pragma once
 
+#include <chrono>
 #include <exception>
 #include <optional>
 #include <type_traits>
@@ -82,6 +83,12 @@ FIBERLOOP_API Timeout timeout_at(std::optional<double> when);
 // never). Throws RuntimeError outside a task.
 FIBERLOOP_API Timeout timeout(std::optional<double> seconds);
 
+// timeout(duration) is timeout() with a std::chrono duration.
+template <class Rep, class Period>
+Timeout timeout(std::chrono::duration<Rep, Period> delay) {
+  return timeout(std::chrono::duration<double>(delay).count());
+}
+
 namespace detail {
 
 // run_in_timeout(t, fn) is the body of with_timeout(): fn() inside t, ended
@@ -122,6 +129,13 @@ auto run_in_timeout(Timeout& t, Fn& fn) {
 template <class Fn>
 auto with_timeout(std::optional<double> seconds, Fn&& fn) {
   Timeout t = timeout(seconds);
+  return detail::run_in_timeout(t, fn);
+}
+
+// with_timeout(duration, fn) is with_timeout() with a std::chrono duration.
+template <class Rep, class Period, class Fn>
+auto with_timeout(std::chrono::duration<Rep, Period> delay, Fn&& fn) {
+  Timeout t = timeout(delay);
   return detail::run_in_timeout(t, fn);
 }
 

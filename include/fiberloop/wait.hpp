@@ -1,6 +1,7 @@
 // wait.hpp: wait, wait_for, as_completed and shield, as asyncio's.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <exception>
@@ -152,6 +153,13 @@ auto wait_for(Fn&& fn, std::optional<double> seconds) {
     throw TimeoutError("wait_for(): timed out");
   }
   return with_timeout(seconds, fn);
+}
+
+// wait_for(fut_or_fn, duration) is wait_for() with a std::chrono duration.
+template <class F, class Rep, class Period>
+auto wait_for(F&& what, std::chrono::duration<Rep, Period> timeout) {
+  return wait_for(std::forward<F>(what),
+                  std::optional<double>(std::chrono::duration<double>(timeout).count()));
 }
 
 // AsCompleted<F> yields the futures given to as_completed() in the order
