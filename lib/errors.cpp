@@ -13,4 +13,12 @@ IncompleteReadError::IncompleteReadError(std::string partial_bytes,
 LimitOverrunError::LimitOverrunError(const std::string& message, std::size_t consumed_bytes)
     : Error(message), consumed(consumed_bytes) {}
 
+ExceptionGroup::ExceptionGroup(const std::string& message,
+                               std::vector<std::exception_ptr> exceptions)
+    : Error(message + " (" + std::to_string(exceptions.size()) + " sub-exception" +
+            (exceptions.size() == 1 ? "" : "s") + ")"),
+      exceptions_(std::move(exceptions)) {
+  if (exceptions_.empty()) throw std::invalid_argument("ExceptionGroup: no exceptions");
+}
+
 }  // namespace fiberloop

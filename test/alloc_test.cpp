@@ -533,3 +533,72 @@ BOOST_AUTO_TEST_CASE(stream_round_trips) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// The synchronisation primitives and queues (issue 9): their fast path, when
+// nobody has to wait, makes no allocation. Reopens the suite above.
+BOOST_FIXTURE_TEST_SUITE(alloc, LoopFixture, *boost::unit_test::precondition(not_under_valgrind))
+
+BOOST_AUTO_TEST_CASE(lock_uncontended) {
+  int held = 0;
+  HeapUse use = run([&] {
+    fiberloop::Lock lock;
+    auto once = [&] {
+      std::lock_guard guard(lock);
+      held += lock.locked();
+    };
+    return steady_state_heap_use(once);
+  });
+  BOOST_TEST(held == kWarmup + kCounted);
+  CHECK_NO_HEAP_USE(use);
+}
+
+BOOST_AUTO_TEST_CASE(semaphore_event_condition_uncontended) {
+  int passes = 0;
+  HeapUse use = run([&] {
+    fiberloop::BoundedSemaphore sem(2);
+    fiberloop::Event event;
+    fiberloop::Condition cond;
+    auto once = [&] {
+      sem.acquire();
+      event.set();
+      event.wait();
+      event.clear();
+      {
+        std::lock_guard guard(cond);
+        cond.notify_all();
+      }
+      sem.release();
+      ++passes;
+    };
+    return steady_state_heap_use(once);
+  });
+  BOOST_TEST(passes == kWarmup + kCounted);
+  CHECK_NO_HEAP_USE(use);
+}
+
+// A queue with room: put/get and the nowait forms, with task_done/join.
+BOOST_AUTO_TEST_CASE(queue_put_get_with_room) {
+  long sum = 0;
+  HeapUse use = run([&] {
+    fiberloop::Queue<int> fifo(64);
+    fiberloop::LifoQueue<int> lifo(64);
+    fiberloop::PriorityQueue<int> prio(64);
+    auto once = [&] {
+      for (int i = 0; i < 3; ++i) fifo.put(i);
+      fifo.put_nowait(3);
+      lifo.put(4);
+      prio.put_nowait(5);
+      for (int i = 0; i < 3; ++i) sum += fifo.get();
+      sum += fifo.get_nowait() + lifo.get() + prio.get_nowait();
+      for (int i = 0; i < 4; ++i) fifo.task_done();
+      lifo.task_done();
+      prio.task_done();
+      fifo.join();
+    };
+    return steady_state_heap_use(once);
+  });
+  BOOST_TEST(sum == 15L * (kWarmup + kCounted));
+  CHECK_NO_HEAP_USE(use);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

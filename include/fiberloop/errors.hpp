@@ -3,9 +3,11 @@
 
 #include <boost/context/detail/exception.hpp>
 #include <cstddef>
+#include <exception>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "fiberloop/export.hpp"
 
@@ -87,5 +89,30 @@ class FIBERLOOP_API CancelledError {
 // that its stack unwinds and RAII runs. Never swallow it: a `catch (...)` in a
 // task body must rethrow, e.g. `catch (const fiberloop::FiberUnwind&) { throw; }`.
 using FiberUnwind = boost::context::detail::forced_unwind;
+
+// ExceptionGroup carries several failures at once: a TaskGroup throws one
+// holding every child failure (and the body's own), in the order they happened.
+class FIBERLOOP_API ExceptionGroup : public Error {
+ public:
+  ExceptionGroup(const std::string& message, std::vector<std::exception_ptr> exceptions);
+  // exceptions() are the failures, never empty.
+  const std::vector<std::exception_ptr>& exceptions() const noexcept { return exceptions_; }
+
+ private:
+  std::vector<std::exception_ptr> exceptions_;
+};
+
+// BrokenBarrierError: a Barrier was aborted or reset while a task waited on it.
+class FIBERLOOP_API BrokenBarrierError : public Error {
+ public:
+  using Error::Error;
+};
+
+// QueueShutDown: put() or get() on a queue that was shut down (get() only
+// once it is empty, unless the shutdown was immediate).
+class FIBERLOOP_API QueueShutDown : public Error {
+ public:
+  QueueShutDown() : Error("queue is shut down") {}
+};
 
 }  // namespace fiberloop

@@ -1,0 +1,76 @@
+// condition.hpp: Condition, asyncio.Condition — wait for a notification
+// while a Lock is released.
+#pragma once
+
+#include <optional>
+
+#include "fiberloop/detail/waiters.hpp"
+#include "fiberloop/export.hpp"
+#include "fiberloop/lock.hpp"
+
+namespace fiberloop {
+
+// Condition lets tasks wait, with its lock released, until another task
+// notifies them; each then returns from wait() holding the lock again.
+// BasicLockable like Lock.
+//
+// Example:
+//   fiberloop::Condition cond;
+//   ...consumer task:
+//   std::lock_guard guard(cond);
+//   cond.wait_for([&] { return !items.empty(); });
+//   ...producer task:
+//   std::lock_guard guard(cond);
+//   items.push_back(x);
+//   cond.notify();
+//
+// Owner: not copyable, not movable.
+class FIBERLOOP_API Condition {
+ public:
+  // Condition() uses a lock of its own; Condition(lock) shares `lock`, which
+  // must outlive it.
+  Condition() : own_(std::in_place), lock_(&*own_) {}
+  explicit Condition(Lock& lock) : lock_(&lock) {}
+  Condition(const Condition&) = delete;
+  Condition& operator=(const Condition&) = delete;
+
+  void acquire() { lock_->acquire(); }
+  void release() { lock_->release(); }
+  bool locked() const noexcept { return lock_->locked(); }
+  void lock() { acquire(); }
+  void unlock() { release(); }
+  bool try_lock() noexcept { return lock_->try_lock(); }
+
+  // wait() releases the lock, waits for notify(), and takes the lock again
+  // before it returns — also when it throws: cancelled while waiting, it
+  // still reacquires the lock, then throws CancelledError. Whatever ends a
+  // wait with an exception passes a pending notification on to the next
+  // waiter (a spurious wake-up rather than a lost one). Throws RuntimeError
+  // if the lock is not held.
+  void wait();
+  // wait_for(pred) waits until pred() is true (checked first, then after each
+  // wake-up) and returns its last value. Same errors as wait().
+  template <class Pred>
+  auto wait_for(Pred pred) {
+    auto result = pred();
+    while (!result) {
+      wait();
+      result = pred();
+    }
+    return result;
+  }
+  // notify(n) wakes up to n waiters; they return once they get the lock,
+  // which the caller still holds. Throws RuntimeError if the lock is not held.
+  void notify(std::size_t n = 1);
+  // notify_all() wakes every waiter.
+  void notify_all() { notify(waiters_.size()); }
+
+ private:
+  void wake(std::size_t n);
+
+  std::optional<Lock> own_;
+  Lock* lock_;
+  detail::Waiters waiters_;
+};
+
+}  // namespace fiberloop

@@ -1,0 +1,22 @@
+#include "fiberloop/event.hpp"
+
+namespace fiberloop {
+
+void Event::wait() {
+  if (value_) return;
+  detail::TaskStateBase::require_current("Event::wait()");
+  Future<void> fut = waiters_.add();
+  std::exception_ptr error = detail::wait_on(waiters_, fut);
+  waiters_.remove(fut);
+  if (error) std::rethrow_exception(error);
+}
+
+void Event::set() {
+  if (value_) return;
+  value_ = true;
+  for (auto& fut : waiters_) {
+    if (!fut.done()) fut.set_result();
+  }
+}
+
+}  // namespace fiberloop

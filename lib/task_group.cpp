@@ -1,0 +1,103 @@
+#include "fiberloop/task_group.hpp"
+
+#include <algorithm>
+
+#include "fiberloop/detail/waiters.hpp"
+
+namespace fiberloop {
+namespace detail {
+
+void GroupState::abort() {
+  aborting = true;
+  for (auto& t : tasks) {
+    if (!t.done()) t.cancel();
+  }
+}
+
+void GroupState::on_task_done(const AnyTask& task) {
+  tasks.erase(std::remove(tasks.begin(), tasks.end(), task), tasks.end());
+  if (on_completed.valid() && tasks.empty() && !on_completed.done()) on_completed.set_result();
+  if (task.cancelled()) return;
+  std::exception_ptr e = task.exception();
+  if (!e) return;
+  errors.push_back(e);
+  if (parent->done()) {
+    task.get_loop().call_exception_handler(
+        {"TaskGroup child failed after its parent task completed", e, task.get_name()});
+    return;
+  }
+  if (!aborting && !parent_cancel_requested) {
+    // Cancel the body as well, to stop whatever it waits on; exit() takes
+    // this cancellation back (uncancel) so that it does not leak out.
+    abort();
+    parent_cancel_requested = true;
+    parent->cancel();
+  }
+}
+
+void check_can_spawn(const GroupState& group) {
+  if (group.exiting && group.tasks.empty())
+    throw RuntimeError("TaskGroup::spawn(): the group is finished");
+  if (group.aborting) throw RuntimeError("TaskGroup::spawn(): the group is shutting down");
+}
+
+}  // namespace detail
+
+TaskGroup::TaskGroup() : state_(std::make_shared<detail::GroupState>()) {
+  auto* t = detail::TaskStateBase::current();
+  if (!t) throw RuntimeError("task_group() called outside a task: it cannot find its parent task");
+  state_->parent.emplace(t);
+}
+
+void TaskGroup::exit(std::exception_ptr body_error) {
+  detail::GroupState& g = *state_;
+  g.exiting = true;
+  bool body_cancelled = detail::is_cancellation(body_error);
+  std::exception_ptr propagate_cancellation = body_cancelled ? body_error : nullptr;
+  if (body_error && !g.aborting) g.abort();  // the parent is cancelled, or the body failed
+
+  while (!g.tasks.empty()) {
+    if (!g.on_completed.valid()) g.on_completed = g.parent->get_loop().create_future<void>();
+    std::exception_ptr e;
+    try {
+      await(g.on_completed);
+    } catch (const CancelledError&) {
+      e = std::current_exception();
+    }
+    if (e && !g.aborting) {
+      // The parent is cancelled from outside while the children still run.
+      propagate_cancellation = e;
+      g.abort();
+    }
+    g.on_completed = Future<void>();
+  }
+
+  if (g.parent_cancel_requested) {
+    // The group cancelled its parent itself: take that back; a cancellation
+    // left after that came from outside and propagates.
+    if (g.parent->uncancel() == 0) propagate_cancellation = nullptr;
+  }
+  // A cancellation propagates unless there are errors: those take priority.
+  if (propagate_cancellation && g.errors.empty()) std::rethrow_exception(propagate_cancellation);
+  if (body_error && !body_cancelled) g.errors.push_back(body_error);
+  if (!g.errors.empty()) {
+    // Keep an outside cancellation pending on the parent: uncancel and
+    // cancel again, so the count stays as it was.
+    if (g.parent->cancelling()) {
+      g.parent->uncancel();
+      g.parent->cancel();
+    }
+    std::vector<std::exception_ptr> errors = std::move(g.errors);
+    throw ExceptionGroup("unhandled errors in a TaskGroup", std::move(errors));
+  }
+}
+
+void TaskGroup::abandon() noexcept {
+  state_->exiting = true;
+  state_->aborting = true;
+  for (auto& t : state_->tasks) {
+    if (!t.done()) t.cancel();
+  }
+}
+
+}  // namespace fiberloop
