@@ -10,3 +10,7 @@
 #include "fiberloop/poller.hpp"
 #include "fiberloop/stack.hpp"
 #include "fiberloop/task.hpp"
+#include "fiberloop/completer.hpp"
+#include "fiberloop/executor.hpp"
+#include "fiberloop/net/address.hpp"
+#include "fiberloop/net/resolver.hpp"
