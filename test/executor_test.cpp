@@ -137,6 +137,32 @@ BOOST_AUTO_TEST_CASE(cancelling_the_waiting_task_does_not_cancel_fn_and_drops_it
   BOOST_TEST(reports.empty());
 }
 
+BOOST_AUTO_TEST_CASE(a_function_cancelled_before_it_started_never_runs) {
+  ThreadPoolExecutor pool(1);
+  Gate started, release;
+  std::atomic<bool> second_ran{false};
+  auto first = loop.run_in_executor(pool, [&] {
+    started.open = true;
+    release.wait();
+    return 1;
+  });
+  auto second = loop.run_in_executor(pool, [&] {
+    second_ran = true;
+    return 2;
+  });
+  BOOST_REQUIRE(started.wait());  // the only worker is busy: the second is queued
+  second.cancel();
+  loop.call_soon([&] { release.open = true; });  // after the cancellation's callback
+  auto guard = loop.call_later(5.0, [&] { loop.stop(); });
+  BOOST_TEST(loop.run_until_complete(first) == 1);
+  // One worker, FIFO: once a third job ran, the worker has been past the second.
+  BOOST_TEST(loop.run_until_complete(loop.run_in_executor(pool, [] { return 3; })) == 3);
+  guard.cancel();
+  BOOST_TEST(!second_ran.load());
+  BOOST_TEST(second.cancelled());
+  BOOST_TEST(reports.empty());
+}
+
 BOOST_AUTO_TEST_CASE(the_default_pool_is_bounded_as_python_s) {
   std::size_t cores = std::thread::hardware_concurrency();
   BOOST_TEST(ThreadPoolExecutor::default_max_workers() == std::min<std::size_t>(32, cores + 4));

@@ -1,6 +1,7 @@
 // executor.hpp: run blocking functions on a thread pool — run_in_executor, to_thread.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -90,8 +91,8 @@ namespace detail {
 template <class R, class Call>
 class FunctionJob final : public ExecutorJob {
  public:
-  FunctionJob(Call call, Completer<R> completer)
-      : call_(std::move(call)), completer_(std::move(completer)) {}
+  FunctionJob(Call call, Completer<R> completer, std::shared_ptr<std::atomic<bool>> skip)
+      : call_(std::move(call)), completer_(std::move(completer)), skip_(std::move(skip)) {}
 
   ~FunctionJob() override {
     if (!completer_.valid()) return;
@@ -104,6 +105,12 @@ class FunctionJob final : public ExecutorJob {
   }
 
   void run() noexcept override {
+    if (skip_->load(std::memory_order_relaxed)) {
+      // Cancelled before it started: it never runs, as asyncio cancels a
+      // concurrent future still pending. The completer's report is dropped.
+      call_.reset();
+      return;
+    }
     std::exception_ptr error;
     [[maybe_unused]] std::optional<std::conditional_t<std::is_void_v<R>, int, R>> value;
     try {
@@ -133,6 +140,7 @@ class FunctionJob final : public ExecutorJob {
  private:
   std::optional<Call> call_;
   Completer<R> completer_;
+  std::shared_ptr<std::atomic<bool>> skip_;  // set on the loop thread when the future is cancelled
 };
 
 // ExecutorResult<Fn, Args...> is what fn returns when called, as std::thread
@@ -153,7 +161,9 @@ FIBERLOOP_API ThreadPoolExecutor& default_executor(EventLoop& loop);
 // fn and args are copied or moved in (std::ref to share) and handed to fn as
 // rvalues, as std::thread does. Cancelling the future (or the task awaiting
 // it) does not stop fn, as in asyncio: its outcome is dropped when it comes.
-// Throws RuntimeError if the loop is closed or the executor shut down.
+// A future cancelled before a worker took fn keeps fn from running at all,
+// as in asyncio. Throws RuntimeError if the loop is closed or the executor
+// shut down.
 // clang-format off
 template <class Fn, class... Args>
   requires std::is_invocable_v<std::decay_t<Fn>&&, std::decay_t<Args>&&...>
@@ -167,9 +177,13 @@ Future<detail::ExecutorResult<Fn, Args...>> run_in_executor(EventLoop& loop,
   auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
     return std::invoke(std::move(fn), std::move(args)...);
   };
+  auto skip = std::make_shared<std::atomic<bool>>(false);
+  future.add_done_callback([skip](const Future<R>& f) {
+    if (f.cancelled()) skip->store(true, std::memory_order_relaxed);
+  });
   try {
-    executor.submit(std::make_unique<detail::FunctionJob<R, decltype(call)>>(std::move(call),
-                                                                             Completer<R>(future)));
+    executor.submit(std::make_unique<detail::FunctionJob<R, decltype(call)>>(
+        std::move(call), Completer<R>(future), std::move(skip)));
   } catch (...) {
     // Nobody will see this future: cancelled, the refused job's report is dropped.
     future.cancel();
