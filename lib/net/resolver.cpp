@@ -58,8 +58,8 @@ std::optional<std::vector<SocketKind>> socket_kinds(int type, int protocol) {
 
 // short_circuit() answers what needs no lookup: numeric hosts and
 // "localhost"; nullopt sends the query to getaddrinfo on a thread.
-std::optional<std::vector<Address>> short_circuit(std::string_view host, std::string_view port,
-                                                  int family, int type, int protocol, int flags) {
+std::optional<std::vector<AddrInfo>> short_circuit(std::string_view host, std::string_view port,
+                                                   int family, int type, int protocol, int flags) {
   if (host.empty() || (flags & ~kShortCircuitFlags) != 0) return std::nullopt;
   std::optional<std::uint16_t> p = numeric_port(port);
   if (!p) return std::nullopt;
@@ -84,27 +84,19 @@ std::optional<std::vector<Address>> short_circuit(std::string_view host, std::st
   // A numeric host of the other family is getaddrinfo's error to report.
   if (v4.empty() && v6.empty()) return std::nullopt;
 
-  std::vector<Address> out;
-  for (const std::string& a : v4) {
-    for (const SocketKind& k : *kinds) {
-      Address addr = Address::ipv4(a, *p, k.type);
-      addr.protocol = k.protocol;
-      out.push_back(addr);
-    }
-  }
-  for (const std::string& a : v6) {
-    for (const SocketKind& k : *kinds) {
-      Address addr = Address::ipv6(a, *p, k.type);
-      addr.protocol = k.protocol;
-      out.push_back(addr);
+  std::vector<AddrInfo> out;
+  for (const auto* list : {&v4, &v6}) {
+    for (const std::string& a : *list) {
+      Address addr = Address::ip(a, *p);
+      for (const SocketKind& k : *kinds) out.push_back({addr.family(), k.type, k.protocol, addr});
     }
   }
   return out;
 }
 
 // blocking_getaddrinfo() is the lookup itself, run on an executor thread.
-std::vector<Address> blocking_getaddrinfo(const std::string& host, const std::string& port,
-                                          int family, int type, int protocol, int flags) {
+std::vector<AddrInfo> blocking_getaddrinfo(const std::string& host, const std::string& port,
+                                           int family, int type, int protocol, int flags) {
   addrinfo hints{};
   hints.ai_family = family;
   hints.ai_socktype = type;
@@ -119,16 +111,17 @@ std::vector<Address> blocking_getaddrinfo(const std::string& host, const std::st
     throw GaiError(rc, describe_call(host, port) + ": " + text);
   }
   std::unique_ptr<addrinfo, void (*)(addrinfo*)> owner(res, ::freeaddrinfo);
-  std::vector<Address> out;
+  std::vector<AddrInfo> out;
   for (addrinfo* ai = res; ai; ai = ai->ai_next)
-    out.emplace_back(ai->ai_addr, ai->ai_addrlen, ai->ai_socktype, ai->ai_protocol);
+    out.push_back(
+        {ai->ai_family, ai->ai_socktype, ai->ai_protocol, Address(ai->ai_addr, ai->ai_addrlen)});
   return out;
 }
 
 }  // namespace
 
-std::vector<Address> getaddrinfo(std::string_view host, std::string_view port, int family, int type,
-                                 int protocol, int flags) {
+std::vector<AddrInfo> getaddrinfo(std::string_view host, std::string_view port, int family,
+                                  int type, int protocol, int flags) {
   detail::TaskStateBase::require_current("getaddrinfo()");
   if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6)
     throw std::invalid_argument(describe_call(host, port) + ": unsupported address family " +
@@ -138,13 +131,18 @@ std::vector<Address> getaddrinfo(std::string_view host, std::string_view port, i
                    protocol, flags);
 }
 
-std::vector<Address> getaddrinfo(std::string_view host, std::uint16_t port, int family, int type,
-                                 int protocol, int flags) {
+std::vector<AddrInfo> getaddrinfo(std::string_view host, int port, int family, int type,
+                                  int protocol, int flags) {
+  if (port < 0 || port > 65535)
+    throw std::invalid_argument(describe_call(host, std::to_string(port)) + ": port " +
+                                std::to_string(port) + " is outside 0-65535");
   return getaddrinfo(host, std::to_string(port), family, type, protocol, flags);
 }
 
-std::vector<Address> resolve(std::string_view host, std::uint16_t port) {
-  std::vector<Address> found = getaddrinfo(host, port, AF_UNSPEC, SOCK_STREAM);
+std::vector<Address> resolve(std::string_view host, int port) {
+  std::vector<Address> found;
+  for (AddrInfo& info : getaddrinfo(host, port, AF_UNSPEC, SOCK_STREAM))
+    found.push_back(std::move(info.address));
   if (found.empty())
     throw GaiError(EAI_NONAME, describe_call(host, std::to_string(port)) + ": no address found");
   return found;

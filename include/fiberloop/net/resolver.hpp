@@ -23,32 +23,44 @@ class FIBERLOOP_API GaiError : public Error {
   int code;
 };
 
+// AddrInfo is one getaddrinfo answer, as asyncio's (family, type, proto,
+// canonname, sockaddr) tuple without the canonical name.
+struct AddrInfo {
+  int family = AF_UNSPEC;  // AF_INET or AF_INET6
+  int socktype = 0;        // SOCK_STREAM, SOCK_DGRAM, SOCK_RAW
+  int protocol = 0;        // IPPROTO_TCP, IPPROTO_UDP, 0
+  Address address;
+  friend bool operator==(const AddrInfo&, const AddrInfo&) = default;
+};
+
 // getaddrinfo(host, port, family, type, protocol, flags), inside a task, is
 // getaddrinfo(3) run on the loop's default executor, so the loop keeps running
-// while it waits: one Address per result, in getaddrinfo's order. family is
+// while it waits: one AddrInfo per answer, in getaddrinfo's order. family is
 // AF_UNSPEC, AF_INET or AF_INET6; type 0 means every socket type.
 //
 // Without a thread hop (and so without suspending the task): a numeric host
 // (inet_pton: "127.0.0.1", "::1") with a numeric port, unless flags ask for
-// more than AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV; and "localhost",
-// which gives 127.0.0.1 then ::1 (the loopback, RFC 6761, whatever
-// /etc/hosts says) for the families asked. An empty host is getaddrinfo's
-// null node (the wildcard with AI_PASSIVE, else the loopback).
+// more than AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV — the answers are the
+// C library's, byte for byte; and "localhost", which gives 127.0.0.1 then ::1
+// (the loopback, RFC 6761, whatever /etc/hosts says) for the families asked.
+// An empty host is getaddrinfo's null node (the wildcard with AI_PASSIVE,
+// else the loopback).
 //
 // Throws GaiError ("getaddrinfo(\"no.such.host\", \"80\"): Name or service
 // not known"), std::invalid_argument for a family other than the three,
 // RuntimeError outside a task, CancelledError if the task is cancelled while
 // waiting (the lookup itself runs to its end on its thread).
-FIBERLOOP_API std::vector<Address> getaddrinfo(std::string_view host, std::string_view port,
-                                               int family = AF_UNSPEC, int type = 0,
-                                               int protocol = 0, int flags = 0);
-FIBERLOOP_API std::vector<Address> getaddrinfo(std::string_view host, std::uint16_t port,
-                                               int family = AF_UNSPEC, int type = 0,
-                                               int protocol = 0, int flags = 0);
+FIBERLOOP_API std::vector<AddrInfo> getaddrinfo(std::string_view host, std::string_view port,
+                                                int family = AF_UNSPEC, int type = 0,
+                                                int protocol = 0, int flags = 0);
+FIBERLOOP_API std::vector<AddrInfo> getaddrinfo(std::string_view host, int port,
+                                                int family = AF_UNSPEC, int type = 0,
+                                                int protocol = 0, int flags = 0);
 
-// resolve(host, port) is getaddrinfo(host, port, AF_UNSPEC, SOCK_STREAM): the
-// addresses to try, in order, to connect a TCP socket. Never empty (throws
-// GaiError instead).
-FIBERLOOP_API std::vector<Address> resolve(std::string_view host, std::uint16_t port);
+// resolve(host, port), inside a task, is the addresses of
+// getaddrinfo(host, port, AF_UNSPEC, SOCK_STREAM): what to try, in order, to
+// connect a TCP socket. Never empty (GaiError instead); std::invalid_argument
+// for a port outside 0-65535.
+FIBERLOOP_API std::vector<Address> resolve(std::string_view host, int port);
 
 }  // namespace fiberloop::net
