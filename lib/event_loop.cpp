@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "fiberloop/await.hpp"
+#include "fiberloop/completer.hpp"
 #include "fiberloop/task.hpp"
 
 namespace fiberloop {
@@ -541,6 +542,7 @@ void EventLoop::close() {
   if (running_) throw RuntimeError("Cannot close a running event loop");
   if (closed_) return;
   abandon_tasks();
+  if (bridge_) bridge_->close();  // completers and the default executor (completer.hpp)
   closed_ = true;
   {
     std::lock_guard lock(threadsafe_mutex_);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -32,6 +33,7 @@ class Task;
 class AnyTask;
 namespace detail {
 class TaskStateBase;
+class ThreadBridge;
 
 // InvocableWithCopies<Fn, Args...>: fn(args...) works on the decayed copies
 // a task keeps of them (create_task, run_until_complete).
@@ -136,6 +138,12 @@ class FIBERLOOP_API EventLoop {
     requires detail::InvocableWithCopies<Fn, Args...>
   auto create_task(const TaskOptions& options, Fn&& fn, Args&&... args);
   // clang-format on
+
+  // run_in_executor(fn, args...) runs fn(args...) on the loop's default
+  // thread pool and returns a Future completed on this loop; see executor.hpp
+  // (include it, or fiberloop.hpp, to call this).
+  template <class Fn, class... Args>
+  auto run_in_executor(Fn&& fn, Args&&... args);
 
   // all_tasks() lists the tasks not yet done.
   std::vector<AnyTask> all_tasks() const;
@@ -246,6 +254,7 @@ class FIBERLOOP_API EventLoop {
   friend class detail::FutureStateBase;
   friend class detail::TaskStateBase;
   friend struct detail::HandleState;
+  friend class detail::ThreadBridge;
   using Callback = detail::HandleState::Callback;
 
   template <class Fn, class... Args>
@@ -326,6 +335,8 @@ class FIBERLOOP_API EventLoop {
   ExceptionHandler exception_handler_;
   detail::TaskStateBase* tasks_ = nullptr;  // live tasks; each holds one reference here
   detail::FutureStateBase* futures_ = nullptr;
+  // bridge_ links completers and the default executor to this loop (completer.hpp).
+  std::shared_ptr<detail::ThreadBridge> bridge_;
 };
 
 // wait_readable(fd) / wait_writable(fd) are the running loop's readiness

@@ -21,3 +21,7 @@
 #include "fiberloop/semaphore.hpp"
 #include "fiberloop/barrier.hpp"
 #include "fiberloop/queue.hpp"
+#include "fiberloop/completer.hpp"
+#include "fiberloop/executor.hpp"
+#include "fiberloop/net/address.hpp"
+#include "fiberloop/net/resolver.hpp"

@@ -4,71 +4,85 @@
 #include <netinet/in.h>
 #include <sys/un.h>
 
+#include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
 namespace fiberloop::net {
 
-Address::Address(const sockaddr* sa, socklen_t len) {
+Address::Address(const sockaddr* sa, socklen_t len) : len_(len) {
   if (len > sizeof storage_)
-    throw std::invalid_argument("Address: a socket address of " + std::to_string(len) + " bytes");
-  std::memcpy(&storage_, sa, len);
-  len_ = len;
+    throw std::invalid_argument("Address: a sockaddr of " + std::to_string(len) +
+                                " bytes does not fit a sockaddr_storage");
+  if (len) std::memcpy(&storage_, sa, len);
 }
 
 Address Address::ip(const std::string& numeric, int port) {
   if (port < 0 || port > 65535)
     throw std::invalid_argument("port " + std::to_string(port) + " is outside 0-65535");
-  Address a;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage_);
-  if (::inet_pton(AF_INET, numeric.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(static_cast<std::uint16_t>(port));
-    a.len_ = sizeof(sockaddr_in);
-    return a;
+  sockaddr_in sin{};
+  if (::inet_pton(AF_INET, numeric.c_str(), &sin.sin_addr) == 1) {
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(static_cast<std::uint16_t>(port));
+    return Address(reinterpret_cast<const sockaddr*>(&sin), sizeof sin);
   }
-  a.storage_ = {};
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage_);
-  std::string text = numeric;
-  if (text.size() > 2 && text.front() == '[' && text.back() == ']')
-    text = text.substr(1, text.size() - 2);
-  if (::inet_pton(AF_INET6, text.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(static_cast<std::uint16_t>(port));
-    a.len_ = sizeof(sockaddr_in6);
-    return a;
+  sockaddr_in6 sin6{};
+  std::string h = numeric;
+  std::string scope;
+  if (auto pct = h.find('%'); pct != std::string::npos) {
+    scope = h.substr(pct + 1);
+    h.resize(pct);
+  }
+  if (::inet_pton(AF_INET6, h.c_str(), &sin6.sin6_addr) == 1) {
+    if (!scope.empty()) {
+      char* end = nullptr;
+      unsigned long id = std::strtoul(scope.c_str(), &end, 10);
+      if (*end != '\0' || id > 0xffffffffUL)
+        throw std::invalid_argument("'" + numeric + "': the IPv6 scope is not a number");
+      sin6.sin6_scope_id = static_cast<std::uint32_t>(id);
+    }
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(static_cast<std::uint16_t>(port));
+    return Address(reinterpret_cast<const sockaddr*>(&sin6), sizeof sin6);
   }
   throw std::invalid_argument("'" + numeric + "' is not a numeric IPv4 or IPv6 address");
 }
 
 Address Address::unix_path(const std::string& path) {
-  Address a;
-  auto* un = reinterpret_cast<sockaddr_un*>(&a.storage_);
-  if (path.empty() || path.size() >= sizeof un->sun_path)
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  // A filesystem path needs its terminating NUL; an abstract name does not.
+  bool abstract = !path.empty() && path[0] == '\0';
+  if (path.empty() || path.size() + (abstract ? 0 : 1) > sizeof sun.sun_path)
     throw std::invalid_argument("unix socket path '" + path + "' is empty or longer than " +
-                                std::to_string(sizeof un->sun_path - 1) + " bytes");
-  un->sun_family = AF_UNIX;
-  std::memcpy(un->sun_path, path.data(), path.size());
-  a.len_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
-  return a;
+                                std::to_string(sizeof sun.sun_path - 1) + " bytes");
+  std::memcpy(sun.sun_path, path.data(), path.size());
+  auto len =
+      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (abstract ? 0 : 1));
+  return Address(reinterpret_cast<const sockaddr*>(&sun), len);
 }
 
 std::string Address::host() const {
-  char buf[INET6_ADDRSTRLEN] = "";
   switch (family()) {
-    case AF_INET:
-      ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, buf,
-                  sizeof buf);
-      return buf;
-    case AF_INET6:
-      ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, buf,
-                  sizeof buf);
-      return buf;
+    case AF_INET: {
+      char buf[INET_ADDRSTRLEN];
+      auto* sin = reinterpret_cast<const sockaddr_in*>(&storage_);
+      return ::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf);
+    }
+    case AF_INET6: {
+      char buf[INET6_ADDRSTRLEN];
+      auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
+      std::string h = ::inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof buf);
+      if (sin6->sin6_scope_id) h += "%" + std::to_string(sin6->sin6_scope_id);
+      return h;
+    }
     case AF_UNIX: {
-      const auto* un = reinterpret_cast<const sockaddr_un*>(&storage_);
-      std::size_t max =
-          len_ > offsetof(sockaddr_un, sun_path) ? len_ - offsetof(sockaddr_un, sun_path) : 0;
-      return std::string(un->sun_path, ::strnlen(un->sun_path, max));
+      auto* sun = reinterpret_cast<const sockaddr_un*>(&storage_);
+      std::size_t n = len_ - offsetof(sockaddr_un, sun_path);
+      if (n == 0) return {};
+      if (sun->sun_path[0] == '\0') return std::string(sun->sun_path, n);
+      return std::string(sun->sun_path, ::strnlen(sun->sun_path, n));
     }
     default:
       return {};
@@ -93,8 +107,10 @@ std::string Address::to_string() const {
     case AF_INET6:
       return "[" + host() + "]:" + std::to_string(port());
     case AF_UNIX: {
-      std::string path = host();
-      return path.empty() ? "<unnamed unix socket>" : path;
+      std::string h = host();
+      if (h.empty()) return "<unnamed unix socket>";
+      if (h[0] == '\0') h[0] = '@';
+      return h;
     }
     default:
       return "<unknown>";
@@ -105,20 +121,4 @@ bool operator==(const Address& a, const Address& b) noexcept {
   return a.len_ == b.len_ && std::memcmp(&a.storage_, &b.storage_, a.len_) == 0;
 }
 
-namespace detail {
-
-std::vector<Address> resolve(const std::string& host, int port) {
-  if (host.empty()) return {Address::ip("0.0.0.0", port)};
-  if (host == "localhost") return {Address::ip("127.0.0.1", port)};
-  try {
-    return {Address::ip(host, port)};
-  } catch (const std::invalid_argument&) {
-    if (port < 0 || port > 65535) throw;
-  }
-  throw std::invalid_argument("cannot resolve host '" + host +
-                              "': only numeric IPv4/IPv6 addresses and 'localhost' are "
-                              "understood here");
-}
-
-}  // namespace detail
 }  // namespace fiberloop::net

@@ -1,3 +1,4 @@
+#include "fiberloop/net/resolver.hpp"
 #include "fiberloop/net/datagram.hpp"
 
 #include <netinet/in.h>

@@ -1,3 +1,4 @@
+#include "fiberloop/net/resolver.hpp"
 #include "fiberloop/net/server.hpp"
 
 #include <netinet/in.h>

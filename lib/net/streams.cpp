@@ -1,3 +1,4 @@
+#include "fiberloop/net/resolver.hpp"
 #include "fiberloop/net/streams.hpp"
 
 #include <netinet/in.h>

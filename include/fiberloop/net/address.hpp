@@ -1,10 +1,9 @@
-// net/address.hpp: Address, a socket address (IPv4, IPv6 or unix), and resolve().
+// net/address.hpp: Address, a socket address (IPv4, IPv6 or unix) by value.
 #pragma once
 
 #include <sys/socket.h>
 
 #include <string>
-#include <vector>
 
 #include "fiberloop/export.hpp"
 
@@ -14,19 +13,22 @@ namespace fiberloop::net {
 //
 // Example:
 //   auto a = fiberloop::net::Address::ip("127.0.0.1", 8080);
+//   ::connect(fd, a.data(), a.size());
 //   a.to_string();  // "127.0.0.1:8080"
 class FIBERLOOP_API Address {
  public:
   Address() noexcept = default;
   // Address(sa, len) copies a kernel address. Throws std::invalid_argument if
-  // len is larger than sockaddr_storage.
+  // len is larger than a sockaddr_storage.
   Address(const sockaddr* sa, socklen_t len);
 
-  // ip(numeric, port) parses a numeric IPv4 or IPv6 address (no names).
-  // Throws std::invalid_argument naming the text, or a port outside 0-65535.
+  // ip(numeric, port) parses a numeric IPv4 or IPv6 address (inet_pton; an
+  // IPv6 one may carry a numeric scope, "fe80::1%2"). Throws
+  // std::invalid_argument naming the text, or for a port outside 0-65535.
   static Address ip(const std::string& numeric, int port);
-  // unix_path(path) is a unix-domain address. Throws std::invalid_argument
-  // for a path longer than sun_path holds.
+  // unix_path(path) is a unix socket address; a path starting with '\0' is in
+  // the abstract namespace. Throws std::invalid_argument for an empty path or
+  // one longer than sun_path holds.
   static Address unix_path(const std::string& path);
 
   const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&storage_); }
@@ -34,26 +36,22 @@ class FIBERLOOP_API Address {
   socklen_t size() const noexcept { return len_; }
   // family() is AF_INET, AF_INET6, AF_UNIX, or AF_UNSPEC for an empty address.
   int family() const noexcept { return len_ ? storage_.ss_family : AF_UNSPEC; }
-  // host() is the numeric IP, or the unix path; port() is 0 for unix.
+
+  // host() is the numeric IP ("127.0.0.1", "::1", "fe80::1%2") or the unix
+  // path; port() is the port, 0 for unix.
   std::string host() const;
   int port() const noexcept;
-  // to_string() is "1.2.3.4:80", "[::1]:80", the unix path, or "<unknown>".
+  // to_string() is "127.0.0.1:8080", "[::1]:8080", the unix path (an abstract
+  // one as "@name"), "<unnamed unix socket>", or "<unknown>" for an empty or
+  // unknown address.
   std::string to_string() const;
 
+  // Equal addresses have the same length and bytes.
   friend FIBERLOOP_API bool operator==(const Address& a, const Address& b) noexcept;
 
  private:
   sockaddr_storage storage_{};
   socklen_t len_ = 0;
 };
-
-namespace detail {
-// resolve(host, port) is the one place where a host becomes addresses.
-// Numeric IPv4 / IPv6 hosts and "localhost" (127.0.0.1) are understood
-// directly; "" means every IPv4 interface (0.0.0.0), for servers. Other names
-// throw std::invalid_argument naming the host (name resolution is not wired
-// into this layer yet).
-FIBERLOOP_API std::vector<Address> resolve(const std::string& host, int port);
-}  // namespace detail
 
 }  // namespace fiberloop::net

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# echo_bench.sh: the echo benchmark's runner. For each connection count, each
+# round and each server (interleaved, so that drift in a shared machine hits
+# every server alike), it starts the server pinned to one core and the client
+# pinned to another, runs the client for a fixed time, and reports round
+# trips/s and round trips per server CPU-second, each as a ratio to the first
+# server (the baseline, the hand-written epoll server).
+#
+#   echo_bench.sh [--client PATH] [--seconds S] [--rounds R] [--connections "1 50 500"]
+#                 [--server-cpu C] [--client-cpu C] NAME=COMMAND-WITH-{port} ...
+#
+# {port} in a COMMAND is replaced with a free loopback port. Every child is
+# killed when the runner exits, however it exits.
+set -euo pipefail
+
+client=""
+seconds=2
+rounds=3
+connections="1 50 500"
+server_cpu=0
+client_cpu=1
+servers=()
+while (($#)); do
+  case "$1" in
+    --client) client=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --connections) connections=$2; shift 2 ;;
+    --server-cpu) server_cpu=$2; shift 2 ;;
+    --client-cpu) client_cpu=$2; shift 2 ;;
+    *=*) servers+=("$1"); shift ;;
+    *) echo "echo_bench: unexpected argument: $1" >&2; exit 2 ;;
+  esac
+done
+if [[ -z "$client" || ${#servers[@]} -eq 0 ]]; then
+  echo "usage: echo_bench.sh --client PATH [options] NAME=COMMAND-WITH-{port} ..." >&2
+  exit 2
+fi
+
+server_pid=""  # the one server running now; the client runs in the foreground
+cleanup() {
+  if [[ -n "$server_pid" ]]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    sleep 0.1
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+server_pin=(taskset -c "$server_cpu")
+client_pin=(taskset -c "$client_cpu")
+if ! taskset -c "$server_cpu" true 2>/dev/null || ! taskset -c "$client_cpu" true 2>/dev/null; then
+  echo "echo_bench: cannot pin to cpus $server_cpu/$client_cpu; running unpinned" >&2
+  server_pin=()
+  client_pin=()
+fi
+
+# free_port: a port nothing listens on now (the kernel's pick, then released).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+    echo $((20000 + RANDOM % 20000))
+}
+
+declare -A rps cps  # "$n,$name" -> space-separated per-round figures
+
+run_one() {  # run_one N NAME COMMAND
+  local n=$1 name=$2 command=$3 port out rc=0
+  port=$(free_port)
+  # shellcheck disable=SC2086 # the command is split into words on purpose
+  "${server_pin[@]}" ${command//\{port\}/$port} >/dev/null &
+  server_pid=$!
+  out=$(timeout $((${seconds%.*} + 30)) "${client_pin[@]}" "$client" "$port" "$n" "$seconds" "$server_pid") || rc=$?
+  cleanup
+  server_pid=""
+  if ((rc != 0)); then
+    echo "echo_bench: $name at N=$n failed (client exit status $rc)" >&2
+    return 1
+  fi
+  local trips secs cpu
+  trips=$(sed -n 's/.*round_trips=\([0-9]*\).*/\1/p' <<<"$out")
+  secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$out")
+  cpu=$(sed -n 's/.*server_cpu=\([-0-9.]*\).*/\1/p' <<<"$out")
+  rps[$n,$name]+="$(awk -v t="$trips" -v s="$secs" 'BEGIN { printf "%.1f", t / s }') "
+  cps[$n,$name]+="$(awk -v t="$trips" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.1f", t / c; else printf "nan" }') "
+  printf '  %-10s N=%-4s %s\n' "$name" "$n" "$out" >&2
+}
+
+names=()
+for s in "${servers[@]}"; do names+=("${s%%=*}"); done
+status=0
+for n in $connections; do
+  for ((r = 1; r <= rounds; r++)); do
+    for s in "${servers[@]}"; do
+      run_one "$n" "${s%%=*}" "${s#*=}" || status=1
+    done
+  done
+done
+
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "  n/a"; else printf "%5.2f", a / b }'; }
+
+echo
+echo "echo benchmark: ${seconds}s x $rounds rounds (median), 64-byte ping-pong, server on cpu $server_cpu, client on cpu $client_cpu"
+printf '%-10s %5s %14s %8s %16s %8s\n' server N "round trips/s" ratio "trips/server-cpu-s" ratio
+base=${names[0]}
+for n in $connections; do
+  base_rps=$(median <<<"${rps[$n,$base]:-}")
+  base_cps=$(median <<<"${cps[$n,$base]:-}")
+  for name in "${names[@]}"; do
+    m_rps=$(median <<<"${rps[$n,$name]:-}")
+    m_cps=$(median <<<"${cps[$n,$name]:-}")
+    printf '%-10s %5s %14s %8s %16s %8s\n' "$name" "$n" "$m_rps" "$(ratio "$m_rps" "$base_rps")" \
+      "$m_cps" "$(ratio "$m_cps" "$base_cps")"
+  done
+done
+exit $status
