@@ -456,4 +456,52 @@ BOOST_AUTO_TEST_CASE(run_cancels_the_tasks_left_when_the_main_task_fails) {
   BOOST_TEST(destroyed == 1);
 }
 
+// A move-only result is handed out once: a second await (or result()) is an
+// InvalidStateError naming the rule, not a moved-from value (issue 6, item 10).
+BOOST_AUTO_TEST_CASE(second_await_of_a_move_only_result_raises_invalid_state) {
+  auto fut = loop.create_future<std::unique_ptr<int>>();
+  fut.set_result(std::make_unique<int>(42));
+  int first = 0;
+  std::string second;
+  std::string via_result;
+  run([&] {
+    first = *fiberloop::await(fut);
+    try {
+      auto p = fiberloop::await(fut);
+      second = p ? "a value" : "a null value";
+    } catch (const fiberloop::InvalidStateError& e) {
+      second = e.what();
+    }
+    try {
+      via_result = fut.result() ? "a value" : "a null value";
+    } catch (const fiberloop::InvalidStateError& e) {
+      via_result = e.what();
+    }
+  });
+  BOOST_TEST(first == 42);
+  BOOST_TEST(second.find("result already taken") == 0u, second);
+  BOOST_TEST(via_result.find("result already taken") == 0u, via_result);
+  // Two tasks awaiting one move-only future: the first woken takes it.
+  auto fut2 = loop.create_future<std::unique_ptr<int>>();
+  Log log;
+  auto waiter = [&](std::string name) {
+    try {
+      int v = *fiberloop::await(fut2);
+      log.push_back(name + " got " + std::to_string(v));
+    } catch (const fiberloop::InvalidStateError&) {
+      log.push_back(name + " refused");
+    }
+  };
+  auto a = loop.create_task(waiter, std::string("a"));
+  auto b = loop.create_task(waiter, std::string("b"));
+  loop.call_soon([&] { fut2.set_result(std::make_unique<int>(7)); });
+  loop.run_until_complete(b);
+  BOOST_TEST(a.done());
+  BOOST_TEST(log == (Log{"a got 7", "b refused"}), boost::test_tools::per_element());
+  // Copyable results are unaffected: every awaiter gets a copy.
+  auto fut3 = loop.create_future<std::string>();
+  fut3.set_result("x");
+  BOOST_TEST(run([&] { return fiberloop::await(fut3) + fiberloop::await(fut3); }) == "xx");
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -514,4 +514,20 @@ BOOST_AUTO_TEST_CASE(catch_all_that_rethrows_fiber_unwind_still_unwinds) {
   BOOST_TEST(gen.done());
 }
 
+// throw_into(nullptr) is refused (issue 6, item 7: it crashed in
+// rethrow_exception) and leaves the generator as it was.
+BOOST_AUTO_TEST_CASE(throw_into_null_is_invalid_argument_and_changes_nothing) {
+  Generator<int> gen([](auto& g) {
+    g.yield(1);
+    g.yield(2);
+  });
+  BOOST_CHECK_THROW(gen.throw_into(nullptr), std::invalid_argument);  // not started
+  BOOST_TEST(!gen.started());
+  BOOST_TEST(gen.send().value() == 1);
+  BOOST_CHECK_THROW(gen.throw_into(nullptr), std::invalid_argument);  // suspended
+  BOOST_TEST(gen.send().value() == 2);
+  BOOST_TEST(!gen.send().has_value());
+  BOOST_CHECK_THROW(gen.throw_into(nullptr), std::invalid_argument);  // finished
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -10,6 +10,12 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <fiberloop/detail/threadsafe_queue.hpp>
+
 #include "loop_fixture.hpp"
 #include "test_helpers.hpp"
 
@@ -266,6 +272,83 @@ BOOST_AUTO_TEST_CASE(debug_mode_refuses_call_soon_from_another_thread) {
   poster.join();
   BOOST_TEST(refused);
   BOOST_TEST(!ran);
+}
+
+// A post must never write to a loop's eventfd after the loop closed it: the
+// number may belong to another file by then (issue 6, item 1). Each round
+// a worker posts the callback that ends the round; the loop is destroyed as
+// soon as it ran, and a pipe takes the freed numbers. Once the post returned,
+// the pipe must hold nothing.
+BOOST_AUTO_TEST_CASE(a_post_never_writes_to_the_fd_of_a_destroyed_loop) {
+  constexpr int kRounds = 3000;
+  std::atomic<fiberloop::EventLoop*> target{nullptr};
+  std::atomic<int> posted{0};
+  std::atomic<bool> quit{false};
+  std::thread worker([&] {
+    for (int round = 1; round <= kRounds && !quit.load(); ++round) {
+      fiberloop::EventLoop* l;
+      while (!(l = target.exchange(nullptr)) && !quit.load()) std::this_thread::yield();
+      if (!l) break;
+      l->call_soon_threadsafe([l] { l->stop(); });
+      posted.store(round);
+    }
+  });
+  int stray = 0;
+  for (int round = 1; round <= kRounds; ++round) {
+    {
+      fiberloop::EventLoop l;
+      bool timed_out = false;
+      auto guard = l.call_later(5.0, [&] {
+        timed_out = true;
+        l.stop();
+      });
+      target.store(&l);
+      l.run_forever();
+      guard.cancel();
+      if (timed_out) {
+        quit.store(true);
+        BOOST_FAIL("round " << round << ": the post never arrived");
+      }
+    }  // the loop's fds close here, possibly while post() is still running
+    int p[2];
+    BOOST_REQUIRE_EQUAL(::pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (posted.load() < round && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    BOOST_REQUIRE_EQUAL(posted.load(), round);
+    char buf[16];
+    if (::read(p[0], buf, sizeof buf) > 0) ++stray;
+    ::close(p[0]);
+    ::close(p[1]);
+  }
+  quit.store(true);
+  worker.join();
+  BOOST_TEST(stray == 0);
+}
+
+// The refusal after close() and the eventfd's life are the queue's own
+// contract, independent of the loop.
+BOOST_AUTO_TEST_CASE(threadsafe_queue_refuses_posts_once_closed_and_keeps_order) {
+  fiberloop::detail::ThreadsafeQueue q;
+  Log log;
+  q.post([&] { log.push_back("a"); });
+  q.post([&] { log.push_back("b"); });
+  BOOST_TEST(q.pending());
+  std::uint64_t count = 0;
+  BOOST_REQUIRE_EQUAL(::read(q.fd(), &count, sizeof count), 8);
+  BOOST_TEST(count == 2u);  // each post wrote once
+  std::vector<fiberloop::detail::ThreadsafeQueue::Callback> batch;
+  q.take(batch);
+  BOOST_TEST(!q.pending());
+  for (auto& cb : batch) cb();
+  BOOST_TEST(log == (Log{"a", "b"}), boost::test_tools::per_element());
+  q.post([] {});
+  q.close();
+  BOOST_TEST(!q.pending());  // the queued post was dropped
+  BOOST_CHECK_THROW(q.post([] {}), RuntimeError);
+  batch.clear();
+  q.take(batch);
+  BOOST_TEST(batch.empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -18,6 +18,7 @@
 
 #include "fiberloop/detail/inline_function.hpp"
 #include "fiberloop/detail/ring_queue.hpp"
+#include "fiberloop/detail/threadsafe_queue.hpp"
 #include "fiberloop/errors.hpp"
 #include "fiberloop/export.hpp"
 #include "fiberloop/future.hpp"
@@ -160,7 +161,9 @@ class FIBERLOOP_API EventLoop {
 
   // close() unwinds the fibers of tasks still pending (reporting each as
   // "Task was destroyed but it is pending!"), drops every scheduled callback
-  // and refuses new ones. Idempotent. Throws RuntimeError while running.
+  // and refuses new ones. Idempotent; a close() called while one is in
+  // progress (from an exception handler) returns at once. Throws
+  // RuntimeError while running.
   void close();
 
   bool is_running() const noexcept { return running_; }
@@ -278,15 +281,9 @@ class FIBERLOOP_API EventLoop {
   std::vector<IoEntry> io_;      // indexed by fd
   std::size_t watched_fds_ = 0;  // fds with a reader or a writer
 
-  int wakeup_fd_;  // eventfd: call_soon_threadsafe() wakes a sleeping poll
-  std::mutex threadsafe_mutex_;
-  std::vector<Callback> threadsafe_queue_;  // guarded by threadsafe_mutex_
-  std::vector<Callback>
-      threadsafe_batch_;            // swapped with the queue: the two buffers keep their capacity
-  bool threadsafe_closed_ = false;  // guarded by threadsafe_mutex_
-  // threadsafe_pending_ lets call_soon() drain posts first, so a post that
-  // happened before a call_soon() also runs before it (one FIFO, as asyncio).
-  std::atomic<bool> threadsafe_pending_{false};
+  detail::ThreadsafeQueue threadsafe_;          // call_soon_threadsafe()'s inbox and eventfd
+  std::vector<Callback> threadsafe_batch_;  // swapped with its queue: both keep their capacity
+  bool closing_ = false;                    // close() is in progress: a nested one is a no-op
 
   ExceptionHandler exception_handler_;
   detail::TaskStateBase* tasks_ = nullptr;  // live tasks; each holds one reference here

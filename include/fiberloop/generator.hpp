@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <exception>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -75,7 +77,9 @@ class Generator {
   // throw_into(e) raises e at the yield point and returns what the body yields
   // next (if it catches e). A generator not yet started finishes without
   // running and e is rethrown to the caller, as in Python.
+  // Throws std::invalid_argument for a null e (nothing changes then).
   std::optional<Yield> throw_into(std::exception_ptr e) {
+    if (!e) throw std::invalid_argument("Generator::throw_into(): null exception_ptr");
     check_resumable("throw_into");
     if (!fiber_.started()) {
       fiber_.unwind();
