@@ -33,11 +33,21 @@ class AnyTask;
 namespace detail {
 class TaskStateBase;
 
-// InvocableWithCopies<Fn, Args...>: fn(args...) works on the decayed copies
-// a task keeps of them (create_task, run_until_complete).
+// InvocableWithCopies<Fn, Args...>: fn can be called with the decayed copies
+// a task keeps of it and its arguments (create_task, run_until_complete),
+// handed over as rvalues as std::thread does. Callables that only take them
+// as lvalues (a `T&` parameter without std::ref) pass this concept too, so
+// that create_task can refuse them with a static_assert that says why.
 template <class Fn, class... Args>
-concept InvocableWithCopies = std::invocable < std::decay_t<Fn>
-&, std::decay_t<Args>&... > ;
+concept InvocableWithCopies = std::invocable<std::decay_t<Fn>, std::decay_t<Args>...> ||
+                              std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>;
+
+// TaskResult<Fn, Args...> is what fn returns when a task calls it; void when
+// it cannot be called (create_task's static_assert reports that instead).
+template <class Fn, class... Args>
+using TaskResult = typename std::conditional_t<
+    std::invocable<std::decay_t<Fn>, std::decay_t<Args>...>,
+    std::invoke_result<std::decay_t<Fn>, std::decay_t<Args>...>, std::type_identity<void>>::type;
 
 }  // namespace detail
 
@@ -121,8 +131,10 @@ class FIBERLOOP_API EventLoop {
 
   // create_task(fn, args...) runs fn(args...) as a Task on its own fiber; its
   // first step is scheduled with call_soon, so nothing of fn runs before the
-  // loop gets to it. Arguments are copied or moved in (std::ref to share).
-  // The loop keeps the task alive until it ends.
+  // loop gets to it. As with std::thread, fn and the arguments are copied or
+  // moved in, and handed to fn as rvalues, once: a by-value move-only
+  // parameter works; a non-const `T&` parameter does not compile (pass
+  // std::ref(x) to share x). The loop keeps the task alive until it ends.
   // clang-format off
   template <class Fn, class... Args>
     requires detail::InvocableWithCopies<Fn, Args...>
