@@ -17,6 +17,11 @@
 namespace fiberloop {
 namespace detail {
 
+// die_if_unwinding(what) aborts with fiberloop's message when a wait (`what`)
+// is attempted from a fiber being unwound: FiberUnwind was swallowed, or a
+// destructor waits during close(). No wait could ever complete there.
+FIBERLOOP_API void die_if_unwinding(const char* what) noexcept;
+
 // TaskStateBase is the untyped part of a task: asyncio's Task.__step and
 // __wakeup, over a Generator that yields the futures the function awaits.
 //
@@ -38,10 +43,14 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   int uncancel() noexcept;
 
   // suspend_current(fut) parks the running task until fut is done (null: for
-  // one loop iteration). Throws RuntimeError outside a task or from a nested
-  // Generator; throws what the task must see raised at its await.
+  // one loop iteration); called inside a Generator the task drives, it parks
+  // the task with the generator inside its send(). Throws RuntimeError
+  // outside a task; throws what the task must see raised at its await.
+  // Aborts with fiberloop's message when the fiber is being unwound.
   static void suspend_current(FutureStateBase* fut);
-  // require_current(what) throws RuntimeError naming `what` outside a task.
+  // require_current(what) throws RuntimeError naming `what` outside a task,
+  // and aborts with fiberloop's message when called from a fiber being
+  // unwound (no wait can complete then).
   static TaskStateBase& require_current(const char* what);
   // current() is the task whose step is running on this thread, or null.
   static TaskStateBase* current() noexcept;
