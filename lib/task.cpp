@@ -199,8 +199,8 @@ void TaskStateBase::suspend_current(FutureStateBase* fut) {
   // A generator (or a generator in a generator) that this task drives: its
   // fiber hands the wait to whoever resumed it, up to the task's own fiber,
   // and stays parked inside their send() until the wait is over.
-  Fiber::current()->forward(
-      [](void* f) { suspend_current(static_cast<FutureStateBase*>(f)); }, fut);
+  Fiber::current()->forward([](void* f) { suspend_current(static_cast<FutureStateBase*>(f)); },
+                            fut);
 }
 
 void TaskStateBase::end() noexcept {

@@ -482,6 +482,26 @@ BOOST_AUTO_TEST_CASE(cancelling_a_task_reaches_the_wait_in_its_generator) {
   BOOST_TEST(destroyed == 1);
 }
 
+BOOST_AUTO_TEST_CASE(closing_the_loop_unwinds_a_task_parked_in_its_generator) {
+  expected_reports = 1;  // "Task was destroyed but it is pending!"
+  int task_frames = 0;
+  int gen_frames = 0;
+  loop.create_task([&] {
+    Counted t(task_frames);
+    Generator<int> gen([&](auto& g) {
+      Counted c(gen_frames);
+      fiberloop::sleep(3600);
+      g.yield(1);
+    });
+    gen.send();
+  });
+  loop.run_once();  // the generator waits; the task is parked inside send()
+  loop.close();
+  BOOST_TEST(gen_frames == 1);
+  BOOST_TEST(task_frames == 1);
+  BOOST_TEST(reports.size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_generator_waiting_for_its_task_is_busy) {
   Generator<int>* shared = nullptr;
   std::string refused;

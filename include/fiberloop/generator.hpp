@@ -132,8 +132,7 @@ class Generator {
 
   // close() ends the generator; a suspended one unwinds its stack.
   void close() {
-    if (state().fiber.busy())
-      throw RuntimeError("Generator::close(): the generator is executing");
+    if (state().fiber.busy()) throw RuntimeError("Generator::close(): the generator is executing");
     s_->fiber.unwind();
   }
 
