@@ -197,20 +197,25 @@ template <class Fn, class... Args>
   requires detail::InvocableWithCopies<Fn, Args...>
 auto EventLoop::create_task(TaskOptions options, Fn&& fn, Args&&... args) {
   // clang-format on
-  static_assert(std::invocable<std::decay_t<Fn>, std::decay_t<Args>...>,
+  constexpr bool kTakesRvalues = std::invocable<std::decay_t<Fn>, std::decay_t<Args>...>;
+  static_assert(kTakesRvalues,
                 "create_task/spawn/run: the task's function cannot take its arguments as "
                 "rvalues. The task keeps copies of them and moves them into the call, as "
                 "std::thread does: a non-const T& parameter needs std::ref(x) to share x.");
   using R = detail::TaskResult<Fn, Args...>;
   static_assert(!std::is_reference_v<R>, "a task returns a value, not a reference");
-  check_closed();
-  // Called once: the copies are moved into fn, as std::thread's are.
-  auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
-    return std::invoke(std::move(fn), std::move(args)...);
-  };
-  auto* state =
-      new detail::TaskState<R, decltype(call)>(*this, std::move(options), std::move(call));
-  return Task<R>(detail::Ref<detail::FutureStateBase>(state));
+  if constexpr (!kTakesRvalues) {
+    return Task<R>();  // unreachable: only the static_assert above is reported
+  } else {
+    check_closed();
+    // Called once: the copies are moved into fn, as std::thread's are.
+    auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
+      return std::invoke(std::move(fn), std::move(args)...);
+    };
+    auto* state =
+        new detail::TaskState<R, decltype(call)>(*this, std::move(options), std::move(call));
+    return Task<R>(detail::Ref<detail::FutureStateBase>(state));
+  }
 }
 
 }  // namespace fiberloop
