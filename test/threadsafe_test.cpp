@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -20,6 +21,20 @@
 #include "test_helpers.hpp"
 
 using fiberloop::RuntimeError;
+
+namespace {
+// Set on a thread whose write() calls should be slowed down.
+thread_local bool delay_writes_on_this_thread = false;
+}  // namespace
+
+// write() interposed for this test program: the library's call resolves here
+// first. A flagged thread sleeps 200 us before the real write.
+extern "C" ssize_t write(int fd, const void* buf, size_t n) {
+  using Write = ssize_t (*)(int, const void*, size_t);
+  static Write real = reinterpret_cast<Write>(::dlsym(RTLD_NEXT, "write"));
+  if (delay_writes_on_this_thread) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  return real(fd, buf, n);
+}
 
 BOOST_FIXTURE_TEST_SUITE(threadsafe, LoopFixture)
 
@@ -278,9 +293,13 @@ BOOST_AUTO_TEST_CASE(debug_mode_refuses_call_soon_from_another_thread) {
 // number may belong to another file by then (issue 6, item 1). Each round
 // a worker posts the callback that ends the round; the loop is destroyed as
 // soon as it ran, and a pipe takes the freed numbers. Once the post returned,
-// the pipe must hold nothing.
+// the pipe must hold nothing. In the first rounds the worker's write() is
+// delayed (the interposed write() below), which widens the window: with the
+// write after the unlock, most of those rounds left stray bytes.
 BOOST_AUTO_TEST_CASE(a_post_never_writes_to_the_fd_of_a_destroyed_loop) {
-  constexpr int kRounds = 3000;
+  // Bounded: the busy loop competes with the worker for the CPU.
+  constexpr int kRounds = 300;
+  constexpr int kDelayedRounds = 100;
   std::atomic<fiberloop::EventLoop*> target{nullptr};
   std::atomic<int> posted{0};
   std::atomic<bool> quit{false};
@@ -289,7 +308,9 @@ BOOST_AUTO_TEST_CASE(a_post_never_writes_to_the_fd_of_a_destroyed_loop) {
       fiberloop::EventLoop* l;
       while (!(l = target.exchange(nullptr)) && !quit.load()) std::this_thread::yield();
       if (!l) break;
+      delay_writes_on_this_thread = round <= kDelayedRounds;
       l->call_soon_threadsafe([l] { l->stop(); });
+      delay_writes_on_this_thread = false;
       posted.store(round);
     }
   });
@@ -302,6 +323,13 @@ BOOST_AUTO_TEST_CASE(a_post_never_writes_to_the_fd_of_a_destroyed_loop) {
         timed_out = true;
         l.stop();
       });
+      // Keep the loop busy with ready callbacks: it then finds posts through
+      // their flag, without waiting for the eventfd write (the race's way in).
+      struct Spin {
+        fiberloop::EventLoop* loop;
+        void operator()() const { loop->call_soon(Spin{loop}); }
+      };
+      l.call_soon(Spin{&l});
       target.store(&l);
       l.run_forever();
       guard.cancel();
