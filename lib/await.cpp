@@ -8,6 +8,9 @@ std::optional<AnyTask> current_task() {
 }
 
 void sleep(double seconds) {
+  detail::die_if_unwinding("sleep()");  // before get_running_loop() can say "no running loop"
+  // In a generator driven from plain code, name that rule rather than the loop.
+  if (detail::Fiber::current()) detail::TaskStateBase::require_current("sleep()");
   if (!(seconds > 0)) {  // also NaN... which call_later would reject; yield instead
     if (std::isnan(seconds)) throw std::invalid_argument("sleep(): the duration is NaN");
     detail::TaskStateBase::require_current("sleep()");

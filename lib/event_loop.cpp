@@ -1,6 +1,5 @@
 #include "fiberloop/event_loop.hpp"
 
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -88,14 +87,8 @@ void check_no_running_loop(const char* who) {
 }
 }  // namespace detail
 
-EventLoop::EventLoop() : wakeup_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-  if (wakeup_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-  try {
-    poller_.watch(wakeup_fd_, Poller::kReadable, false, 0);  // tag 0: never an fd's entry
-  } catch (...) {
-    ::close(wakeup_fd_);
-    throw;
-  }
+EventLoop::EventLoop() {
+  poller_.watch(threadsafe_.fd(), Poller::kReadable, false, 0);  // tag 0: never an fd's entry
   link_ = Ref(new detail::LoopLink);
   link_->loop = this;
 }
@@ -113,7 +106,6 @@ EventLoop::~EventLoop() {
     f->loop_ = nullptr;
     f->prev_in_loop_ = f->next_in_loop_ = nullptr;
   }
-  ::close(wakeup_fd_);
   link_->loop = nullptr;
 }
 
@@ -153,7 +145,7 @@ void EventLoop::check_thread() const {
 Ref<HandleState> EventLoop::schedule_soon(Callback cb) {
   check_closed();
   check_thread();
-  if (threadsafe_pending_.load(std::memory_order_acquire)) drain_threadsafe();
+  if (threadsafe_.pending()) drain_threadsafe();
   Ref<HandleState> h(new HandleState(this, std::move(cb)));
   push_ready(h.get());
   return h;
@@ -162,7 +154,7 @@ Ref<HandleState> EventLoop::schedule_soon(Callback cb) {
 void EventLoop::requeue(HandleState* h) {
   check_closed();
   check_thread();
-  if (threadsafe_pending_.load(std::memory_order_acquire)) drain_threadsafe();
+  if (threadsafe_.pending()) drain_threadsafe();
   push_ready(h);
 }
 
@@ -185,15 +177,7 @@ Ref<HandleState> EventLoop::schedule_at(std::int64_t when_ns, Callback cb) {
 }
 
 void EventLoop::call_soon_threadsafe(detail::InlineFunction<void(), 64> fn) {
-  {
-    std::lock_guard lock(threadsafe_mutex_);
-    if (threadsafe_closed_) throw RuntimeError("Event loop is closed");
-    threadsafe_queue_.push_back(std::move(fn));
-    threadsafe_pending_.store(true, std::memory_order_release);
-  }
-  std::uint64_t one = 1;
-  // EAGAIN means the counter is already non-zero: the loop will wake anyway.
-  [[maybe_unused]] ssize_t n = ::write(wakeup_fd_, &one, sizeof one);
+  threadsafe_.post(std::move(fn));
 }
 
 void EventLoop::run_forever() {
@@ -222,7 +206,7 @@ void EventLoop::run_once() {
   if (timeout == 0 && io_.size() == 0) {
     // Nothing to poll: skip the syscall. Posts from other threads are
     // picked up through their flag instead of the eventfd.
-    if (threadsafe_pending_.load(std::memory_order_acquire)) drain_threadsafe();
+    if (threadsafe_.pending()) drain_threadsafe();
   } else {
     poll_io(timeout);
   }
@@ -265,9 +249,8 @@ void EventLoop::poll_io(std::int64_t timeout_ns) {
   int n = poller_.wait(timeout_ns, events);
   for (int i = 0; i < n; ++i) {
     int fd = events[i].fd;
-    if (fd == wakeup_fd_ && events[i].tag == 0) {
-      std::uint64_t count;
-      [[maybe_unused]] ssize_t n = ::read(wakeup_fd_, &count, sizeof count);
+    if (fd == threadsafe_.fd() && events[i].tag == 0) {
+      threadsafe_.clear_wakeup();
       drain_threadsafe();
       continue;
     }
@@ -331,7 +314,7 @@ void EventLoop::orphan_event(int fd, bool has_entry) {
 
 void EventLoop::rebuild_poller() {
   poller_.rebuild();
-  poller_.watch(wakeup_fd_, Poller::kReadable, false, 0);
+  poller_.watch(threadsafe_.fd(), Poller::kReadable, false, 0);
   io_.for_each([this](int fd, IoEntry& entry) {
     if (!entry.registered) return;
     try {
@@ -343,11 +326,7 @@ void EventLoop::rebuild_poller() {
 }
 
 void EventLoop::drain_threadsafe() {
-  {
-    std::lock_guard lock(threadsafe_mutex_);
-    threadsafe_batch_.swap(threadsafe_queue_);
-    threadsafe_pending_.store(false, std::memory_order_relaxed);
-  }
+  threadsafe_.take(threadsafe_batch_);
   struct Clear {
     std::vector<Callback>& batch;
     ~Clear() { batch.clear(); }
@@ -540,15 +519,16 @@ void wait_writable(int fd) { get_running_loop().wait_writable(fd); }
 
 void EventLoop::close() {
   if (running_) throw RuntimeError("Cannot close a running event loop");
-  if (closed_) return;
+  if (closed_ || closing_) return;
+  closing_ = true;
+  struct Closing {
+    bool& flag;
+    ~Closing() { flag = false; }
+  } closing{closing_};
   abandon_tasks();
   if (bridge_) bridge_->close();  // completers and the default executor (completer.hpp)
   closed_ = true;
-  {
-    std::lock_guard lock(threadsafe_mutex_);
-    threadsafe_closed_ = true;
-    threadsafe_queue_.clear();
-  }
+  threadsafe_.close();
   while (!ready_.empty()) Ref<HandleState>::adopt(ready_.pop_front());
   for (HandleState* h : scheduled_) {
     h->in_heap = false;

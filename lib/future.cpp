@@ -77,6 +77,13 @@ void FutureStateBase::check_result() {
   }
 }
 
+void FutureStateBase::check_not_taken() const {
+  if (result_taken_) {
+    throw InvalidStateError("result already taken: the move-only result of " + describe() +
+                            " was moved out by an earlier await");
+  }
+}
+
 std::exception_ptr FutureStateBase::exception() {
   if (status_ == Status::pending)
     throw InvalidStateError("exception(): " + describe() + " is not done yet");

@@ -1,6 +1,8 @@
 #include "fiberloop/task.hpp"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 
 namespace fiberloop::detail {
 namespace {
@@ -207,8 +209,27 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
 
 void TaskStateBase::wakeup(FutureStateBase& fut) { schedule_step(fut.waiter_exception()); }
 
+void die_if_unwinding(const char* what) noexcept {
+  if (Fiber::current_chain_unwinding()) {
+    std::fprintf(stderr,
+                 "fiberloop: %s called while the fiber is being unwound: a catch (...) "
+                 "swallowed FiberUnwind (it must rethrow it), or a destructor waits while "
+                 "close() or a Generator's destruction unwinds the fiber (no wait can "
+                 "complete then)\n",
+                 what);
+    std::abort();
+  }
+}
+
 TaskStateBase& TaskStateBase::require_current(const char* what) {
+  die_if_unwinding(what);
   if (!current_task) {
+    if (Fiber::current()) {
+      throw RuntimeError(std::string(what) +
+                         " called inside a Generator driven from outside a task: a wait in a "
+                         "generator's body suspends the task that drives it, so call the "
+                         "generator's send() from a task");
+    }
     throw RuntimeError(std::string(what) +
                        " called outside a task: only code running in a Task can wait "
                        "(use EventLoop::run_until_complete from plain code)");
@@ -217,7 +238,16 @@ TaskStateBase& TaskStateBase::require_current(const char* what) {
 }
 
 void TaskStateBase::suspend_current(FutureStateBase* fut) {
-  require_current("await()").gen_.yield(fut);
+  TaskStateBase& task = require_current("await()");
+  if (task.gen_.inside()) {
+    task.gen_.yield(fut);
+    return;
+  }
+  // A generator (or a generator in a generator) that this task drives: its
+  // fiber hands the wait to whoever resumed it, up to the task's own fiber,
+  // and stays parked inside their send() until the wait is over.
+  Fiber::current()->forward([](void* f) { suspend_current(static_cast<FutureStateBase*>(f)); },
+                            fut);
 }
 
 void TaskStateBase::end() noexcept {

@@ -1,5 +1,6 @@
 // await_test.cpp: await, sleep, current_task, spawn and run — the
 // blocking-style entry points, checked against asyncio's semantics.
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <cmath>
@@ -385,26 +386,170 @@ BOOST_AUTO_TEST_CASE(run_inside_a_running_loop_throws_runtime_error) {
   BOOST_TEST(loop.run_until_complete([] { return 2; }) == 2);
 }
 
-BOOST_AUTO_TEST_CASE(await_inside_a_nested_generator_throws_runtime_error) {
+// Waits inside a Generator body driven by a task suspend that task, the
+// generator parked inside its send() (issue 6, item 11), as an async
+// generator's awaits suspend its consumer.
+BOOST_AUTO_TEST_CASE(await_inside_a_generator_suspends_the_driving_task) {
   auto fut = loop.create_future<int>();
   loop.call_later(0.001, [fut] { fut.set_result(4); });
+  Log log;
+  auto other = loop.create_task([&] {
+    for (int i = 0; i < 3; ++i) {
+      log.push_back("other " + std::to_string(i));
+      fiberloop::sleep(0);
+    }
+  });
   auto got = run([&] {
-    std::string what = "<no error>";
     Generator<int> gen([&](auto& g) {
+      log.push_back("gen waits");
+      int v = fiberloop::await(fut);  // parks the task with the generator inside send()
+      log.push_back("gen got " + std::to_string(v));
+      g.yield(v * 10);
+      fiberloop::sleep(0.001);
+      g.yield(v * 100);
+    });
+    auto first = gen.send();
+    log.push_back("task got " + std::to_string(first.value_or(-1)));
+    auto second = gen.send();
+    // The task's own fiber still waits as before.
+    int v = fiberloop::await(fut);
+    return first.value_or(-1) + second.value_or(-1) + v;
+  });
+  BOOST_TEST(got == 40 + 400 + 4);
+  BOOST_TEST(other.done());
+  // The other task ran while the generator waited.
+  auto at = [&](const std::string& m) { return std::find(log.begin(), log.end(), m) - log.begin(); };
+  BOOST_TEST(at("gen waits") < at("other 1"));
+  BOOST_TEST(at("other 1") < at("gen got 4"));
+  BOOST_TEST(at("gen got 4") < at("task got 40"));
+}
+
+BOOST_AUTO_TEST_CASE(waits_in_nested_generators_reach_the_task_and_errors_come_back) {
+  auto fail = loop.create_future<int>();
+  loop.call_later(0.001, [fail] { fail.set_exception(std::runtime_error("boom")); });
+  auto got = run([&] {
+    Generator<std::string> inner([&](auto& g) {
+      fiberloop::sleep(0.001);
       try {
-        fiberloop::await(fut);
-      } catch (const RuntimeError& e) {
-        what = e.what();
+        fiberloop::await(fail);
+      } catch (const std::runtime_error& e) {
+        g.yield(std::string("inner caught ") + e.what());
+      }
+      fiberloop::await(fail);  // uncaught: ends the generator with it
+    });
+    Generator<std::string> outer([&](auto& g) {
+      g.yield(inner.send().value());
+      try {
+        inner.send();
+      } catch (const std::runtime_error& e) {
+        g.yield(std::string("outer saw ") + e.what());
+      }
+    });
+    std::string a = outer.send().value();
+    std::string b = outer.send().value();
+    BOOST_TEST(!outer.send().has_value());
+    return a + " | " + b;
+  });
+  BOOST_TEST(got == "inner caught boom | outer saw boom");
+}
+
+BOOST_AUTO_TEST_CASE(cancelling_a_task_reaches_the_wait_in_its_generator) {
+  int destroyed = 0;
+  bool saw_cancel = false;
+  auto task = loop.create_task([&] {
+    Generator<int> gen([&](auto& g) {
+      Counted c(destroyed);
+      try {
+        fiberloop::sleep(3600);
+      } catch (const fiberloop::CancelledError&) {
+        saw_cancel = true;
+        throw;
       }
       g.yield(1);
     });
-    auto first = gen.send();
-    // The task's own fiber can still wait.
-    int v = fiberloop::await(fut);
-    return what + " | " + std::to_string(first.value_or(-1)) + " | " + std::to_string(v);
+    gen.send();
   });
-  BOOST_TEST(contains(got, "outside"), got);
-  BOOST_TEST(contains(got, " | 1 | 4"), got);
+  loop.run_once();  // the first step: the generator waits, the task parks
+  BOOST_REQUIRE(!task.done());
+  task.cancel("stop");
+  try {
+    loop.run_until_complete(task);
+    BOOST_FAIL("the task was not cancelled");
+  } catch (const fiberloop::CancelledError& e) {
+    BOOST_TEST(e.message() == "stop");
+  }
+  BOOST_TEST(saw_cancel);
+  BOOST_TEST(destroyed == 1);
+}
+
+BOOST_AUTO_TEST_CASE(closing_the_loop_unwinds_a_task_parked_in_its_generator) {
+  expected_reports = 1;  // "Task was destroyed but it is pending!"
+  int task_frames = 0;
+  int gen_frames = 0;
+  loop.create_task([&] {
+    Counted t(task_frames);
+    Generator<int> gen([&](auto& g) {
+      Counted c(gen_frames);
+      fiberloop::sleep(3600);
+      g.yield(1);
+    });
+    gen.send();
+  });
+  loop.run_once();  // the generator waits; the task is parked inside send()
+  loop.close();
+  BOOST_TEST(gen_frames == 1);
+  BOOST_TEST(task_frames == 1);
+  BOOST_TEST(reports.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_generator_waiting_for_its_task_is_busy) {
+  Generator<int>* shared = nullptr;
+  std::string refused;
+  auto fut = loop.create_future<void>();
+  auto driver = loop.create_task([&] {
+    Generator<int> gen([&](auto& g) {
+      fiberloop::await(fut);
+      g.yield(7);
+    });
+    shared = &gen;
+    auto v = gen.send();
+    shared = nullptr;
+    return v.value_or(-1);
+  });
+  auto intruder = loop.create_task([&] {
+    fiberloop::sleep(0);
+    BOOST_REQUIRE(shared);
+    BOOST_TEST(shared->running());
+    try {
+      shared->send();
+    } catch (const RuntimeError& e) {
+      refused = e.what();
+    }
+    BOOST_CHECK_THROW(shared->close(), RuntimeError);
+    fut.set_result();
+  });
+  BOOST_TEST(loop.run_until_complete(driver) == 7);
+  BOOST_TEST(intruder.done());
+  BOOST_TEST(contains(refused, "already executing"), refused);
+}
+
+BOOST_AUTO_TEST_CASE(a_wait_in_a_generator_driven_outside_a_task_names_the_rule) {
+  auto fut = loop.create_future<int>();
+  std::string what = "<no error>";
+  Generator<int> gen([&](auto& g) {
+    try {
+      fiberloop::sleep(0.01);
+    } catch (const RuntimeError& e) {
+      what = e.what();
+    }
+    g.yield(1);
+  });
+  BOOST_TEST(gen.send().value() == 1);  // driven from plain code
+  BOOST_TEST(contains(what, "Generator driven from outside a task"), what);
+  // The generator, the loop and the tasks still work.
+  BOOST_TEST(!gen.send().has_value());
+  loop.call_soon([fut] { fut.set_result(3); });
+  BOOST_TEST(run([&] { return fiberloop::await(fut); }) == 3);
 }
 
 // The tests below leave tasks running after the main task returns; they
@@ -454,6 +599,54 @@ BOOST_AUTO_TEST_CASE(run_cancels_the_tasks_left_when_the_main_task_fails) {
                     }),
                     std::runtime_error);
   BOOST_TEST(destroyed == 1);
+}
+
+// A move-only result is handed out once: a second await (or result()) is an
+// InvalidStateError naming the rule, not a moved-from value (issue 6, item 10).
+BOOST_AUTO_TEST_CASE(second_await_of_a_move_only_result_raises_invalid_state) {
+  auto fut = loop.create_future<std::unique_ptr<int>>();
+  fut.set_result(std::make_unique<int>(42));
+  int first = 0;
+  std::string second;
+  std::string via_result;
+  run([&] {
+    first = *fiberloop::await(fut);
+    try {
+      auto p = fiberloop::await(fut);
+      second = p ? "a value" : "a null value";
+    } catch (const fiberloop::InvalidStateError& e) {
+      second = e.what();
+    }
+    try {
+      via_result = fut.result() ? "a value" : "a null value";
+    } catch (const fiberloop::InvalidStateError& e) {
+      via_result = e.what();
+    }
+  });
+  BOOST_TEST(first == 42);
+  BOOST_TEST(second.find("result already taken") == 0u, second);
+  BOOST_TEST(via_result.find("result already taken") == 0u, via_result);
+  // Two tasks awaiting one move-only future: the first woken takes it.
+  auto fut2 = loop.create_future<std::unique_ptr<int>>();
+  Log log;
+  auto waiter = [&](std::string name) {
+    try {
+      int v = *fiberloop::await(fut2);
+      log.push_back(name + " got " + std::to_string(v));
+    } catch (const fiberloop::InvalidStateError&) {
+      log.push_back(name + " refused");
+    }
+  };
+  auto a = loop.create_task(waiter, std::string("a"));
+  auto b = loop.create_task(waiter, std::string("b"));
+  loop.call_soon([&] { fut2.set_result(std::make_unique<int>(7)); });
+  loop.run_until_complete(b);
+  BOOST_TEST(a.done());
+  BOOST_TEST(log == (Log{"a got 7", "b refused"}), boost::test_tools::per_element());
+  // Copyable results are unaffected: every awaiter gets a copy.
+  auto fut3 = loop.create_future<std::string>();
+  fut3.set_result("x");
+  BOOST_TEST(run([&] { return fiberloop::await(fut3) + fiberloop::await(fut3); }) == "xx");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -618,4 +618,35 @@ BOOST_AUTO_TEST_CASE(time_is_monotonic_and_advances) {
   BOOST_TEST(t1 >= fired_at);
 }
 
+// An exception handler that closes the loop while close() reports a pending
+// task must not re-enter close() (issue 6, item 2: it recursed until the
+// stack overflowed). The nested call returns; the outer one finishes.
+BOOST_AUTO_TEST_CASE(close_called_from_the_handler_during_close_is_a_no_op) {
+  int reported = 0;
+  int nested_returned = 0;
+  loop.set_exception_handler([&](fiberloop::EventLoop& l, const fiberloop::ExceptionContext& ctx) {
+    if (ctx.message == "Task was destroyed but it is pending!") ++reported;
+    l.close();
+    ++nested_returned;
+  });
+  int destroyed = 0;
+  auto make = [&] {
+    return loop.create_task([&destroyed] {
+      Counted c(destroyed);
+      fiberloop::sleep(3600);
+    });
+  };
+  auto t1 = make();
+  auto t2 = make();
+  loop.run_once();  // both start and park
+  loop.close();
+  BOOST_TEST(reported == 2);
+  BOOST_TEST(nested_returned == 2);
+  BOOST_TEST(destroyed == 2);
+  BOOST_TEST(loop.is_closed());
+  BOOST_TEST(loop.all_tasks().empty());
+  BOOST_CHECK_THROW(loop.call_soon([] {}), fiberloop::RuntimeError);
+  loop.close();  // still idempotent afterwards
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -514,4 +514,93 @@ BOOST_AUTO_TEST_CASE(catch_all_that_rethrows_fiber_unwind_still_unwinds) {
   BOOST_TEST(gen.done());
 }
 
+// throw_into(nullptr) is refused (issue 6, item 7: it crashed in
+// rethrow_exception) and leaves the generator as it was.
+BOOST_AUTO_TEST_CASE(throw_into_null_is_invalid_argument_and_changes_nothing) {
+  Generator<int> gen([](auto& g) {
+    g.yield(1);
+    g.yield(2);
+  });
+  BOOST_CHECK_THROW(gen.throw_into(nullptr), std::invalid_argument);  // not started
+  BOOST_TEST(!gen.started());
+  BOOST_TEST(gen.send().value() == 1);
+  BOOST_CHECK_THROW(gen.throw_into(nullptr), std::invalid_argument);  // suspended
+  BOOST_TEST(gen.send().value() == 2);
+  BOOST_TEST(!gen.send().has_value());
+  BOOST_CHECK_THROW(gen.throw_into(nullptr), std::invalid_argument);  // finished
+}
+
+// Generators move (issue 6, item 12): a vector of them, one returned by
+// name, moved while suspended mid-body; the moved-from one is empty.
+namespace {
+Generator<int> countdown(int from) {
+  Generator<int> gen([from](auto& g) {
+    for (int i = from; i > 0; --i) g.yield(i);
+  });
+  return gen;  // by name: a move (or elided)
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(generators_move_even_while_suspended) {
+  std::vector<Generator<int>> gens;
+  for (int i = 1; i <= 40; ++i) gens.push_back(countdown(i));  // reallocates: moves
+  for (int i = 0; i < 40; ++i) BOOST_TEST(gens[i].send().value() == i + 1);
+  gens.reserve(1000);  // moves every suspended generator again
+  long sum = 0;
+  for (auto& g : gens) {
+    while (auto v = g.send()) sum += *v;
+  }
+  BOOST_TEST(sum == 39L * 40 * 41 / 6);  // gens[i] has i, i-1, ..., 1 left: sum of i(i+1)/2
+  Generator<int> a = countdown(3);
+  BOOST_TEST(a.send().value() == 3);
+  Generator<int> b = std::move(a);
+  BOOST_TEST(a.done());  // NOLINT: moved-from is empty on purpose
+  BOOST_CHECK_THROW(a.send(), RuntimeError);
+  BOOST_TEST(b.send().value() == 2);
+  int destroyed = 0;
+  Generator<int> c([&destroyed](auto& g) {
+    Counted guard(destroyed);
+    g.yield(1);
+    g.yield(2);
+  });
+  c.send();
+  b = std::move(c);  // b's old body finished; c's suspended one moves in
+  BOOST_TEST(destroyed == 0);
+  BOOST_TEST(b.send().value() == 2);
+  b = countdown(1);  // the suspended body is unwound by the assignment
+  BOOST_TEST(destroyed == 1);
+  BOOST_TEST(b.send().value() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(range_for_over_a_generator) {
+  std::vector<int> seen;
+  for (int v : countdown(4)) seen.push_back(v);
+  BOOST_TEST(seen == (std::vector<int>{4, 3, 2, 1}), boost::test_tools::per_element());
+  // An exception from the body comes out of the loop; an empty body yields nothing.
+  Generator<std::string> failing([](auto& g) {
+    g.yield("a");
+    throw std::runtime_error("late");
+  });
+  std::string got;
+  BOOST_CHECK_THROW(
+      {
+        for (const std::string& s : failing) got += s;
+      },
+      std::runtime_error);
+  BOOST_TEST(got == "a");
+  int n = 0;
+  for ([[maybe_unused]] int v : Generator<int>([](auto&) {})) ++n;
+  BOOST_TEST(n == 0);
+  // Move-only values can be taken out through the iterator.
+  Generator<std::unique_ptr<int>> ptrs([](auto& g) {
+    for (int i = 0; i < 3; ++i) g.yield(std::make_unique<int>(i));
+  });
+  int total = 0;
+  for (auto& p : ptrs) {
+    std::unique_ptr<int> mine = std::move(p);
+    total += *mine;
+  }
+  BOOST_TEST(total == 3);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -295,7 +295,7 @@ BOOST_AUTO_TEST_CASE(open_connection_errors) {
                                    std::string(e.what()).find(std::to_string(port)) !=
                                        std::string::npos;
                           });
-    BOOST_CHECK_THROW(net::open_connection("no.such.host.invalid", 80), std::invalid_argument);
+    BOOST_CHECK_THROW(net::open_connection("no such host", 80), std::invalid_argument);
     BOOST_CHECK_THROW(net::open_unix_connection("/nonexistent/fiberloop.sock"), std::system_error);
     StreamReader empty;
     BOOST_CHECK_THROW(empty.read(1), fiberloop::InvalidStateError);

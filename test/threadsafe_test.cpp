@@ -10,10 +10,31 @@
 #include <thread>
 #include <vector>
 
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <fiberloop/detail/threadsafe_queue.hpp>
+
 #include "loop_fixture.hpp"
 #include "test_helpers.hpp"
 
 using fiberloop::RuntimeError;
+
+namespace {
+// Set on a thread whose write() calls should be slowed down.
+thread_local bool delay_writes_on_this_thread = false;
+}  // namespace
+
+// write() interposed for this test program: the library's call resolves here
+// first. A flagged thread sleeps 200 us before the real write.
+extern "C" ssize_t write(int fd, const void* buf, size_t n) {
+  using Write = ssize_t (*)(int, const void*, size_t);
+  static Write real = reinterpret_cast<Write>(::dlsym(RTLD_NEXT, "write"));
+  if (delay_writes_on_this_thread) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  return real(fd, buf, n);
+}
 
 BOOST_FIXTURE_TEST_SUITE(threadsafe, LoopFixture)
 
@@ -266,6 +287,96 @@ BOOST_AUTO_TEST_CASE(debug_mode_refuses_call_soon_from_another_thread) {
   poster.join();
   BOOST_TEST(refused);
   BOOST_TEST(!ran);
+}
+
+// A post must never write to a loop's eventfd after the loop closed it: the
+// number may belong to another file by then (issue 6, item 1). Each round
+// a worker posts the callback that ends the round; the loop is destroyed as
+// soon as it ran, and a pipe takes the freed numbers. Once the post returned,
+// the pipe must hold nothing. In the first rounds the worker's write() is
+// delayed (the interposed write() below), which widens the window: with the
+// write after the unlock, most of those rounds left stray bytes.
+BOOST_AUTO_TEST_CASE(a_post_never_writes_to_the_fd_of_a_destroyed_loop) {
+  // Bounded: the busy loop competes with the worker for the CPU.
+  constexpr int kRounds = 300;
+  constexpr int kDelayedRounds = 100;
+  std::atomic<fiberloop::EventLoop*> target{nullptr};
+  std::atomic<int> posted{0};
+  std::atomic<bool> quit{false};
+  std::thread worker([&] {
+    for (int round = 1; round <= kRounds && !quit.load(); ++round) {
+      fiberloop::EventLoop* l;
+      while (!(l = target.exchange(nullptr)) && !quit.load()) std::this_thread::yield();
+      if (!l) break;
+      delay_writes_on_this_thread = round <= kDelayedRounds;
+      l->call_soon_threadsafe([l] { l->stop(); });
+      delay_writes_on_this_thread = false;
+      posted.store(round);
+    }
+  });
+  int stray = 0;
+  for (int round = 1; round <= kRounds; ++round) {
+    {
+      fiberloop::EventLoop l;
+      bool timed_out = false;
+      auto guard = l.call_later(5.0, [&] {
+        timed_out = true;
+        l.stop();
+      });
+      // Keep the loop busy with ready callbacks: it then finds posts through
+      // their flag, without waiting for the eventfd write (the race's way in).
+      struct Spin {
+        fiberloop::EventLoop* loop;
+        void operator()() const { loop->call_soon(Spin{loop}); }
+      };
+      l.call_soon(Spin{&l});
+      target.store(&l);
+      l.run_forever();
+      guard.cancel();
+      if (timed_out) {
+        quit.store(true);
+        BOOST_FAIL("round " << round << ": the post never arrived");
+      }
+    }  // the loop's fds close here, possibly while post() is still running
+    int p[2];
+    BOOST_REQUIRE_EQUAL(::pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (posted.load() < round && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    BOOST_REQUIRE_EQUAL(posted.load(), round);
+    char buf[16];
+    if (::read(p[0], buf, sizeof buf) > 0) ++stray;
+    ::close(p[0]);
+    ::close(p[1]);
+  }
+  quit.store(true);
+  worker.join();
+  BOOST_TEST(stray == 0);
+}
+
+// The refusal after close() and the eventfd's life are the queue's own
+// contract, independent of the loop.
+BOOST_AUTO_TEST_CASE(threadsafe_queue_refuses_posts_once_closed_and_keeps_order) {
+  fiberloop::detail::ThreadsafeQueue q;
+  Log log;
+  q.post([&] { log.push_back("a"); });
+  q.post([&] { log.push_back("b"); });
+  BOOST_TEST(q.pending());
+  std::uint64_t count = 0;
+  BOOST_REQUIRE_EQUAL(::read(q.fd(), &count, sizeof count), 8);
+  BOOST_TEST(count == 2u);  // each post wrote once
+  std::vector<fiberloop::detail::ThreadsafeQueue::Callback> batch;
+  q.take(batch);
+  BOOST_TEST(!q.pending());
+  for (auto& cb : batch) cb();
+  BOOST_TEST(log == (Log{"a", "b"}), boost::test_tools::per_element());
+  q.post([] {});
+  q.close();
+  BOOST_TEST(!q.pending());  // the queued post was dropped
+  BOOST_CHECK_THROW(q.post([] {}), RuntimeError);
+  batch.clear();
+  q.take(batch);
+  BOOST_TEST(batch.empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -74,8 +74,7 @@ BOOST_AUTO_TEST_CASE(udp_errors_are_clear) {
                             return e.code().value() == EMSGSIZE &&
                                    std::string(e.what()).find("127.0.0.1:9") != std::string::npos;
                           });
-    BOOST_CHECK_THROW(net::open_datagram_endpoint("no.such.host.invalid", 0),
-                      std::invalid_argument);
+    BOOST_CHECK_THROW(net::open_datagram_endpoint("127.0.0.1", 70000), std::invalid_argument);
     auto b = net::open_datagram_endpoint("127.0.0.1", 0);
     BOOST_CHECK_EXCEPTION(
         net::open_datagram_endpoint("127.0.0.1", b.sockname().port()), std::system_error,

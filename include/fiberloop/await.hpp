@@ -46,7 +46,8 @@ void sleep(std::chrono::duration<Rep, Period> duration) {
   sleep(std::chrono::duration<double>(duration).count());
 }
 
-// spawn(fn, args...) is get_running_loop().create_task(fn, args...).
+// spawn(fn, args...) is get_running_loop().create_task(fn, args...): the
+// arguments reach fn as std::thread's do (moved in; std::ref to share).
 template <class Fn, class... Args>
 auto spawn(Fn&& fn, Args&&... args) {
   return get_running_loop().create_task(std::forward<Fn>(fn), std::forward<Args>(args)...);
@@ -68,7 +69,7 @@ auto run(Fn&& fn, Args&&... args) {
   detail::check_no_running_loop("fiberloop::run()");
   EventLoop loop;
   auto main = loop.create_task(std::forward<Fn>(fn), std::forward<Args>(args)...);
-  using R = std::invoke_result_t<std::decay_t<Fn>&, std::decay_t<Args>&...>;
+  using R = detail::TaskResult<Fn, Args...>;
   try {
     if constexpr (std::is_void_v<R>) {
       loop.run_until_complete(main);

@@ -1,7 +1,6 @@
 // errors.hpp: the exceptions of fiberloop, named after asyncio's.
 #pragma once
 
-#include <boost/context/detail/exception.hpp>
 #include <cstddef>
 #include <exception>
 #include <optional>
@@ -84,11 +83,14 @@ class FIBERLOOP_API CancelledError {
   std::string message_;
 };
 
-// FiberUnwind is what Boost.Context throws inside a fiber that is destroyed
-// while suspended (a closed Generator, a task abandoned by a closing loop) so
-// that its stack unwinds and RAII runs. Never swallow it: a `catch (...)` in a
-// task body must rethrow, e.g. `catch (const fiberloop::FiberUnwind&) { throw; }`.
-using FiberUnwind = boost::context::detail::forced_unwind;
+// FiberUnwind is thrown inside a fiber that is destroyed while suspended (a
+// closed Generator, a task abandoned by a closing loop) so that its stack
+// unwinds and RAII runs. Never swallow it: a `catch (...)` in a task body must
+// rethrow, e.g. `catch (const fiberloop::FiberUnwind&) { throw; }`. Swallowing
+// it, or waiting while it unwinds the fiber, aborts with fiberloop's message
+// in every build. (Fiber turns Boost's forced_unwind into this type, so
+// Boost's own assertion never fires in a consumer built without NDEBUG.)
+class FIBERLOOP_API FiberUnwind {};
 
 // ExceptionGroup carries several failures at once: a TaskGroup throws one
 // holding every child failure (and the body's own), in the order they happened.

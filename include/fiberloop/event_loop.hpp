@@ -20,6 +20,7 @@
 #include "fiberloop/detail/inline_function.hpp"
 #include "fiberloop/detail/io_table.hpp"
 #include "fiberloop/detail/ring_queue.hpp"
+#include "fiberloop/detail/threadsafe_queue.hpp"
 #include "fiberloop/errors.hpp"
 #include "fiberloop/export.hpp"
 #include "fiberloop/future.hpp"
@@ -35,11 +36,21 @@ namespace detail {
 class TaskStateBase;
 class ThreadBridge;
 
-// InvocableWithCopies<Fn, Args...>: fn(args...) works on the decayed copies
-// a task keeps of them (create_task, run_until_complete).
+// InvocableWithCopies<Fn, Args...>: fn can be called with the decayed copies
+// a task keeps of it and its arguments (create_task, run_until_complete),
+// handed over as rvalues as std::thread does. Callables that only take them
+// as lvalues (a `T&` parameter without std::ref) pass this concept too, so
+// that create_task can refuse them with a static_assert that says why.
 template <class Fn, class... Args>
-concept InvocableWithCopies = std::invocable < std::decay_t<Fn>
-&, std::decay_t<Args>&... > ;
+concept InvocableWithCopies = std::invocable<std::decay_t<Fn>, std::decay_t<Args>...> ||
+                              std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>;
+
+// TaskResult<Fn, Args...> is what fn returns when a task calls it; void when
+// it cannot be called (create_task's static_assert reports that instead).
+template <class Fn, class... Args>
+using TaskResult = typename std::conditional_t<
+    std::invocable<std::decay_t<Fn>, std::decay_t<Args>...>,
+    std::invoke_result<std::decay_t<Fn>, std::decay_t<Args>...>, std::type_identity<void>>::type;
 
 }  // namespace detail
 
@@ -128,8 +139,10 @@ class FIBERLOOP_API EventLoop {
 
   // create_task(fn, args...) runs fn(args...) as a Task on its own fiber; its
   // first step is scheduled with call_soon, so nothing of fn runs before the
-  // loop gets to it. Arguments are copied or moved in (std::ref to share).
-  // The loop keeps the task alive until it ends.
+  // loop gets to it. As with std::thread, fn and the arguments are copied or
+  // moved in, and handed to fn as rvalues, once: a by-value move-only
+  // parameter works; a non-const `T&` parameter does not compile (pass
+  // std::ref(x) to share x). The loop keeps the task alive until it ends.
   // clang-format off
   template <class Fn, class... Args>
     requires detail::InvocableWithCopies<Fn, Args...>
@@ -174,7 +187,9 @@ class FIBERLOOP_API EventLoop {
 
   // close() unwinds the fibers of tasks still pending (reporting each as
   // "Task was destroyed but it is pending!"), drops every scheduled callback
-  // and refuses new ones. Idempotent. Throws RuntimeError while running.
+  // and refuses new ones. Idempotent; a close() called while one is in
+  // progress (from an exception handler) returns at once. Throws
+  // RuntimeError while running.
   void close();
 
   bool is_running() const noexcept { return running_; }
@@ -322,15 +337,9 @@ class FIBERLOOP_API EventLoop {
   std::uint32_t next_io_tag_ = 1;
   detail::Ref<detail::LoopLink> link_;
 
-  int wakeup_fd_;  // eventfd: call_soon_threadsafe() wakes a sleeping poll
-  std::mutex threadsafe_mutex_;
-  std::vector<Callback> threadsafe_queue_;  // guarded by threadsafe_mutex_
-  std::vector<Callback>
-      threadsafe_batch_;            // swapped with the queue: the two buffers keep their capacity
-  bool threadsafe_closed_ = false;  // guarded by threadsafe_mutex_
-  // threadsafe_pending_ lets call_soon() drain posts first, so a post that
-  // happened before a call_soon() also runs before it (one FIFO, as asyncio).
-  std::atomic<bool> threadsafe_pending_{false};
+  detail::ThreadsafeQueue threadsafe_;          // call_soon_threadsafe()'s inbox and eventfd
+  std::vector<Callback> threadsafe_batch_;  // swapped with its queue: both keep their capacity
+  bool closing_ = false;                    // close() is in progress: a nested one is a no-op
 
   ExceptionHandler exception_handler_;
   detail::TaskStateBase* tasks_ = nullptr;  // live tasks; each holds one reference here

@@ -86,6 +86,14 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
 
   Status status_ = Status::pending;
   bool log_traceback_ = false;  // an exception is set and nobody looked at it
+
+ public:
+  // result_taken_: a move-only value was moved out by take_result().
+  bool result_taken_ = false;
+  // check_not_taken() throws InvalidStateError("result already taken") once it was.
+  void check_not_taken() const;
+
+ protected:
   std::exception_ptr exception_;
   std::string cancel_message_;
 
@@ -143,11 +151,15 @@ class Future {
   bool done() const { return state().done(); }
   bool cancelled() const { return state().cancelled(); }
 
-  // result() returns the value. Throws InvalidStateError while pending,
-  // CancelledError if cancelled, and rethrows a stored exception.
+  // result() returns the value. Throws InvalidStateError while pending or
+  // once a move-only value was taken by await(), CancelledError if
+  // cancelled, and rethrows a stored exception.
   decltype(auto) result() const {
     state().check_result();
-    if constexpr (!std::is_void_v<T>) return static_cast<const T&>(**slot());
+    if constexpr (!std::is_void_v<T>) {
+      state().check_not_taken();
+      return static_cast<const T&>(**slot());
+    }
   }
 
   // exception() is the stored exception, or nullptr if the future has a
@@ -225,7 +237,9 @@ class Future {
 };
 
 // take_result(fut) is the result as a value: a copy, or for a move-only T the
-// value moved out (the first taker gets it).
+// value moved out. Only the first taker of a move-only value gets it; a later
+// one (a second await, result()) throws InvalidStateError("result already
+// taken") rather than see a moved-from value.
 template <class T>
 T take_result(const Future<T>& fut) {
   if constexpr (std::is_void_v<T>) {
@@ -233,7 +247,10 @@ T take_result(const Future<T>& fut) {
   } else if constexpr (std::is_copy_constructible_v<T>) {
     return fut.result();
   } else {
-    fut.state().check_result();
+    detail::FutureStateBase& s = fut.state();
+    s.check_result();
+    s.check_not_taken();
+    s.result_taken_ = true;
     return std::move(**fut.slot());
   }
 }

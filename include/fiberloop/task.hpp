@@ -17,6 +17,11 @@
 namespace fiberloop {
 namespace detail {
 
+// die_if_unwinding(what) aborts with fiberloop's message when a wait (`what`)
+// is attempted from a fiber being unwound: FiberUnwind was swallowed, or a
+// destructor waits during close(). No wait could ever complete there.
+FIBERLOOP_API void die_if_unwinding(const char* what) noexcept;
+
 // TaskStateBase is the untyped part of a task: asyncio's Task.__step and
 // __wakeup, over a Generator that yields the futures the function awaits.
 //
@@ -40,10 +45,14 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   int uncancel() noexcept;
 
   // suspend_current(fut) parks the running task until fut is done (null: for
-  // one loop iteration). Throws RuntimeError outside a task or from a nested
-  // Generator; throws what the task must see raised at its await.
+  // one loop iteration); called inside a Generator the task drives, it parks
+  // the task with the generator inside its send(). Throws RuntimeError
+  // outside a task; throws what the task must see raised at its await.
+  // Aborts with fiberloop's message when the fiber is being unwound.
   static void suspend_current(FutureStateBase* fut);
-  // require_current(what) throws RuntimeError naming `what` outside a task.
+  // require_current(what) throws RuntimeError naming `what` outside a task,
+  // and aborts with fiberloop's message when called from a fiber being
+  // unwound (no wait can complete then).
   static TaskStateBase& require_current(const char* what);
   // current() is the task whose step is running on this thread, or null.
   static TaskStateBase* current() noexcept;
@@ -204,16 +213,26 @@ template <class Fn, class... Args>
   requires detail::InvocableWithCopies<Fn, Args...>
 auto EventLoop::create_task(const TaskOptions& options, Fn&& fn, Args&&... args) {
   // clang-format on
-  using R = std::invoke_result_t<std::decay_t<Fn>&, std::decay_t<Args>&...>;
+  constexpr bool kTakesRvalues = std::invocable<std::decay_t<Fn>, std::decay_t<Args>...>;
+  static_assert(kTakesRvalues,
+                "create_task/spawn/run: the task's function cannot take its arguments as "
+                "rvalues. The task keeps copies of them and moves them into the call, as "
+                "std::thread does: a non-const T& parameter needs std::ref(x) to share x.");
+  using R = detail::TaskResult<Fn, Args...>;
   static_assert(!std::is_reference_v<R>, "a task returns a value, not a reference");
-  check_closed();
-  auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
-    return std::invoke(fn, args...);
-  };
-  auto* state = new detail::TaskState<R, decltype(call)>(*this, options, std::move(call));
-  Task<R> task{detail::Ref<detail::FutureStateBase>(state)};
-  state->start();  // with a handle held: an eager task may finish right here
-  return task;
+  if constexpr (!kTakesRvalues) {
+    return Task<R>();  // unreachable: only the static_assert above is reported
+  } else {
+    check_closed();
+    // Called once: the copies are moved into fn, as std::thread's are.
+    auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
+      return std::invoke(std::move(fn), std::move(args)...);
+    };
+    auto* state = new detail::TaskState<R, decltype(call)>(*this, options, std::move(call));
+    Task<R> task{detail::Ref<detail::FutureStateBase>(state)};
+    state->start();  // with a handle held: an eager task may finish right here
+    return task;
+  }
 }
 
 }  // namespace fiberloop

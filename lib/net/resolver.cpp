@@ -1,5 +1,6 @@
 #include "fiberloop/net/resolver.hpp"
 
+#include <cctype>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <strings.h>
@@ -94,6 +95,26 @@ std::optional<std::vector<AddrInfo>> short_circuit(std::string_view host, std::s
   return out;
 }
 
+// check_host_name() refuses, before any lookup, a host that no name server
+// could know: a clear error for a typo, and no query sent for it.
+void check_host_name(std::string_view host, std::string_view port) {
+  bool ok = !host.empty() && host.size() <= 253;
+  std::size_t label = 0;
+  for (char c : host) {
+    if (c == '.') {
+      ok = ok && label > 0;
+      label = 0;
+    } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') {
+      ok = ok && ++label <= 63;
+    } else {
+      ok = false;
+    }
+  }
+  if (!ok)
+    throw std::invalid_argument(describe_call(host, port) + ": '" + std::string(host) +
+                                "' is not a valid host name");
+}
+
 // blocking_getaddrinfo() is the lookup itself, run on an executor thread.
 std::vector<AddrInfo> blocking_getaddrinfo(const std::string& host, const std::string& port,
                                            int family, int type, int protocol, int flags) {
@@ -122,11 +143,14 @@ std::vector<AddrInfo> blocking_getaddrinfo(const std::string& host, const std::s
 
 std::vector<AddrInfo> getaddrinfo(std::string_view host, std::string_view port, int family,
                                   int type, int protocol, int flags) {
-  detail::TaskStateBase::require_current("getaddrinfo()");
+  fiberloop::detail::TaskStateBase::require_current("getaddrinfo()");
   if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6)
     throw std::invalid_argument(describe_call(host, port) + ": unsupported address family " +
                                 std::to_string(family) + " (AF_UNSPEC, AF_INET or AF_INET6)");
   if (auto quick = short_circuit(host, port, family, type, protocol, flags)) return *quick;
+  // An IPv6 literal (a ':' in it) never reaches a name server either.
+  if (!host.empty() && !(flags & AI_NUMERICHOST) && host.find(':') == std::string_view::npos)
+    check_host_name(host, port);
   return to_thread(blocking_getaddrinfo, std::string(host), std::string(port), family, type,
                    protocol, flags);
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <new>
 
 #include "fiberloop/export.hpp"
 
@@ -18,9 +19,18 @@ FIBERLOOP_API void pool_deallocate(void* p, std::size_t size) noexcept;
 
 // Pooled gives a class pooled operator new/delete. With a virtual destructor
 // the sized delete receives the dynamic size, so derived classes share it.
+// An over-aligned derived class (a Future of an alignas(64) value) gets the
+// aligned overloads instead: the free lists only promise 16 bytes, so those
+// go to the global aligned allocator (rare, and never on the hot paths).
 struct Pooled {
   static void* operator new(std::size_t size) { return pool_allocate(size); }
   static void operator delete(void* p, std::size_t size) noexcept { pool_deallocate(p, size); }
+  static void* operator new(std::size_t size, std::align_val_t align) {
+    return ::operator new(size, align);
+  }
+  static void operator delete(void* p, std::size_t size, std::align_val_t align) noexcept {
+    ::operator delete(p, size, align);
+  }
 };
 
 }  // namespace fiberloop::detail
