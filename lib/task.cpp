@@ -47,7 +47,9 @@ TaskStateBase::LastStepped::~LastStepped() { stepped_sink = previous_; }
 
 TaskStateBase::TaskStateBase(EventLoop& loop, TaskOptions options)
     : FutureStateBase(loop),
-      gen_([this](auto&) { run_body(); }, options.stack_size),
+      // The label makes the stack the generator takes next this task's: an
+      // overflow report then prints the task's name.
+      gen_((label_next_stack(&name_, 0), [this](auto&) { run_body(); }), options.stack_size),
       name_(options.name.empty() ? "Task-" + std::to_string(++task_counter)
                                  : std::move(options.name)) {}
 
