@@ -1,5 +1,6 @@
 #include "fiberloop/stack.hpp"
 
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +29,7 @@ using detail::StackSlot;
 constexpr std::size_t kDefault = 1024 * 1024;
 constexpr std::size_t kMin = 64 * 1024;
 #else
-constexpr std::size_t kDefault = 256 * 1024;
+constexpr std::size_t kDefault = 512 * 1024;
 constexpr std::size_t kMin = 16 * 1024;
 #endif
 
@@ -48,6 +49,37 @@ std::size_t round_to_pages(std::size_t n) noexcept {
   std::size_t p = page_size();
   return (n + p - 1) / p * p;
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+// unpoison_stack() clears what ASan's shadow says of a freed stack: a fiber
+// that threw or was unwound may leave redzone poison behind, and the next
+// fiber on this stack must start clean. Only shadow pages that are resident
+// can hold poison; writing the others would commit an eighth of the stack.
+void unpoison_stack(char* bottom, std::size_t size) noexcept {
+  std::size_t scale = 0;
+  std::size_t offset = 0;
+  __asan_get_shadow_mapping(&scale, &offset);
+  std::size_t page = page_size();
+  std::uintptr_t lo = ((reinterpret_cast<std::uintptr_t>(bottom) >> scale) + offset) & ~(page - 1);
+  std::uintptr_t hi = (reinterpret_cast<std::uintptr_t>(bottom + size) >> scale) + offset;
+  unsigned char resident[256];
+  for (std::uintptr_t chunk = lo; chunk < hi; chunk += sizeof(resident) * page) {
+    std::size_t n = std::min<std::size_t>(sizeof(resident), (hi - chunk + page - 1) / page);
+    if (::mincore(reinterpret_cast<void*>(chunk), n * page, resident) != 0) {
+      ASAN_UNPOISON_MEMORY_REGION(bottom, size);
+      return;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!(resident[i] & 1)) continue;
+      auto* from = reinterpret_cast<char*>((chunk + i * page - offset) << scale);
+      char* to = from + (page << scale);
+      from = std::max(from, bottom);
+      to = std::min(to, bottom + size);
+      ASAN_UNPOISON_MEMORY_REGION(from, static_cast<std::size_t>(to - from));
+    }
+  }
+}
+#endif
 
 long now_seconds() noexcept {
   timespec ts{};
@@ -328,9 +360,7 @@ boost::context::stack_context StackPool::allocate(std::size_t size) {
 
 void StackPool::deallocate(boost::context::stack_context& sc) noexcept {
 #if defined(__SANITIZE_ADDRESS__)
-  // A fiber that threw or was unwound may leave redzone poison behind; the
-  // next fiber on this stack must start clean.
-  ASAN_UNPOISON_MEMORY_REGION(static_cast<char*>(sc.sp) - sc.size, sc.size);
+  unpoison_stack(static_cast<char*>(sc.sp) - sc.size, sc.size);
 #endif
   Core& core = *core_;
   StackRegion* r = core.region_of(sc.sp);
