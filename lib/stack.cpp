@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -38,7 +39,8 @@ constexpr std::size_t kMin = 16 * 1024;
 constexpr std::uint32_t kFirstRegionSlots = 16;
 constexpr std::size_t kMaxRegionBytes = std::size_t{256} << 20;
 
-enum SlotState : std::uint8_t { kInUse = 0, kCached = 1, kReleased = 2 };
+// kRetained: the fiber ended, a finished task's state at the top still lives.
+enum SlotState : std::uint8_t { kInUse = 0, kCached = 1, kReleased = 2, kRetained = 3 };
 
 std::size_t page_size() noexcept {
   static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
@@ -96,6 +98,29 @@ struct PendingLabel {
 thread_local PendingLabel pending_label;
 thread_local bool pool_destroyed = false;
 
+// The stack below a task state, for the fiber the state builds next.
+struct PendingStack {
+  boost::context::stack_context stack;
+  bool set = false;
+};
+thread_local PendingStack pending_stack;
+
+// A task state up to this size lives at the top of its own stack: a parked
+// task then touches one page, not a page and a heap block. Larger states
+// (big captures or results) would push the frames onto a second page.
+constexpr std::size_t kMaxPlacedState = 1024;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kPlaceStates = false;  // ASan must see task states as heap blocks
+#else
+constexpr bool kPlaceStates = true;
+#endif
+
+void label_slot(StackSlot* s, const PendingLabel& label) noexcept {
+  s->owner = label.set ? StackOwner::task : StackOwner::generator;
+  s->name = label.name;
+  s->number = label.number;
+}
+
 // SlotList is a doubly-linked list of free slots through their side-table
 // entries; the head is the most recently freed.
 struct SlotList {
@@ -135,7 +160,8 @@ struct StackPool::Core {
   std::vector<std::unique_ptr<SizeClass>> classes;
   SizeClass* last_class = nullptr;
   std::vector<StackRegion*> regions;  // sorted by base
-  std::size_t in_use = 0;
+  std::size_t in_use = 0;             // slots a fiber runs on
+  std::size_t retained = 0;           // slots kept only for a finished task's state
   // Stacks freed by other threads, pushed lock-free, taken by the owner.
   std::atomic<StackSlot*> remote{nullptr};
   std::atomic<bool> orphaned{false};
@@ -219,7 +245,7 @@ struct StackPool::Core {
   void put_back(StackSlot* s) noexcept {
     StackRegion& r = *s->region;
     --r.in_use;
-    --in_use;
+    --(s->state == kRetained ? retained : in_use);
     s->state = kCached;
     s->name = nullptr;
     class_of(r).cached.push_front(s);
@@ -279,9 +305,10 @@ StackPool::~StackPool() {
   core_->drain_remote();
   core_->shrink_to(0);
   core_->unmap_idle();
-  if (core_->in_use) {
+  if (core_->in_use || core_->retained) {
     // A stack still running somewhere (a static Generator, one moved to
-    // another thread) keeps its region and this core; both are leaked.
+    // another thread), or holding a task state still referenced, keeps its
+    // region and this core; both are leaked.
     core_->orphaned.store(true, std::memory_order_release);
     return;
   }
@@ -327,9 +354,19 @@ void StackPool::set_max_cached(std::size_t n) {
 std::size_t StackPool::cached() const noexcept { return core_->cached_total(); }
 std::size_t StackPool::released() const noexcept { return core_->released_total(); }
 std::size_t StackPool::in_use() const noexcept { return core_->in_use; }
+std::size_t StackPool::retained() const noexcept { return core_->retained; }
 
 boost::context::stack_context StackPool::allocate(std::size_t size) {
   PendingLabel label = std::exchange(pending_label, PendingLabel{});
+  if (pending_stack.set) {
+    // The stack below a task state placed by allocate_with_stack().
+    boost::context::stack_context sc = std::exchange(pending_stack, PendingStack{}).stack;
+    StackRegion* r = core_->region_of(static_cast<char*>(sc.sp) - 1);
+    StackSlot* s = &r->slots[r->index_of_top(sc.sp)];
+    s->holders = 2;
+    label_slot(s, label);
+    return sc;
+  }
   std::size_t usable = size ? checked(size, "fiber stack") : default_size_;
   detail::enable_overflow_reports();
   Core& core = *core_;
@@ -349,9 +386,8 @@ boost::context::stack_context StackPool::allocate(std::size_t size) {
   ++r.in_use;
   ++core.in_use;
   s->state = kInUse;
-  s->owner = label.set ? StackOwner::task : StackOwner::generator;
-  s->name = label.name;
-  s->number = label.number;
+  s->holders = 1;
+  label_slot(s, label);
   boost::context::stack_context sc;
   sc.sp = r.top_of(r.index_of(s));
   sc.size = usable;
@@ -359,24 +395,39 @@ boost::context::stack_context StackPool::allocate(std::size_t size) {
 }
 
 void StackPool::deallocate(boost::context::stack_context& sc) noexcept {
-#if defined(__SANITIZE_ADDRESS__)
-  unpoison_stack(static_cast<char*>(sc.sp) - sc.size, sc.size);
-#endif
+  release(static_cast<char*>(sc.sp) - 1, true);
+}
+
+void StackPool::release(void* inside, bool fiber) noexcept {
   Core& core = *core_;
-  StackRegion* r = core.region_of(sc.sp);
+  StackRegion* r = core.region_of(inside);
   if (!r) {
-    give_to_owner(sc);
+    give_to_owner(inside);
     return;
   }
-  core.put_back(&r->slots[r->index_of_top(sc.sp)]);
+  std::uint32_t i = r->index_of_top(static_cast<char*>(inside) + 1);
+  StackSlot* s = &r->slots[i];
+  if (--s->holders) {
+    if (fiber) {  // the task's state outlives its fiber: the slot waits for it
+      s->state = kRetained;
+      --core.in_use;
+      ++core.retained;
+    }
+    return;
+  }
+#if defined(__SANITIZE_ADDRESS__)
+  unpoison_stack(r->bottom_of(i), r->usable);
+#endif
+  core.put_back(s);
   if (core.kept_total() > max_cached_) core.decay(max_cached_);
 }
 
-void StackPool::give_to_owner(boost::context::stack_context& sc) noexcept {
-  StackRegion* r = detail::find_region(sc.sp);
+void StackPool::give_to_owner(void* inside) noexcept {
+  StackRegion* r = detail::find_region(inside);
   if (!r) return;
   auto* owner = static_cast<Core*>(r->pool);
-  StackSlot* s = &r->slots[r->index_of_top(sc.sp)];
+  StackSlot* s = &r->slots[r->index_of_top(static_cast<char*>(inside) + 1)];
+  if (--s->holders) return;
   if (owner->orphaned.load(std::memory_order_acquire)) {
     detail::give_back(*r, r->index_of(s));
     return;
@@ -398,13 +449,43 @@ void PooledStack::deallocate(boost::context::stack_context& sc) noexcept {
   // A stack released after this thread's pool died (a static Generator)
   // goes to its orphaned core.
   if (pool_destroyed) {
-    StackPool::give_to_owner(sc);
+    StackPool::give_to_owner(static_cast<char*>(sc.sp) - 1);
     return;
   }
   StackPool::local().deallocate(sc);
 }
 
 namespace detail {
+
+void* allocate_with_stack(std::size_t size, std::size_t align, std::size_t stack_size) {
+  align = std::max<std::size_t>(align, 16);
+  if (!kPlaceStates || size > kMaxPlacedState)
+    return ::operator new (size, std::align_val_t{align});
+  boost::context::stack_context sc = StackPool::local().allocate(stack_size);
+  auto top = reinterpret_cast<std::uintptr_t>(sc.sp);
+  std::uintptr_t at = (top - size) & ~(align - 1);
+  boost::context::stack_context below;
+  below.sp = reinterpret_cast<void*>(at);
+  below.size = sc.size - (top - at);
+  pending_stack = {below, true};
+  return reinterpret_cast<void*>(at);
+}
+
+void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept {
+  align = std::max<std::size_t>(align, 16);
+  if (!kPlaceStates || size > kMaxPlacedState) {
+    ::operator delete (p, std::align_val_t{align});
+    return;
+  }
+  // The constructor threw before its fiber took the stack below.
+  if (pending_stack.set && pending_stack.stack.sp == p) pending_stack = {};
+  if (pool_destroyed) {
+    StackPool::give_to_owner(p);
+    return;
+  }
+  StackPool::local().release(p, false);
+}
+
 void label_next_stack(const std::string* name, std::uint64_t number) noexcept {
   pending_label = {name, number, true};
 }

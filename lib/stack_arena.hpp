@@ -27,7 +27,8 @@ struct StackSlot {
   StackRegion* region = nullptr;
   unsigned valgrind_id = 0;
   StackOwner owner = StackOwner::generator;
-  std::uint8_t state = 0;  // StackPool's: in use, cached, released
+  std::uint8_t state = 0;    // StackPool's: in use, cached, released
+  std::uint8_t holders = 0;  // the fiber, and a task state living at its top
 };
 
 // StackRegion is one reservation: [header: this + slots[count]] then count
@@ -52,9 +53,10 @@ struct StackRegion {
   std::uint32_t index_of(const StackSlot* s) const noexcept {
     return static_cast<std::uint32_t>(s - slots);
   }
-  // index_of_top() is the slot whose stack top is `sp`.
+  // index_of_top() is the slot whose stack has `sp` as its top (or lower,
+  // when a task state sits above the fiber's part of it).
   std::uint32_t index_of_top(const void* sp) const noexcept {
-    return static_cast<std::uint32_t>((static_cast<const char*>(sp) - first) / slot_size - 1);
+    return static_cast<std::uint32_t>((static_cast<const char*>(sp) - 1 - first) / slot_size);
   }
 };
 

@@ -10,6 +10,10 @@
 
 namespace fiberloop {
 
+namespace detail {
+FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;
+}
+
 // StackPool hands out fiber stacks. Stacks are slots carved from large
 // reserved regions (MAP_NORESERVE: a page costs memory only once touched), so
 // the number of live tasks is bounded by memory, not by the kernel's mapping
@@ -77,12 +81,16 @@ class FIBERLOOP_API StackPool {
   void set_max_cached(std::size_t n);
 
   // cached() counts free stacks held for reuse; released() those of them
-  // whose pages were given back; in_use() the stacks handed out now.
+  // whose pages were given back; in_use() the stacks a fiber runs on (or
+  // will: handed out and not given back).
   std::size_t cached() const noexcept;
   std::size_t released() const noexcept;
   std::size_t in_use() const noexcept;
-  // mapped() is in_use() + cached(): every stack this pool has carved and
-  // still holds.
+  // retained() counts the stacks whose fiber has ended but whose top page
+  // still holds the state of a finished task someone references: the slot is
+  // reused once the last Task handle goes (see README "Fiber stacks").
+  std::size_t retained() const noexcept;
+  // mapped() is in_use() + cached(): the stacks this pool holds for fibers.
   std::size_t mapped() const noexcept { return in_use() + cached(); }
   // trim() gives back the pages of every free stack and unmaps each region
   // none of whose stacks is in use.
@@ -96,8 +104,12 @@ class FIBERLOOP_API StackPool {
 
  private:
   friend class PooledStack;
+  friend void detail::release_with_stack(void*, std::size_t, std::size_t) noexcept;
   explicit StackPool(bool local);
-  static void give_to_owner(boost::context::stack_context& stack) noexcept;
+  // release() drops one holder (the fiber, or the task state) of the slot
+  // holding `inside`; the last frees it.
+  void release(void* inside, bool fiber) noexcept;
+  static void give_to_owner(void* inside) noexcept;
   std::size_t checked(std::size_t size, const char* who) const;
   Core* core_;
   std::size_t default_size_;
@@ -119,6 +131,19 @@ class FIBERLOOP_API PooledStack {
 };
 
 namespace detail {
+// allocate_with_stack(size, align, stack_size) returns room for an object of
+// `size` bytes at the top of a new stack of stack_size (0: the default), so
+// that an idle task touches one page: its state and its frames. The next
+// StackPool::allocate() on this thread returns the stack below it. The slot
+// is freed when both the fiber and release_with_stack() gave it back.
+// Sanitizer builds use the heap instead (ASan then sees every use after
+// free). Throws as StackPool::allocate().
+FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,
+                                        std::size_t stack_size);
+// release_with_stack(p, size) gives back what allocate_with_stack() returned;
+// it also cancels a pending stack never taken (a constructor that threw).
+FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;
+
 // label_next_stack() names the owner of the next stack this thread
 // allocates: a task, whose name an overflow report prints (`name` must
 // outlive the stack; when it is empty, "Task-<number>" is printed). Stacks

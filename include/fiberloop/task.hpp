@@ -27,6 +27,37 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   TaskStateBase(EventLoop& loop, TaskOptions options);
   ~TaskStateBase() override;
 
+  // operator new(size, where) places a task state at the top of its own
+  // fiber stack of where.stack_size (states up to 1 KiB; see
+  // detail::allocate_with_stack), so that a parked task touches one page;
+  // `new (where) TaskState(...)`. Throws as StackPool::allocate().
+  struct OnStack {
+    std::size_t stack_size = 0;
+    std::size_t size = 0;  // filled by operator new, for the placement delete
+    std::size_t align = 0;
+  };
+  static void* operator new(std::size_t size, OnStack& where) {
+    where.size = size;
+    return allocate_with_stack(size, 0, where.stack_size);
+  }
+  static void* operator new(std::size_t size, std::align_val_t align, OnStack& where) {
+    where.size = size;
+    where.align = static_cast<std::size_t>(align);
+    return allocate_with_stack(size, where.align, where.stack_size);
+  }
+  static void operator delete(void* p, std::size_t size) noexcept {
+    release_with_stack(p, size, 0);
+  }
+  static void operator delete(void* p, std::size_t size, std::align_val_t align) noexcept {
+    release_with_stack(p, size, static_cast<std::size_t>(align));
+  }
+  static void operator delete(void* p, OnStack& where) noexcept {
+    release_with_stack(p, where.size, where.align);
+  }
+  static void operator delete(void* p, std::align_val_t, OnStack& where) noexcept {
+    release_with_stack(p, where.size, where.align);
+  }
+
   // cancel() is Task.cancel(): cancel the awaited future, or make the next
   // step raise CancelledError. False if the task is done.
   bool cancel(std::string message) override;
@@ -194,8 +225,9 @@ auto EventLoop::create_task(TaskOptions options, Fn&& fn, Args&&... args) {
   auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
     return std::invoke(fn, args...);
   };
+  detail::TaskStateBase::OnStack where{options.stack_size};
   auto* state =
-      new detail::TaskState<R, decltype(call)>(*this, std::move(options), std::move(call));
+      new (where) detail::TaskState<R, decltype(call)>(*this, std::move(options), std::move(call));
   return Task<R>(detail::Ref<detail::FutureStateBase>(state));
 }
 

@@ -3,7 +3,10 @@
 //
 //   stack_bench                 every case below
 //   stack_bench spawn N...      spawn+finish with N tasks kept in flight
-//   stack_bench idle N [guard]  VmRSS / VmPTE per task parked on a future
+//   stack_bench idle N [guard [shared]]  VmRSS / VmPTE per task parked on a future
+//
+// STACK_KIB / GUARD_KIB in the environment set the pool's default stack size
+// and guard width.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -60,9 +63,11 @@ double spawn_cost(std::size_t in_flight, long ops) {
   });
 }
 
-// idle_cost(n, guard) parks n tasks on their own futures and prints VmRSS and
-// VmPTE growth per task (the task and future states and the stack page).
-void idle_cost(std::size_t n, std::size_t guard) {
+// idle_cost(n, guard, shared_future) parks n tasks, each on a future of its
+// own (or all on one), and prints VmRSS and VmPTE growth per task: the
+// stack's top page, the task state, the future's and the stack's side-table
+// entry.
+void idle_cost(std::size_t n, std::size_t guard, bool shared_future) {
   if (guard) fiberloop::StackPool::local().set_guard_size(guard);
   fiberloop::EventLoop loop;
   std::vector<fiberloop::Task<void>> tasks;
@@ -71,22 +76,31 @@ void idle_cost(std::size_t n, std::size_t guard) {
   for (int i = 0; i < 100; ++i) loop.run_until_complete(loop.create_task([] {}));
   long rss0 = status_kib("VmRSS:");
   long pte0 = status_kib("VmPTE:");
+  auto shared = loop.create_future<void>();
   auto start = Clock::now();
+  // Spawned a thousand per loop iteration, as a server accepts connections:
+  // the ready queue does not grow to hold them all at once.
   for (std::size_t i = 0; i < n; ++i) {
-    tasks.push_back(loop.create_task([&loop] { fiberloop::await(loop.create_future<void>()); }));
+    if (shared_future) {
+      tasks.push_back(loop.create_task([shared] { fiberloop::await(shared); }));
+    } else {
+      tasks.push_back(loop.create_task([&loop] { fiberloop::await(loop.create_future<void>()); }));
+    }
+    if (i % 1000 == 999 || i + 1 == n) {
+      loop.call_soon([&] { loop.stop(); });
+      loop.run_forever();  // these tasks run their first step and park
+    }
   }
-  loop.call_soon([&] { loop.stop(); });
-  loop.run_forever();  // every task runs its first step and parks
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   long rss1 = status_kib("VmRSS:");
   long pte1 = status_kib("VmPTE:");
   // The vector of handles is 8 B per task; it is counted, as a server would
   // hold something per connection too.
   std::printf(
-      "idle %8zu tasks (guard %4zu KiB, stack %zu KiB): %6.0f B RSS/task, %5.0f B page "
-      "tables/task, %.2f s to park them\n",
+      "idle %8zu tasks (guard %4zu KiB, stack %zu KiB, %s future): %6.0f B RSS/task, %5.0f B "
+      "page tables/task, %.2f s to park them\n",
       n, fiberloop::StackPool::local().guard_size() >> 10,
-      fiberloop::StackPool::local().default_size() >> 10,
+      fiberloop::StackPool::local().default_size() >> 10, shared_future ? "one shared" : "own",
       static_cast<double>(rss1 - rss0) * 1024 / static_cast<double>(n),
       static_cast<double>(pte1 - pte0) * 1024 / static_cast<double>(n), secs);
   for (auto& t : tasks) t.cancel();
@@ -127,7 +141,8 @@ int main(int argc, char** argv) {
   }
   if (argc >= 3 && std::strcmp(argv[1], "idle") == 0) {
     idle_cost(std::strtoul(argv[2], nullptr, 10),
-              argc >= 4 ? std::strtoul(argv[3], nullptr, 10) : 0);
+              argc >= 4 ? std::strtoul(argv[3], nullptr, 10) : 0,
+              argc >= 5 && std::strcmp(argv[4], "shared") == 0);
     return 0;
   }
   spawn_cases({16, 256, 1000, 4000, 10000});
