@@ -148,8 +148,8 @@ int main(int argc, char** argv) {
   spawn_cases({16, 256, 1000, 4000, 10000});
   // Each idle case in its own process, so one's freed memory does not hide
   // the next one's growth.
-  for (const char* args :
-       {"idle 100000", "idle 200000", "idle 1000000", "idle 100000 4096", "idle 100000 1048576"}) {
+  for (const char* args : {"idle 100000", "idle 200000", "idle 200000 0 shared", "idle 1000000",
+                           "idle 100000 4096", "idle 100000 1048576"}) {
     std::string cmd = std::string("'") + argv[0] + "' " + args;
     if (std::system(cmd.c_str()) != 0) return 1;
   }
