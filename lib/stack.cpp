@@ -18,6 +18,10 @@
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #endif
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define FIBERLOOP_HAVE_MEMCHECK 1
+#endif
 
 namespace fiberloop {
 namespace {
@@ -391,6 +395,11 @@ boost::context::stack_context StackPool::allocate(std::size_t size) {
   boost::context::stack_context sc;
   sc.sp = r.top_of(r.index_of(s));
   sc.size = usable;
+#ifdef FIBERLOOP_HAVE_MEMCHECK
+  // memcheck marked what lay below the last fiber's stack pointer as gone;
+  // a new owner (a task state at the top, or frames) may use all of it.
+  VALGRIND_MAKE_MEM_UNDEFINED(r.bottom_of(r.index_of(s)), usable);
+#endif
   return sc;
 }
 
