@@ -30,8 +30,9 @@ FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t ali
 class FIBERLOOP_API StackPool {
  public:
   // kDefaultSize is the usable size of a stack when none is asked for:
-  // 256 KiB (1 MiB in sanitizer builds, whose frames are several times
-  // larger). Only touched pages cost memory; see README "Fiber stacks".
+  // 512 KiB (1 MiB in sanitizer builds, whose frames are several times
+  // larger). Only touched pages cost memory, but page tables cost about
+  // 1/512 of the size per live stack; see README "Fiber stacks".
   static const std::size_t kDefaultSize;
   // kMinSize is the smallest stack a task can run on (its frames, an
   // exception being thrown and caught, a cancellation): 16 KiB (64 KiB in
