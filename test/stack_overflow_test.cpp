@@ -14,6 +14,7 @@
 #include <fiberloop/fiberloop.hpp>
 #include <map>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -181,6 +182,14 @@ const std::map<std::string, void (*)()> kScenarios = {
        run_task(TaskOptions{"probed-frames", 4 * StackPool::kMinSize},
                 [] { return big_frames_probed(0); });
      }},
+    {"task_on_another_thread",
+     [] {
+       // That thread gets its own alternate signal stack.
+       std::thread t([] {
+         run_task(TaskOptions{"worker-thread-task", 0}, [] { return recurse_forever(0); });
+       });
+       t.join();
+     }},
     {"user_before_foreign",
      [] {
        install_user_handler();
@@ -272,6 +281,14 @@ BOOST_AUTO_TEST_CASE(a_generator_driven_by_a_task_names_the_task_too) {
   BOOST_TEST(d.err.find("fiberloop: stack overflow in Generator driven by Task 'driver' (stack ") !=
                  std::string::npos,
              d.err);
+}
+
+BOOST_AUTO_TEST_CASE(an_overflow_on_another_thread_is_named_too) {
+  Death d = in_fresh_process("task_on_another_thread");
+  BOOST_TEST(d.signal == kFatalSignal, d.err);
+  BOOST_TEST(
+      d.err.find("fiberloop: stack overflow in Task 'worker-thread-task'") != std::string::npos,
+      d.err);
 }
 
 BOOST_AUTO_TEST_CASE(frames_of_16_kib_are_caught_by_the_wide_guard_without_probing) {

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -267,6 +268,50 @@ BOOST_AUTO_TEST_CASE(set_max_cached_gives_back_the_pages_of_the_excess) {
   BOOST_TEST(!is_resident(bottom_of(again)));  // memory comes back only when touched
   pool.deallocate(again);
   pool.deallocate(kept);
+}
+
+namespace {
+
+// wait_for_seconds_to_pass(n) returns once the coarse monotonic clock, the
+// pool's decay clock, has ticked over n whole seconds (bounded: n + 1 s).
+void wait_for_seconds_to_pass(long n) {
+  auto now = [] {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return ts.tv_sec;
+  };
+  long start = now();
+  while (now() < start + n) ::usleep(10'000);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(free_stacks_beyond_max_cached_unused_for_a_second_give_back_their_pages) {
+  pool.set_max_cached(2);
+  std::vector<StackContext> stacks;
+  for (int i = 0; i < 10; ++i) stacks.push_back(pool.allocate(StackPool::kMinSize));
+  for (auto& sc : stacks) std::memset(bottom_of(sc), 0x44, sc.size);
+  for (auto& sc : stacks) pool.deallocate(sc);
+  // Within the second, a burst keeps its memory: the next one may reuse it.
+  BOOST_TEST(pool.cached() == 10u);
+  BOOST_TEST(pool.released() == 0u);
+
+  // The first task end a second later opens a period of observation...
+  wait_for_seconds_to_pass(2);
+  StackContext one = pool.allocate(StackPool::kMinSize);
+  pool.deallocate(one);
+  // ...and the first one after a whole quiet second gives back the pages of
+  // the stacks never wanted in it beyond max_cached(), least recently used
+  // first.
+  wait_for_seconds_to_pass(2);
+  one = pool.allocate(StackPool::kMinSize);
+  pool.deallocate(one);
+  BOOST_TEST(pool.cached() == 10u);
+  BOOST_TEST(pool.cached() - pool.released() <= 3u);
+  BOOST_TEST(is_resident(bottom_of(one)));  // the one freed last is warm
+  int resident = 0;
+  for (auto& sc : stacks) resident += is_resident(bottom_of(sc));
+  BOOST_TEST(resident <= 3);
 }
 
 BOOST_AUTO_TEST_CASE(trim_unmaps_idle_regions_but_not_stacks_in_use) {
