@@ -56,13 +56,15 @@ TaskStateBase::LastStepped::~LastStepped() { stepped_sink = previous_; }
 
 TaskStateBase::TaskStateBase(EventLoop& loop, const TaskOptions& options)
     : FutureStateBase(loop),
-      gen_([this](auto&) { run_body(); }, options.stack_size),
+      number_(task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
+      // The label makes the stack the generator takes next this task's: an
+      // overflow report then prints the task's name (or Task-N, from the number).
+      gen_((label_next_stack(&name_, number_), [this](auto&) { run_body(); }), options.stack_size),
       // The step handle holds the task by a plain pointer: a queued step
       // implies a live task (the loop holds it until it ends), and a loop
       // that closes drops its queue without running it.
       step_handle_(new HandleState(&loop, [this] { run_scheduled_step(); })),
       name_(options.name),
-      number_(task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
       eager_start_(options.eager_start) {
   step_handle_->repeating = true;
 }

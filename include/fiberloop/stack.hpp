@@ -1,63 +1,122 @@
-// stack.hpp: fiber stacks — mmap'd, guarded, pooled per thread.
+// stack.hpp: fiber stacks — carved from reserved arenas, guarded, pooled per thread.
 #pragma once
 
 #include <boost/context/stack_context.hpp>
 #include <cstddef>
+#include <cstdint>
+#include <string>
 
 #include "fiberloop/export.hpp"
 
 namespace fiberloop {
 
-// StackPool hands out fiber stacks: each is an mmap'd region whose lowest page
-// is a PROT_NONE guard (an overflow faults instead of corrupting memory), and
-// is registered with valgrind. Released stacks are cached for reuse, so
-// spawning a task in steady state costs no mmap. One pool per thread.
+namespace detail {
+FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;
+}
+
+// StackPool hands out fiber stacks. Stacks are slots carved from large
+// reserved regions (MAP_NORESERVE: a page costs memory only once touched), so
+// the number of live tasks is bounded by memory, not by the kernel's mapping
+// count. Below each stack lies a guard region (kDefaultGuardSize by default)
+// made with madvise(MADV_GUARD_INSTALL) where the kernel has it (Linux 6.13+;
+// the region stays one mapping), else mprotect(PROT_NONE). A fault in a guard
+// is reported on stderr, naming the task or Generator, before the process
+// dies by the signal. Freed stacks are reused (no mmap per spawn); free
+// stacks beyond max_cached() give their pages back once they have stayed
+// unused for a second. One pool per thread.
 //
 // Example:
 //   fiberloop::StackPool::local().set_default_size(1 << 20);  // 1 MiB stacks from now on
 class FIBERLOOP_API StackPool {
  public:
-  // kDefaultSize is the usable size of a stack when none is asked for: 256 KiB
-  // (1 MiB in sanitizer builds, whose frames are several times larger). Pages
-  // are committed only when touched, so the cost is address space.
+  // kDefaultSize is the usable size of a stack when none is asked for:
+  // 512 KiB (1 MiB in sanitizer builds, whose frames are several times
+  // larger). Only touched pages cost memory, but page tables cost about
+  // 1/512 of the size per live stack; see README "Fiber stacks".
   static const std::size_t kDefaultSize;
+  // kMinSize is the smallest stack a task can run on (its frames, an
+  // exception being thrown and caught, a cancellation): 16 KiB (64 KiB in
+  // sanitizer builds).
+  static const std::size_t kMinSize;
+  // kMaxSize is the largest stack size accepted: 1 GiB.
+  static constexpr std::size_t kMaxSize = std::size_t{1} << 30;
+  // kDefaultGuardSize is the guard below each stack: 64 KiB, so that a frame
+  // up to that size cannot jump it even in code built without
+  // -fstack-clash-protection.
+  static constexpr std::size_t kDefaultGuardSize = 64 * 1024;
 
   // local() is this thread's pool.
   static StackPool& local();
 
-  StackPool() = default;
+  StackPool();
   StackPool(const StackPool&) = delete;
   StackPool& operator=(const StackPool&) = delete;
+  // ~StackPool() unmaps its regions, unless stacks are still in use (then the
+  // regions stay, their free pages given back).
   ~StackPool();
 
   // allocate() returns a stack of at least `size` usable bytes (0: the default
-  // size), rounded up to whole pages. Throws std::system_error if mmap fails.
+  // size), rounded up to whole pages, 16-byte aligned at the top. Throws
+  // std::invalid_argument naming `size` if it is below kMinSize or above
+  // kMaxSize, std::system_error if the address space or the memory for the
+  // region or its guard is exhausted (nothing else is affected then).
   boost::context::stack_context allocate(std::size_t size = 0);
-  // deallocate() gives a stack back for reuse (or unmaps it beyond max_cached()).
+  // deallocate() gives a stack back for reuse (from any thread).
   void deallocate(boost::context::stack_context& stack) noexcept;
 
   // default_size() / set_default_size() control the size used for size 0.
+  // set_default_size() throws std::invalid_argument as allocate() does.
   std::size_t default_size() const noexcept { return default_size_; }
   void set_default_size(std::size_t size);
 
-  // max_cached() is how many free stacks the pool keeps; the rest are unmapped.
+  // guard_size() / set_guard_size() control the guard below later stacks:
+  // rounded up to pages, at least one page. Guards cost no memory, only
+  // page-table entries. Throws std::invalid_argument if above kMaxSize.
+  std::size_t guard_size() const noexcept { return guard_size_; }
+  void set_guard_size(std::size_t size);
+
+  // max_cached() is how many free stacks keep their memory; beyond it, free
+  // stacks unused for a second give their pages back (MADV_DONTNEED) and
+  // keep only their address space. set_max_cached() gives back the excess now.
   std::size_t max_cached() const noexcept { return max_cached_; }
   void set_max_cached(std::size_t n);
 
-  // cached() counts free stacks held now; trim() unmaps them all.
-  std::size_t cached() const noexcept { return cached_; }
+  // cached() counts free stacks held for reuse; released() those of them
+  // whose pages were given back; in_use() the stacks a fiber runs on (or
+  // will: handed out and not given back).
+  std::size_t cached() const noexcept;
+  std::size_t released() const noexcept;
+  std::size_t in_use() const noexcept;
+  // retained() counts the stacks whose fiber has ended but whose top page
+  // still holds the state of a finished task someone references: the slot is
+  // reused once the last Task handle goes (see README "Fiber stacks").
+  std::size_t retained() const noexcept;
+  // mapped() is in_use() + cached(): the stacks this pool holds for fibers.
+  std::size_t mapped() const noexcept { return in_use() + cached(); }
+  // trim() gives back the pages of every free stack and unmaps each region
+  // none of whose stacks is in use.
   void trim() noexcept;
 
-  // mapped() counts stacks mapped by this pool and not yet unmapped.
-  std::size_t mapped() const noexcept { return mapped_; }
+  // guard_kind() is "madvise" (MADV_GUARD_INSTALL) or "mprotect": with the
+  // latter each live stack costs two kernel mappings (see vm.max_map_count).
+  static const char* guard_kind() noexcept;
+
+  struct Core;
 
  private:
-  struct FreeStack;
-  FreeStack* free_ = nullptr;
-  std::size_t cached_ = 0;
-  std::size_t mapped_ = 0;
-  std::size_t default_size_ = kDefaultSize;
+  friend class PooledStack;
+  friend void detail::release_with_stack(void*, std::size_t, std::size_t) noexcept;
+  explicit StackPool(bool local);
+  // release() drops one holder (the fiber, or the task state) of the slot
+  // holding `inside`; the last frees it.
+  void release(void* inside, bool fiber) noexcept;
+  static void give_to_owner(void* inside) noexcept;
+  std::size_t checked(std::size_t size, const char* who) const;
+  Core* core_;
+  std::size_t default_size_;
+  std::size_t guard_size_ = kDefaultGuardSize;
   std::size_t max_cached_ = 256;
+  bool local_ = false;  // local(): its death sends later frees to the orphaned core
 };
 
 // PooledStack is a Boost.Context StackAllocator handing Boost a stack already
@@ -71,5 +130,26 @@ class FIBERLOOP_API PooledStack {
  private:
   boost::context::stack_context stack_;
 };
+
+namespace detail {
+// allocate_with_stack(size, align, stack_size) returns room for an object of
+// `size` bytes at the top of a new stack of stack_size (0: the default), so
+// that an idle task touches one page: its state and its frames. The next
+// StackPool::allocate() on this thread returns the stack below it. The slot
+// is freed when both the fiber and release_with_stack() gave it back.
+// Sanitizer builds use the heap instead (ASan then sees every use after
+// free). Throws as StackPool::allocate().
+FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,
+                                        std::size_t stack_size);
+// release_with_stack(p, size) gives back what allocate_with_stack() returned;
+// it also cancels a pending stack never taken (a constructor that threw).
+FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;
+
+// label_next_stack() names the owner of the next stack this thread
+// allocates: a task, whose name an overflow report prints (`name` must
+// outlive the stack; when it is empty, "Task-<number>" is printed). Stacks
+// allocated without a label belong to a Generator.
+FIBERLOOP_API void label_next_stack(const std::string* name, std::uint64_t number) noexcept;
+}  // namespace detail
 
 }  // namespace fiberloop

@@ -32,6 +32,37 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   TaskStateBase(EventLoop& loop, const TaskOptions& options);
   ~TaskStateBase() override;
 
+  // operator new(size, where) places a task state at the top of its own
+  // fiber stack of where.stack_size (states up to 1 KiB; see
+  // detail::allocate_with_stack), so that a parked task touches one page;
+  // `new (where) TaskState(...)`. Throws as StackPool::allocate().
+  struct OnStack {
+    std::size_t stack_size = 0;
+    std::size_t size = 0;  // filled by operator new, for the placement delete
+    std::size_t align = 0;
+  };
+  static void* operator new(std::size_t size, OnStack& where) {
+    where.size = size;
+    return allocate_with_stack(size, 0, where.stack_size);
+  }
+  static void* operator new(std::size_t size, std::align_val_t align, OnStack& where) {
+    where.size = size;
+    where.align = static_cast<std::size_t>(align);
+    return allocate_with_stack(size, where.align, where.stack_size);
+  }
+  static void operator delete(void* p, std::size_t size) noexcept {
+    release_with_stack(p, size, 0);
+  }
+  static void operator delete(void* p, std::size_t size, std::align_val_t align) noexcept {
+    release_with_stack(p, size, static_cast<std::size_t>(align));
+  }
+  static void operator delete(void* p, OnStack& where) noexcept {
+    release_with_stack(p, where.size, where.align);
+  }
+  static void operator delete(void* p, std::align_val_t, OnStack& where) noexcept {
+    release_with_stack(p, where.size, where.align);
+  }
+
   // cancel() is Task.cancel(): cancel the awaited future, or make the next
   // step raise CancelledError. False if the task is done.
   bool cancel(std::string message) override;
@@ -95,6 +126,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // abandon() is the loop closing under a pending task: unwind the fiber.
   void abandon() noexcept;
 
+  unsigned long number_;  // before gen_: the stack's overflow label names it
   Generator<FutureStateBase*> gen_;
   Ref<FutureStateBase> fut_waiter_;
   // step_handle_ is this task's one entry in the ready queue, reused by
@@ -103,7 +135,6 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   Ref<HandleState> step_handle_;
   std::exception_ptr step_exc_;
   mutable std::string name_;
-  unsigned long number_;
   bool eager_start_;
   int cancels_requested_ = 0;
   bool must_cancel_ = false;
@@ -228,7 +259,8 @@ auto EventLoop::create_task(const TaskOptions& options, Fn&& fn, Args&&... args)
     auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
       return std::invoke(std::move(fn), std::move(args)...);
     };
-    auto* state = new detail::TaskState<R, decltype(call)>(*this, options, std::move(call));
+    detail::TaskStateBase::OnStack where{options.stack_size};
+    auto* state = new (where) detail::TaskState<R, decltype(call)>(*this, options, std::move(call));
     Task<R> task{detail::Ref<detail::FutureStateBase>(state)};
     state->start();  // with a handle held: an eager task may finish right here
     return task;

@@ -1,0 +1,341 @@
+// stack_overflow_test.cpp: an overflow into a guard dies with one line naming
+// the task or Generator; every other SIGSEGV still reaches the user's handler.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <fiberloop/fiberloop.hpp>
+#include <map>
+#include <string>
+#include <thread>
+
+namespace {
+
+using fiberloop::StackPool;
+using fiberloop::TaskOptions;
+
+// The signal an overflow finally dies by. Under ASan, the disposition the
+// library hands the fault back to is ASan's own SEGV handler, which reports
+// and then aborts (ASAN_OPTIONS=abort_on_error=1).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int kFatalSignal = SIGABRT;
+#else
+constexpr int kFatalSignal = SIGSEGV;
+#endif
+
+volatile int recursion_limit = INT_MAX;  // keeps the compiler from proving the recursion endless
+
+__attribute__((noinline)) int recurse_forever(int depth) {
+  volatile char pad[512];
+  pad[0] = static_cast<char>(depth);
+  if (depth == recursion_limit) return 0;
+  return recurse_forever(depth + 1) + pad[0];
+}
+
+// 16 KiB frames that write only their lowest bytes: built without stack-clash
+// probing, each call moves the stack pointer 16 KiB at once, so only a guard
+// wider than a frame catches them.
+__attribute__((noinline, optimize("no-stack-clash-protection"))) int big_frames_unprobed(
+    int depth) {
+  volatile char frame[16384];
+  frame[0] = static_cast<char>(depth);
+  if (depth == recursion_limit) return 0;
+  return big_frames_unprobed(depth + 1) + frame[0];
+}
+
+// The same with probing (this file is built with -fstack-clash-protection,
+// which fiberloop's dependency carries): a one-page guard suffices.
+__attribute__((noinline)) int big_frames_probed(int depth) {
+  volatile char frame[16384];
+  frame[0] = static_cast<char>(depth);
+  if (depth == recursion_limit) return 0;
+  return big_frames_probed(depth + 1) + frame[0];
+}
+
+struct Death {
+  int signal = 0;      // the signal that killed the child, 0 if it exited
+  int exit_code = -1;  // its exit status otherwise
+  std::string err;     // everything it wrote to stderr
+};
+
+Death collect(pid_t pid, int err_fd) {
+  Death d;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(err_fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    d.err.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(err_fd);
+  int status = 0;
+  pid_t waited;
+  do {
+    waited = ::waitpid(pid, &status, 0);
+  } while (waited < 0 && errno == EINTR);
+  BOOST_REQUIRE_EQUAL(waited, pid);
+  if (WIFSIGNALED(status)) d.signal = WTERMSIG(status);
+  if (WIFEXITED(status)) d.exit_code = WEXITSTATUS(status);
+  return d;
+}
+
+// in_fresh_process(scenario) runs this test binary again, where a static
+// initializer plays `scenario` as a whole program would: before Boost.Test
+// installs handlers of its own, and before fiberloop has allocated a stack.
+Death in_fresh_process(const char* scenario) {
+  int fds[2];
+  BOOST_REQUIRE_EQUAL(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  BOOST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::dup2(fds[1], STDERR_FILENO);
+    ::setenv("FIBERLOOP_TEST_SCENARIO", scenario, 1);
+    // argv[0], not /proc/self/exe: under valgrind that is valgrind's tool,
+    // and the scenarios run natively then.
+    char* self = boost::unit_test::framework::master_test_suite().argv[0];
+    char* argv[] = {self, nullptr};
+    ::execv(self, argv);
+    ::_exit(4);
+  }
+  ::close(fds[1]);
+  return collect(pid, fds[0]);
+}
+
+int count_of(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// run_task(options, fn) runs fn as a task on a fresh loop.
+template <class Fn>
+void run_task(TaskOptions options, Fn fn) {
+  fiberloop::EventLoop loop;
+  loop.run_until_complete(loop.create_task(std::move(options), fn));
+}
+
+// The user's handler: says so and exits 42, as a crash reporter might.
+void user_handler(int, siginfo_t*, void*) {
+  static const char msg[] = "user handler ran\n";
+  ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)ignored;
+  ::_exit(42);
+}
+
+void install_user_handler() {
+  struct sigaction sa {};
+  sa.sa_sigaction = user_handler;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  ::sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGSEGV, &sa, nullptr);
+}
+
+// fault_elsewhere() writes to a PROT_NONE page that is no fiber stack's guard.
+void fault_elsewhere() {
+  void* p = ::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  *static_cast<volatile char*>(p) = 1;
+}
+
+void allocate_a_stack() {
+  fiberloop::Generator<int> gen([](auto& g) { g.yield(1); });
+  gen.send();
+}
+
+// The scenarios in_fresh_process() plays: each is a whole program.
+const std::map<std::string, void (*)()> kScenarios = {
+    {"named_task",
+     [] {
+       run_task(TaskOptions{"deep-recursion-7", 4 * StackPool::kMinSize},
+                [] { return recurse_forever(0); });
+     }},
+    {"unnamed_task", [] { run_task(TaskOptions{}, [] { return recurse_forever(0); }); }},
+    {"generator",
+     [] {
+       fiberloop::Generator<int> gen([](auto& g) { g.yield(recurse_forever(0)); },
+                                     2 * StackPool::kMinSize);
+       gen.send();
+     }},
+    {"generator_in_task",
+     [] {
+       run_task(TaskOptions{"driver", 0}, [] {
+         fiberloop::Generator<int> gen([](auto& g) { g.yield(recurse_forever(0)); },
+                                       2 * StackPool::kMinSize);
+         return *gen.send();
+       });
+     }},
+    {"big_frames_wide_guard",
+     [] {
+       run_task(TaskOptions{"big-frames", 4 * StackPool::kMinSize},
+                [] { return big_frames_unprobed(0); });
+     }},
+    {"big_frames_probed_small_guard",
+     [] {
+       StackPool::local().set_guard_size(4096);
+       run_task(TaskOptions{"probed-frames", 4 * StackPool::kMinSize},
+                [] { return big_frames_probed(0); });
+     }},
+    {"task_on_another_thread",
+     [] {
+       // That thread gets its own alternate signal stack.
+       std::thread t([] {
+         run_task(TaskOptions{"worker-thread-task", 0}, [] { return recurse_forever(0); });
+       });
+       t.join();
+     }},
+    {"user_before_foreign",
+     [] {
+       install_user_handler();
+       allocate_a_stack();  // installs fiberloop's handler, which chains to the user's
+       fault_elsewhere();
+     }},
+    {"user_before_overflow",
+     [] {
+       install_user_handler();
+       run_task(TaskOptions{"overflowing", 0}, [] { return recurse_forever(0); });
+     }},
+    {"user_after_foreign",
+     [] {
+       allocate_a_stack();
+       install_user_handler();
+       fault_elsewhere();
+     }},
+    {"killed_by_sigsegv",
+     [] {
+       allocate_a_stack();
+       ::kill(::getpid(), SIGSEGV);
+     }},
+    {"fault_elsewhere",
+     [] {
+       allocate_a_stack();
+       fault_elsewhere();
+     }},
+};
+
+struct PlayScenario {
+  PlayScenario() {
+    const char* name = std::getenv("FIBERLOOP_TEST_SCENARIO");
+    if (!name) return;
+    ::alarm(20);
+    try {
+      kScenarios.at(name)();
+    } catch (...) {
+      ::_exit(3);
+    }
+    ::_exit(5);  // not reached if the scenario died as it should
+  }
+} play_scenario;
+
+const std::string kSuffix =
+    " B below its end); raise TaskOptions::stack_size or StackPool default\n";
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(stack_overflow)
+
+BOOST_AUTO_TEST_CASE(unbounded_recursion_in_a_named_task_names_it) {
+  std::size_t size = 4 * StackPool::kMinSize;
+  Death d = in_fresh_process("named_task");
+  BOOST_TEST(d.signal == kFatalSignal, d.err);
+  std::string head = "fiberloop: stack overflow in Task 'deep-recursion-7' (stack " +
+                     std::to_string(size >> 10) + " KiB, fault ";
+  BOOST_TEST(d.err.find(head) != std::string::npos, d.err);
+  BOOST_TEST(d.err.find(kSuffix) != std::string::npos, d.err);
+  BOOST_TEST(count_of(d.err, "fiberloop:") == 1, d.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_task_without_a_name_is_named_task_n) {
+  Death d = in_fresh_process("unnamed_task");
+  BOOST_TEST(d.signal == kFatalSignal, d.err);
+  BOOST_TEST(d.err.find("fiberloop: stack overflow in Task 'Task-") != std::string::npos, d.err);
+  std::size_t kib = StackPool::kDefaultSize >> 10;
+  std::string size =
+      "(stack " + (kib % 1024 ? std::to_string(kib) + " KiB" : std::to_string(kib >> 10) + " MiB") +
+      ", fault ";
+  BOOST_TEST(d.err.find(size) != std::string::npos, d.err);
+}
+
+BOOST_AUTO_TEST_CASE(unbounded_recursion_in_a_generator_says_generator) {
+  std::size_t size = 2 * StackPool::kMinSize;
+  Death d = in_fresh_process("generator");
+  BOOST_TEST(d.signal == kFatalSignal, d.err);
+  std::string head = "fiberloop: stack overflow in Generator (stack " + std::to_string(size >> 10) +
+                     " KiB, fault ";
+  BOOST_TEST(d.err.find(head) != std::string::npos, d.err);
+  BOOST_TEST(
+      d.err.find(" B below its end); raise the Generator's stack_size or StackPool default") !=
+          std::string::npos,
+      d.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_generator_driven_by_a_task_names_the_task_too) {
+  Death d = in_fresh_process("generator_in_task");
+  BOOST_TEST(d.signal == kFatalSignal, d.err);
+  BOOST_TEST(d.err.find("fiberloop: stack overflow in Generator driven by Task 'driver' (stack ") !=
+                 std::string::npos,
+             d.err);
+}
+
+BOOST_AUTO_TEST_CASE(an_overflow_on_another_thread_is_named_too) {
+  Death d = in_fresh_process("task_on_another_thread");
+  BOOST_TEST(d.signal == kFatalSignal, d.err);
+  BOOST_TEST(
+      d.err.find("fiberloop: stack overflow in Task 'worker-thread-task'") != std::string::npos,
+      d.err);
+}
+
+BOOST_AUTO_TEST_CASE(frames_of_16_kib_are_caught_by_the_wide_guard_without_probing) {
+  Death d = in_fresh_process("big_frames_wide_guard");
+  BOOST_TEST(d.signal == kFatalSignal, d.err);
+  BOOST_TEST(d.err.find("fiberloop: stack overflow in Task 'big-frames'") != std::string::npos,
+             d.err);
+}
+
+BOOST_AUTO_TEST_CASE(frames_of_16_kib_are_caught_by_a_4_kib_guard_with_probing) {
+  Death d = in_fresh_process("big_frames_probed_small_guard");
+  BOOST_TEST(d.signal == kFatalSignal, d.err);
+  BOOST_TEST(d.err.find("fiberloop: stack overflow in Task 'probed-frames'") != std::string::npos,
+             d.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_foreign_fault_reaches_a_user_handler_installed_before) {
+  Death d = in_fresh_process("user_before_foreign");
+  BOOST_TEST(d.exit_code == 42, d.err << " signal " << d.signal);
+  BOOST_TEST(d.err.find("user handler ran") != std::string::npos, d.err);
+  BOOST_TEST(d.err.find("fiberloop:") == std::string::npos, d.err);
+}
+
+BOOST_AUTO_TEST_CASE(an_overflow_is_named_then_reaches_a_user_handler_installed_before) {
+  Death d = in_fresh_process("user_before_overflow");
+  BOOST_TEST(d.exit_code == 42, d.err << " signal " << d.signal);
+  BOOST_TEST(d.err.find("fiberloop: stack overflow in Task 'overflowing'") != std::string::npos,
+             d.err);
+  BOOST_TEST(d.err.find("user handler ran") > d.err.find("fiberloop:"), d.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_foreign_fault_reaches_a_user_handler_installed_after) {
+  Death d = in_fresh_process("user_after_foreign");
+  BOOST_TEST(d.exit_code == 42, d.err << " signal " << d.signal);
+  BOOST_TEST(d.err.find("fiberloop:") == std::string::npos, d.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_sigsegv_sent_by_kill_still_kills) {
+  Death d = in_fresh_process("killed_by_sigsegv");
+  BOOST_TEST(d.signal == kFatalSignal, d.err << " exit " << d.exit_code);
+  BOOST_TEST(d.err.find("fiberloop:") == std::string::npos, d.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_fault_elsewhere_dies_as_usual_without_a_report) {
+  Death d = in_fresh_process("fault_elsewhere");
+  BOOST_TEST(d.signal == kFatalSignal, d.err);
+  BOOST_TEST(d.err.find("fiberloop:") == std::string::npos, d.err);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
