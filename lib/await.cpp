@@ -8,15 +8,15 @@ std::optional<AnyTask> current_task() {
 }
 
 void sleep(double seconds) {
+  if (!(seconds > 0)) {  // also NaN... which call_later would reject; yield instead
+    if (std::isnan(seconds)) throw std::invalid_argument("sleep(): the duration is NaN");
+    // Checks the rules (a task, no unwinding) and names sleep() if broken.
+    detail::TaskStateBase::suspend_current(nullptr, "sleep()");
+    return;
+  }
   detail::die_if_unwinding("sleep()");  // before get_running_loop() can say "no running loop"
   // In a generator driven from plain code, name that rule rather than the loop.
   if (detail::Fiber::current()) detail::TaskStateBase::require_current("sleep()");
-  if (!(seconds > 0)) {  // also NaN... which call_later would reject; yield instead
-    if (std::isnan(seconds)) throw std::invalid_argument("sleep(): the duration is NaN");
-    detail::TaskStateBase::require_current("sleep()");
-    detail::TaskStateBase::suspend_current(nullptr);
-    return;
-  }
   EventLoop& loop = get_running_loop();
   Future<void> done = loop.create_future<void>();
   TimerHandle timer = loop.call_later(seconds, [done] {

@@ -201,7 +201,7 @@ void EventLoop::run_once() {
     bool& flag;
     ~Done() { flag = false; }
   } done{iterating_};
-  drop_cancelled_timers();
+  if (!scheduled_.empty()) drop_cancelled_timers();
   std::int64_t timeout = poll_timeout_ns();
   if (timeout == 0 && io_.size() == 0) {
     // Nothing to poll: skip the syscall. Posts from other threads are
@@ -210,7 +210,7 @@ void EventLoop::run_once() {
   } else {
     poll_io(timeout);
   }
-  queue_due_timers();
+  if (!scheduled_.empty()) queue_due_timers();
   run_ready();
 }
 

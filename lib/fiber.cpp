@@ -16,6 +16,9 @@ namespace fiberloop::detail {
 namespace {
 
 thread_local Fiber* current_fiber = nullptr;
+// unwinding_fibers counts this thread's fibers between the start and the end
+// of a forced unwind: every wait checks for it, and it is almost always 0.
+thread_local int unwinding_fibers = 0;
 
 #ifdef FIBERLOOP_TSAN
 // TSan wants each switch announced immediately before the jump, and a
@@ -76,6 +79,7 @@ boost::context::detail::fcontext_t take_unwind(boost::context::detail::forced_un
 Fiber* Fiber::current() noexcept { return current_fiber; }
 
 bool Fiber::current_chain_unwinding() noexcept {
+  if (unwinding_fibers == 0) return false;
   for (Fiber* f = current_fiber; f; f = f->resumer_) {
     if (f->unwinding_) return true;
   }
@@ -192,6 +196,7 @@ void Fiber::suspend() {
   } catch (boost::context::detail::forced_unwind& e) {
     asan_finish(fake_stack_, &caller_bottom_, &caller_size_);
     unwinding_ = true;
+    ++unwinding_fibers;
     unwind_fctx_ = take_unwind(e);
     throw FiberUnwind();
   }
@@ -226,7 +231,10 @@ boost::context::fiber Fiber::leave() {
   return std::move(caller_);
 }
 
-void Fiber::leave_unwinding() noexcept { asan_start(nullptr, caller_bottom_, caller_size_); }
+void Fiber::leave_unwinding() noexcept {
+  if (unwinding_) --unwinding_fibers;
+  asan_start(nullptr, caller_bottom_, caller_size_);
+}
 
 boost::context::detail::fcontext_t Fiber::take_unwind_context() noexcept {
   return std::exchange(unwind_fctx_, nullptr);

@@ -239,8 +239,8 @@ TaskStateBase& TaskStateBase::require_current(const char* what) {
   return *current_task;
 }
 
-void TaskStateBase::suspend_current(FutureStateBase* fut) {
-  TaskStateBase& task = require_current("await()");
+void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what) {
+  TaskStateBase& task = require_current(what);
   if (task.gen_.inside()) {
     task.gen_.yield(fut);
     return;

@@ -80,7 +80,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // the task with the generator inside its send(). Throws RuntimeError
   // outside a task; throws what the task must see raised at its await.
   // Aborts with fiberloop's message when the fiber is being unwound.
-  static void suspend_current(FutureStateBase* fut);
+  static void suspend_current(FutureStateBase* fut, const char* what = "await()");
   // require_current(what) throws RuntimeError naming `what` outside a task,
   // and aborts with fiberloop's message when called from a fiber being
   // unwound (no wait can complete then).

@@ -80,6 +80,23 @@ double fiber_round_trip(long ops) {
   return seconds_since(start);  // f's destructor unwinds the fiber, untimed
 }
 
+// (a') The floor of any scheduler: a ready-queue push and pop around the
+// same round trip.
+double ready_queue_floor(long ops) {
+  ctx::fiber f{[](ctx::fiber&& caller) {
+    for (;;) caller = std::move(caller).resume();
+    return std::move(caller);
+  }};
+  fiberloop::detail::RingQueue<ctx::fiber*> ready;
+  auto start = Clock::now();
+  for (long i = 0; i < ops; ++i) {
+    ready.push_back(&f);
+    ctx::fiber* next = ready.pop_front();
+    *next = std::move(*next).resume();
+  }
+  return seconds_since(start);
+}
+
 // (b) A task yielding for one loop iteration: two switches plus run_once
 // (with its zero-timeout epoll) and a ready-queue trip.
 double sleep_zero(long ops) {
@@ -119,6 +136,23 @@ double spawn_and_await(long ops) {
     }
     double took = seconds_since(start);
     if (sum != ops) std::printf("spawn_and_await: wrong sum %ld\n", sum);
+    return took;
+  });
+}
+
+// (d') The same with TaskOptions::eager_start: the task runs inside
+// create_task and never touches the loop.
+double spawn_and_await_eager(long ops) {
+  return in_task([ops](fiberloop::EventLoop& loop) {
+    long sum = 0;
+    const fiberloop::TaskOptions eager{.eager_start = true};
+    auto start = Clock::now();
+    for (long i = 0; i < ops; ++i) {
+      auto t = loop.create_task(eager, [] { return 1; });
+      sum += fiberloop::await(t);
+    }
+    double took = seconds_since(start);
+    if (sum != ops) std::printf("spawn_and_await_eager: wrong sum %ld\n", sum);
     return took;
   });
 }
@@ -180,9 +214,11 @@ int main() {
               kTargetSeconds);
   std::vector<Result> results;
   results.push_back(measure("fiber_round_trip", fiber_round_trip));
+  results.push_back(measure("ready_queue_floor", ready_queue_floor));
   results.push_back(measure("sleep0_round_trip", sleep_zero));
   results.push_back(measure("await_call_soon_future", await_future));
   results.push_back(measure("task_spawn_await", spawn_and_await));
+  results.push_back(measure("task_spawn_await_eager", spawn_and_await_eager));
   results.push_back(measure("call_soon_1e6", call_soon_batch, kMillion));
   results.push_back(measure("loop_iteration_one_callback", loop_iteration));
   results.push_back(measure("timers_1e6_random_0_10ms", random_timers, kMillion));
