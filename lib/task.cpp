@@ -11,31 +11,16 @@ thread_local TaskStateBase* current_task = nullptr;
 thread_local std::string* stepped_sink = nullptr;
 std::atomic<unsigned long> task_counter{0};
 
-bool is_cancellation(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const CancelledError&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
 // Entered marks a task as the one running its step, as asyncio's _enter_task.
 class Entered {
  public:
-  explicit Entered(TaskStateBase* task) : previous_(current_task) {
-    if (previous_) {
+  // An eager first step (inside create_task) may run from another task's
+  // step: that task is set aside meanwhile, as asyncio's _swap_current_task.
+  Entered(TaskStateBase* task, bool eager) : previous_(current_task) {
+    if (previous_ && !eager) {
       throw RuntimeError("Cannot enter into " + task->describe() + " while another task " +
                          previous_->describe() + " is being executed.");
     }
-    current_task = task;
-    if (stepped_sink) *stepped_sink = task->name();
-  }
-  // Entered(task, eager) is the eager first step inside create_task, which
-  // may run from another task's step: that task is set aside meanwhile, as
-  // asyncio's _swap_current_task does.
-  Entered(TaskStateBase* task, bool) noexcept : previous_(current_task) {
     current_task = task;
     if (stepped_sink) *stepped_sink = task->name();
   }
@@ -139,10 +124,16 @@ void TaskStateBase::step(std::exception_ptr exc) {
     must_cancel_ = false;
   }
   fut_waiter_.reset();
+  send(std::move(exc), false);
+}
+
+void TaskStateBase::eager_step() { send(nullptr, true); }
+
+void TaskStateBase::send(std::exception_ptr exc, bool eager) {
   Ref self(this);  // finishing drops the loop's reference
   std::optional<FutureStateBase*> awaited;
   try {
-    Entered entered(this);
+    Entered entered(this, eager);
     awaited = exc ? gen_.throw_into(std::move(exc)) : gen_.send();
   } catch (const CancelledError& e) {
     mark_cancelled(e.message());
@@ -153,28 +144,6 @@ void TaskStateBase::step(std::exception_ptr exc) {
     end();
     return;
   }
-  after_send(awaited);
-}
-
-void TaskStateBase::eager_step() {
-  Ref self(this);
-  std::optional<FutureStateBase*> awaited;
-  try {
-    Entered entered(this, true);
-    awaited = gen_.send();
-  } catch (const CancelledError& e) {
-    mark_cancelled(e.message());
-    end();
-    return;
-  } catch (...) {
-    set_exception(std::current_exception());
-    end();
-    return;
-  }
-  after_send(awaited);
-}
-
-void TaskStateBase::after_send(std::optional<FutureStateBase*> awaited) {
   if (!awaited) {        // the function returned
     if (must_cancel_) {  // cancelled right before it returned
       must_cancel_ = false;

@@ -83,6 +83,20 @@ class FIBERLOOP_API CancelledError {
   std::string message_;
 };
 
+namespace detail {
+// is_cancellation(e) tells whether e holds a CancelledError.
+inline bool is_cancellation(const std::exception_ptr& e) {
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const CancelledError&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+}  // namespace detail
+
 // FiberUnwind is thrown inside a fiber that is destroyed while suspended (a
 // closed Generator, a task abandoned by a closing loop) so that its stack
 // unwinds and RAII runs. Never swallow it: a `catch (...)` in a task body must

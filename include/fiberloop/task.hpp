@@ -118,9 +118,10 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   void wakeup(FutureStateBase& fut);
   void schedule_step(std::exception_ptr exc = nullptr);
   void run_scheduled_step();
-  void after_send(std::optional<FutureStateBase*> awaited);
   // eager_step() is the first step run inside create_task (eager_start).
   void eager_step();
+  // send(exc, eager) is one step's resumption of the function and what follows.
+  void send(std::exception_ptr exc, bool eager);
   void wait_on(FutureStateBase* fut);
   void end() noexcept;
   // abandon() is the loop closing under a pending task: unwind the fiber.

@@ -13,18 +13,6 @@
 
 namespace fiberloop::detail {
 
-// is_cancellation(e) tells whether e holds a CancelledError.
-inline bool is_cancellation(const std::exception_ptr& e) {
-  if (!e) return false;
-  try {
-    std::rethrow_exception(e);
-  } catch (const CancelledError&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
 // Waiters is asyncio's `collections.deque` of waiter futures: FIFO, with
 // removal from the middle when a waiter gives up. It only allocates once a
 // task actually has to wait.
