@@ -65,7 +65,7 @@ struct ExceptionContext {
 
 // TaskOptions are the optional settings of create_task().
 struct TaskOptions {
-  std::string name;            // empty: "Task-N"
+  std::string name{};          // empty: "Task-N"
   std::size_t stack_size = 0;  // 0: StackPool::local().default_size()
   // eager_start runs the task's first step inside create_task when the loop
   // is running (Python 3.14's create_task(eager_start=True)): a task that

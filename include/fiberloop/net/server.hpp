@@ -21,7 +21,7 @@ struct ServerOptions {
   int backlog = 100;
   bool reuse_address = true;  // SO_REUSEADDR (TCP)
   bool reuse_port = false;    // SO_REUSEPORT: several servers share the port
-  StreamOptions stream;       // each connection's limits
+  StreamOptions stream{};     // each connection's limits
 };
 
 // ClientHandler runs as its own task for each accepted connection.
