@@ -14,38 +14,10 @@
 #include <system_error>
 #include <utility>
 
+#include "fd_helpers.hpp"
 #include "loop_fixture.hpp"
 
 namespace {
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    std::swap(fd_, o.fd_);
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
-
-struct Pipe {
-  Fd r, w;
-};
-
-Pipe make_pipe() {
-  int p[2];
-  BOOST_REQUIRE(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
-  return {Fd(p[0]), Fd(p[1])};
-}
 
 void put(int fd, const char* s) {
   BOOST_REQUIRE(::write(fd, s, std::char_traits<char>::length(s)) > 0);
@@ -109,12 +81,12 @@ BOOST_AUTO_TEST_CASE(table_keeps_huge_fds_out_of_the_dense_part) {
 }
 
 BOOST_AUTO_TEST_CASE(add_reader_on_a_reused_number_closed_without_remove_is_armed) {
-  Pipe first = make_pipe();
+  Pair first = make_pipe();
   int number = first.r.get();
   loop.add_reader(number, [] {});
   first.r.reset();  // no remove_reader: the loop still lists the number
   first.w.reset();
-  Pipe second = make_pipe();
+  Pair second = make_pipe();
   BOOST_TEST_REQUIRE(second.r.get() == number);
   int calls = 0;
   loop.add_reader(second.r.get(), [&] {
@@ -129,12 +101,12 @@ BOOST_AUTO_TEST_CASE(add_reader_on_a_reused_number_closed_without_remove_is_arme
 }
 
 BOOST_AUTO_TEST_CASE(add_writer_on_a_reused_number_closed_without_remove_is_armed) {
-  Pipe first = make_pipe();
+  Pair first = make_pipe();
   int number = first.w.get();
   loop.add_writer(number, [] {});
   first.w.reset();
   first.r.reset();
-  Pipe second = make_pipe();
+  Pair second = make_pipe();
   BOOST_TEST_REQUIRE((second.r.get() == number || second.w.get() == number));
   int calls = 0;
   loop.add_writer(number, [&] { ++calls; });
@@ -154,7 +126,7 @@ BOOST_AUTO_TEST_CASE(huge_fd_numbers_are_refused_without_allocating) {
   long grown = resident_kib() - before;
   BOOST_TEST(grown < 8 * 1024, "RSS grew by " << grown << " KiB");
   // The loop still works.
-  Pipe p = make_pipe();
+  Pair p = make_pipe();
   int calls = 0;
   loop.add_reader(p.r.get(), [&] { ++calls; });
   put(p.w.get(), "x");
@@ -178,7 +150,7 @@ BOOST_AUTO_TEST_CASE(a_large_real_fd_is_watched_through_the_sparse_part) {
     rlimit lim;
     ~Restore() { ::setrlimit(RLIMIT_NOFILE, &lim); }
   } restore{lim};
-  Pipe p = make_pipe();
+  Pair p = make_pipe();
   Fd high(::dup3(p.r.get(), 200'000, O_CLOEXEC));
   BOOST_REQUIRE(high.get() == 200'000);
   long before = resident_kib();
@@ -196,7 +168,7 @@ BOOST_AUTO_TEST_CASE(a_large_real_fd_is_watched_through_the_sparse_part) {
 }
 
 BOOST_AUTO_TEST_CASE(fd_closed_while_a_dup_keeps_it_registered_does_not_spin_the_loop) {
-  Pipe p = make_pipe();
+  Pair p = make_pipe();
   Fd dup(::fcntl(p.r.get(), F_DUPFD_CLOEXEC, 0));
   BOOST_REQUIRE(dup.get() >= 0);
   int number = p.r.get();
@@ -213,7 +185,7 @@ BOOST_AUTO_TEST_CASE(fd_closed_while_a_dup_keeps_it_registered_does_not_spin_the
   BOOST_TEST(iterations < 20, iterations << " iterations in 50 ms");
   BOOST_TEST(calls == 1);
   // And it keeps working.
-  Pipe q = make_pipe();
+  Pair q = make_pipe();
   int other = 0;
   loop.add_reader(q.r.get(), [&] { ++other; });
   put(q.w.get(), "y");
@@ -225,7 +197,7 @@ BOOST_AUTO_TEST_CASE(fd_closed_while_a_dup_keeps_it_registered_does_not_spin_the
 BOOST_AUTO_TEST_CASE(debug_mode_names_the_fd_of_an_orphaned_registration_once) {
   expected_reports = 1;
   loop.set_debug(true);
-  Pipe p = make_pipe();
+  Pair p = make_pipe();
   Fd dup(::fcntl(p.r.get(), F_DUPFD_CLOEXEC, 0));
   int number = p.r.get();
   loop.add_reader(number, [] {});
@@ -240,12 +212,12 @@ BOOST_AUTO_TEST_CASE(debug_mode_names_the_fd_of_an_orphaned_registration_once) {
 }
 
 BOOST_AUTO_TEST_CASE(orphaned_events_do_not_reach_the_new_file_under_the_same_number) {
-  Pipe old = make_pipe();
+  Pair old = make_pipe();
   Fd dup(::fcntl(old.r.get(), F_DUPFD_CLOEXEC, 0));
   int number = old.r.get();
   loop.add_reader(number, [] {});
   old.r.reset();  // still registered through the dup, under `number`
-  Pipe fresh = make_pipe();
+  Pair fresh = make_pipe();
   BOOST_TEST_REQUIRE(fresh.r.get() == number);
   int calls = 0;
   loop.add_reader(number, [&] {
