@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "fiber_tls.hpp"
+
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
 #define FIBERLOOP_ASAN 1
@@ -13,12 +15,11 @@
 #endif
 
 namespace fiberloop::detail {
-namespace {
 
-thread_local Fiber* current_fiber = nullptr;
-// unwinding_fibers counts this thread's fibers between the start and the end
-// of a forced unwind: every wait checks for it, and it is almost always 0.
-thread_local int unwinding_fibers = 0;
+constinit thread_local Fiber* current_fiber = nullptr;
+constinit thread_local int unwinding_fibers = 0;
+
+namespace {
 
 #ifdef FIBERLOOP_TSAN
 // TSan wants each switch announced immediately before the jump, and a

@@ -31,15 +31,15 @@ EventLoop& FutureStateBase::loop() const {
   return *loop_;
 }
 
-void FutureStateBase::check_settable(const char* operation) const {
+void FutureStateBase::throw_not_settable(const char* operation) const {
   if (done())
     throw InvalidStateError(std::string(operation) + "(): " + describe() + " is already done");
   loop();  // throws, before anything changes, once the loop is gone
+  throw InvalidStateError(std::string(operation) + "(): " + describe() + " cannot be set");
 }
 
-void FutureStateBase::finish() {
-  status_ = Status::finished;
-  schedule_callbacks();
+void FutureStateBase::wake_first_waiter() {
+  std::exchange(first_waiter_, nullptr)->wakeup(*this);
 }
 
 void FutureStateBase::set_exception(std::exception_ptr e) {
@@ -65,7 +65,7 @@ void FutureStateBase::mark_cancelled(std::string message) {
   schedule_callbacks();
 }
 
-void FutureStateBase::check_result() {
+void FutureStateBase::check_result_slow() {
   switch (status_) {
     case Status::pending:
       throw InvalidStateError("result(): " + describe() + " is not done yet");
@@ -77,11 +77,9 @@ void FutureStateBase::check_result() {
   }
 }
 
-void FutureStateBase::check_not_taken() const {
-  if (result_taken_) {
-    throw InvalidStateError("result already taken: the move-only result of " + describe() +
-                            " was moved out by an earlier await");
-  }
+void FutureStateBase::throw_taken() const {
+  throw InvalidStateError("result already taken: the move-only result of " + describe() +
+                          " was moved out by an earlier await");
 }
 
 std::exception_ptr FutureStateBase::exception() {
@@ -92,7 +90,7 @@ std::exception_ptr FutureStateBase::exception() {
   return exception_;
 }
 
-std::exception_ptr FutureStateBase::waiter_exception() {
+std::exception_ptr FutureStateBase::waiter_exception_slow() {
   if (status_ == Status::cancelled) return std::make_exception_ptr(CancelledError(cancel_message_));
   log_traceback_ = false;
   return exception_;
@@ -104,7 +102,7 @@ CallbackId FutureStateBase::add_done_callback(DoneCallback fn) {
   return id;
 }
 
-void FutureStateBase::add_waiter(TaskStateBase* task) {
+void FutureStateBase::add_waiter_slow(TaskStateBase* task) {
   add_callback(Callback{next_callback_id_++, {}, task});
 }
 
@@ -119,6 +117,10 @@ void FutureStateBase::add_callback(Callback c) {
 }
 
 void FutureStateBase::remove_waiter(TaskStateBase* task) noexcept {
+  if (first_waiter_ == task) {
+    first_waiter_ = nullptr;
+    return;
+  }
   if (first_callback_ && first_callback_->waiter == task) {
     first_callback_.reset();
     return;
@@ -153,6 +155,7 @@ std::size_t FutureStateBase::remove_done_callback(CallbackId id) noexcept {
 void FutureStateBase::schedule_callbacks() {
   loop();  // throws, before anything is taken, once the loop is gone
   Ref self(this);
+  if (first_waiter_) wake_first_waiter();
   if (first_callback_) {
     Callback c = std::move(*first_callback_);
     first_callback_.reset();
@@ -164,6 +167,7 @@ void FutureStateBase::schedule_callbacks() {
 }
 
 void FutureStateBase::drop_callbacks() noexcept {
+  first_waiter_ = nullptr;
   first_callback_.reset();
   more_callbacks_.clear();
 }

@@ -4,11 +4,13 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "fiber_tls.hpp"
+
 namespace fiberloop::detail {
 namespace {
 
-thread_local TaskStateBase* current_task = nullptr;
-thread_local std::string* stepped_sink = nullptr;
+constinit thread_local TaskStateBase* current_task = nullptr;
+constinit thread_local std::string* stepped_sink = nullptr;
 std::atomic<unsigned long> task_counter{0};
 
 // Entered marks a task as the one running its step, as asyncio's _enter_task.
@@ -42,18 +44,18 @@ TaskStateBase::LastStepped::~LastStepped() { stepped_sink = previous_; }
 TaskStateBase::TaskStateBase(EventLoop& loop, const TaskOptions& options)
     : FutureStateBase(loop),
       number_(task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
-      // The label makes the stack the generator takes next this task's: an
-      // overflow report then prints the task's name (or Task-N, from the number).
-      gen_((label_next_stack(&name_, number_), [this](auto&) { run_body(); }), options.stack_size),
       // The step handle holds the task by a plain pointer: a queued step
       // implies a live task (the loop holds it until it ends), and a loop
       // that closes drops its queue without running it.
-      step_handle_(new HandleState(&loop, [this] { run_scheduled_step(); })),
+      step_handle_(new HandleState(&loop, [this] { step(); })),
       name_(options.name),
       eager_start_(options.eager_start) {
   step_handle_->repeating = true;
+  // The label makes the stack the fiber takes this task's: an overflow
+  // report then prints the task's name (or Task-N, from the number).
+  label_next_stack(&name_, number_);
+  fiber_.create(options.stack_size, [this] { run_fiber(); });
 }
-
 const std::string& TaskStateBase::name() const {
   if (name_.empty()) name_ = "Task-" + std::to_string(number_);
   return name_;
@@ -79,7 +81,7 @@ void TaskStateBase::start() {
   EventLoop& l = loop();
   l.register_task(this);
   if (eager_start_ && l.is_running()) {
-    eager_step();
+    resume_body(true);
     return;
   }
   try {
@@ -94,8 +96,6 @@ void TaskStateBase::schedule_step(std::exception_ptr exc) {
   step_exc_ = std::move(exc);
   loop().requeue(step_handle_.get());
 }
-
-void TaskStateBase::run_scheduled_step() { step(std::exchange(step_exc_, nullptr)); }
 
 bool TaskStateBase::cancel(std::string message) {
   log_traceback_ = false;
@@ -116,25 +116,42 @@ int TaskStateBase::uncancel() noexcept {
   return cancels_requested_;
 }
 
-void TaskStateBase::step(std::exception_ptr exc) {
-  if (done()) throw InvalidStateError("step(): " + describe() + " is already done");
+void TaskStateBase::step() {
+  if (done()) {
+    step_exc_ = nullptr;
+    throw InvalidStateError("step(): " + describe() + " is already done");
+  }
   if (must_cancel_) {
-    if (!exc || !is_cancellation(exc))
-      exc = std::make_exception_ptr(CancelledError(cancel_message_));
+    if (!step_exc_ || !is_cancellation(step_exc_))
+      step_exc_ = std::make_exception_ptr(CancelledError(cancel_message_));
     must_cancel_ = false;
   }
   fut_waiter_.reset();
-  send(std::move(exc), false);
+  resume_body(false);
 }
 
-void TaskStateBase::eager_step() { send(nullptr, true); }
+void TaskStateBase::run_fiber() {
+  try {
+    run_body();
+  } catch (const FiberUnwind&) {
+    throw;
+  } catch (...) {
+    body_error_ = std::current_exception();
+  }
+}
 
-void TaskStateBase::send(std::exception_ptr exc, bool eager) {
+void TaskStateBase::resume_body(bool eager) {
   Ref self(this);  // finishing drops the loop's reference
-  std::optional<FutureStateBase*> awaited;
   try {
     Entered entered(this, eager);
-    awaited = exc ? gen_.throw_into(std::move(exc)) : gen_.send();
+    if (step_exc_ && !fiber_.started()) {
+      // Cancelled before its first step: the function never runs, as a
+      // generator thrown into before it started.
+      fiber_.unwind();
+      std::rethrow_exception(std::exchange(step_exc_, nullptr));
+    }
+    fiber_.resume();
+    if (body_error_) std::rethrow_exception(std::exchange(body_error_, nullptr));
   } catch (const CancelledError& e) {
     mark_cancelled(e.message());
     end();
@@ -144,8 +161,8 @@ void TaskStateBase::send(std::exception_ptr exc, bool eager) {
     end();
     return;
   }
-  if (!awaited) {        // the function returned
-    if (must_cancel_) {  // cancelled right before it returned
+  if (fiber_.finished()) {  // the function returned
+    if (must_cancel_) {     // cancelled right before it returned
       must_cancel_ = false;
       drop_value();
       mark_cancelled(cancel_message_);
@@ -155,12 +172,18 @@ void TaskStateBase::send(std::exception_ptr exc, bool eager) {
     end();
     return;
   }
-  wait_on(*awaited);
+  wait_on(std::exchange(awaiting_, nullptr));
+}
+
+void TaskStateBase::park(FutureStateBase* fut) {
+  awaiting_ = fut;
+  fiber_.suspend();
+  if (step_exc_) std::rethrow_exception(std::exchange(step_exc_, nullptr));
 }
 
 void TaskStateBase::wait_on(FutureStateBase* fut) {
   if (!fut) {  // sleep(0): one trip through the ready queue
-    schedule_step();
+    loop_or_null()->requeue(step_handle_.get());
     return;
   }
   if (fut->loop_or_null() != loop_or_null()) {
@@ -178,7 +201,10 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
   if (must_cancel_ && fut_waiter_->cancel(cancel_message_)) must_cancel_ = false;
 }
 
-void TaskStateBase::wakeup(FutureStateBase& fut) { schedule_step(fut.waiter_exception()); }
+void TaskStateBase::wakeup(FutureStateBase& fut) {
+  step_exc_ = fut.waiter_exception();
+  loop_or_null()->requeue(step_handle_.get());
+}
 
 void die_if_unwinding(const char* what) noexcept {
   if (Fiber::current_chain_unwinding()) {
@@ -209,9 +235,19 @@ TaskStateBase& TaskStateBase::require_current(const char* what) {
 }
 
 void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what) {
+  TaskStateBase* task = current_task;
+  if (task && current_fiber == &task->fiber_ && unwinding_fibers == 0) [[likely]] {
+    task->park(fut);
+    return;
+  }
+  suspend_current_slow(fut, what);
+}
+
+[[gnu::noinline]] void TaskStateBase::suspend_current_slow(FutureStateBase* fut,
+                                                          const char* what) {
   TaskStateBase& task = require_current(what);
-  if (task.gen_.inside()) {
-    task.gen_.yield(fut);
+  if (Fiber::current() == &task.fiber_) {
+    task.park(fut);
     return;
   }
   // A generator (or a generator in a generator) that this task drives: its
@@ -227,7 +263,7 @@ void TaskStateBase::end() noexcept {
 
 void TaskStateBase::abandon() noexcept {
   Ref self(this);
-  gen_.close();  // unwinds the fiber: the function's destructors run
+  fiber_.unwind();  // the function's destructors run
   if (fut_waiter_) fut_waiter_->remove_waiter(this);
   fut_waiter_.reset();
   step_exc_ = nullptr;

@@ -49,19 +49,39 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // describe() names it in error reports: "Future" or "Task 'name'".
   virtual std::string describe() const;
 
-  // check_settable() throws InvalidStateError if done; call before filling the value.
-  void check_settable(const char* operation) const;
+  // check_settable() throws InvalidStateError if done (RuntimeError once
+  // the loop is gone); call before filling the value.
+  void check_settable(const char* operation) const {
+    if (done() || !loop_) [[unlikely]] throw_not_settable(operation);
+  }
   // finish() marks a filled value as the result and schedules the callbacks.
-  void finish();
+  void finish() {
+    status_ = Status::finished;
+    // The common case, one task awaiting: its step queued, nothing else.
+    if (first_waiter_ && !first_callback_ && more_callbacks_.empty() && loop_) [[likely]] {
+      wake_first_waiter();
+    } else {
+      schedule_callbacks();
+    }
+  }
   void set_exception(std::exception_ptr e);
   // check_result() throws unless a value is there: InvalidStateError while
   // pending, CancelledError if cancelled, the stored exception if any.
-  void check_result();
+  void check_result() {
+    if (status_ == Status::finished && !exception_) [[likely]] {
+      log_traceback_ = false;
+    } else {
+      check_result_slow();
+    }
+  }
   // exception() is the stored exception (nullptr if none); throws like check_result() otherwise.
   std::exception_ptr exception();
   // waiter_exception() is what an awaiting task must see raised: the stored
   // exception (now retrieved), a CancelledError, or nullptr for a value.
-  std::exception_ptr waiter_exception();
+  std::exception_ptr waiter_exception() {
+    if (status_ == Status::finished && !exception_) [[likely]] return nullptr;
+    return waiter_exception_slow();
+  }
 
   CallbackId add_done_callback(DoneCallback fn);
   std::size_t remove_done_callback(CallbackId id) noexcept;
@@ -69,7 +89,13 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // completion queues the task's step directly, in its callback order.
   // The task outlives the entry (it is alive until it ends, and it ends
   // only after the wake-up, or after remove_waiter when abandoned).
-  void add_waiter(TaskStateBase* task);
+  void add_waiter(TaskStateBase* task) {
+    if (!first_waiter_ && !first_callback_ && more_callbacks_.empty() && !done()) [[likely]] {
+      first_waiter_ = task;
+    } else {
+      add_waiter_slow(task);
+    }
+  }
   void remove_waiter(TaskStateBase* task) noexcept;
 
   // loop() throws RuntimeError once the loop is destroyed.
@@ -91,7 +117,9 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // result_taken_: a move-only value was moved out by take_result().
   bool result_taken_ = false;
   // check_not_taken() throws InvalidStateError("result already taken") once it was.
-  void check_not_taken() const;
+  void check_not_taken() const {
+    if (result_taken_) [[unlikely]] throw_taken();
+  }
 
  protected:
   std::exception_ptr exception_;
@@ -105,7 +133,16 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
     TaskStateBase* waiter = nullptr;  // set instead of fn for an awaiting task
   };
   void add_callback(Callback c);
+  void add_waiter_slow(TaskStateBase* task);
   void schedule(Callback& c);
+  void wake_first_waiter();
+  [[noreturn]] void throw_not_settable(const char* operation) const;
+  [[noreturn]] void throw_taken() const;
+  void check_result_slow();
+  std::exception_ptr waiter_exception_slow();
+  // first_waiter_ is the task awaiting this future when it was the first to
+  // register: completion queues its step before any other callback.
+  TaskStateBase* first_waiter_ = nullptr;
   // The first callback lives inline: a future awaited by one task allocates nothing.
   std::optional<Callback> first_callback_;
   std::vector<Callback> more_callbacks_;

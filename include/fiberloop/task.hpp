@@ -23,7 +23,7 @@ namespace detail {
 FIBERLOOP_API void die_if_unwinding(const char* what) noexcept;
 
 // TaskStateBase is the untyped part of a task: asyncio's Task.__step and
-// __wakeup, over a Generator that yields the futures the function awaits.
+// __wakeup, over a fiber that runs the function and parks at each await.
 //
 // Invariant (asyncio's): either fut_waiter_ is null and a step() is scheduled,
 // or fut_waiter_ is set and step() is not — until the task is done.
@@ -81,6 +81,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // outside a task; throws what the task must see raised at its await.
   // Aborts with fiberloop's message when the fiber is being unwound.
   static void suspend_current(FutureStateBase* fut, const char* what = "await()");
+  // suspend_current_slow() is suspend_current() off its fast path: outside a
+  // task, in a generator the task drives, or while unwinding.
+  static void suspend_current_slow(FutureStateBase* fut, const char* what);
   // require_current(what) throws RuntimeError naming `what` outside a task,
   // and aborts with fiberloop's message when called from a fiber being
   // unwound (no wait can complete then).
@@ -112,35 +115,46 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   virtual void run_body() = 0;  // calls the function; stores its value
   virtual void drop_value() noexcept = 0;
 
-  void step(std::exception_ptr exc);
+  // step() is asyncio's Task.__step: it resumes the function, throwing
+  // step_exc_ (or CancelledError, if a cancel() is pending) at its await.
+  void step();
   // wakeup(fut) queues the step that resumes the task at its await of fut;
   // fut calls it (in its done-callback order) when it completes.
   void wakeup(FutureStateBase& fut);
   void schedule_step(std::exception_ptr exc = nullptr);
-  void run_scheduled_step();
-  // eager_step() is the first step run inside create_task (eager_start).
-  void eager_step();
-  // send(exc, eager) is one step's resumption of the function and what follows.
-  void send(std::exception_ptr exc, bool eager);
+  // resume_body(eager) switches to the function until it awaits or returns,
+  // then waits or finishes the task; eager: the first step, run inside
+  // create_task (eager_start).
+  void resume_body(bool eager);
+  // run_fiber() is the fiber's entry: the function, its exception kept.
+  void run_fiber();
+  // park(fut), on the task's own fiber, hands fut to resume_body and
+  // switches to the loop until the next step; throws what that step throws in.
+  void park(FutureStateBase* fut);
   void wait_on(FutureStateBase* fut);
   void end() noexcept;
   // abandon() is the loop closing under a pending task: unwind the fiber.
   void abandon() noexcept;
 
-  unsigned long number_;  // before gen_: the stack's overflow label names it
-  Generator<FutureStateBase*> gen_;
+  unsigned long number_;
   Ref<FutureStateBase> fut_waiter_;
   // step_handle_ is this task's one entry in the ready queue, reused by
   // every step (a task is queued at most once at a time: the invariant
   // above); step_exc_ is what that step throws in.
   Ref<HandleState> step_handle_;
   std::exception_ptr step_exc_;
+  std::exception_ptr body_error_;          // what the function threw
+  FutureStateBase* awaiting_ = nullptr;   // what it awaits (null: sleep(0))
   mutable std::string name_;
   bool eager_start_;
   int cancels_requested_ = 0;
   bool must_cancel_ = false;
   TaskStateBase* prev_task_ = nullptr;  // the loop's list of live tasks
   TaskStateBase* next_task_ = nullptr;
+  // The function's fiber, driven directly (not through a Generator: each
+  // step is a switch, and the layers between were most of its cost). Last:
+  // its unwinding may still use the members above.
+  Fiber fiber_;
 };
 
 template <class R, class Call>
