@@ -21,19 +21,10 @@ constinit thread_local int unwinding_fibers = 0;
 
 namespace {
 
-#ifdef FIBERLOOP_TSAN
 // TSan wants each switch announced immediately before the jump, and a
 // function entered before the announcement left after it on the other side
-// corrupts its per-fiber shadow stacks. So every jump below is a bare
-// `X.resume()` right after tsan_switch(), on both sides; and a finished fiber
-// does not return through Boost's exit frames (they run after the last
-// point we control): it parks, and its resumer unwinds it like a suspended
-// one, with the announcement in the same frame as the jump.
-constexpr bool kParkOnExit = true;
-#else
-constexpr bool kParkOnExit = false;
-#endif
-
+// corrupts its per-fiber shadow stacks: so every jump below is a bare
+// jump_fcontext right after tsan_switch(), on both sides.
 inline void tsan_switch(void* to) {
 #ifdef FIBERLOOP_TSAN
   __tsan_switch_to_fiber(to, 0);  // 0: the switch orders memory, as it does
@@ -66,14 +57,8 @@ inline void asan_finish(void* fake, const void** bottom_old, std::size_t* size_o
   std::abort();
 }
 
-// take_unwind() keeps Boost's unwind context and marks its exception caught
-// (Boost asserts that in builds without NDEBUG); FiberUnwind goes on instead.
-boost::context::detail::fcontext_t take_unwind(boost::context::detail::forced_unwind& e) {
-#ifndef BOOST_ASSERT_IS_VOID
-  e.caught = true;
-#endif
-  return std::exchange(e.fctx, nullptr);
-}
+using boost::context::detail::jump_fcontext;
+using boost::context::detail::make_fcontext;
 
 }  // namespace
 
@@ -87,26 +72,20 @@ bool Fiber::current_chain_unwinding() noexcept {
   return false;
 }
 
-Fiber::CreateScope::CreateScope(Fiber& fiber) noexcept : fiber_(fiber) {
+void Fiber::start(void* top) noexcept {
+  auto room = static_cast<std::size_t>(static_cast<char*>(top) -
+                                       (static_cast<char*>(stack_.sp) - stack_.size));
+  self_ = make_fcontext(top, room, &Fiber::enter);
+  state_ = State::created;
+  exited_ = false;
 #ifdef FIBERLOOP_TSAN
-  fiber.tsan_fiber_ = __tsan_create_fiber(0);
-  fiber.tsan_resumer_ = __tsan_get_current_fiber();
+  tsan_fiber_ = __tsan_create_fiber(0);
 #endif
-  asan_start(&fake_stack_, static_cast<char*>(fiber.stack_.sp) - fiber.stack_.size,
-             fiber.stack_.size);
-  tsan_switch(fiber.tsan_fiber_);
 }
 
-Fiber::CreateScope::~CreateScope() {
-  tsan_switch(fiber_.tsan_resumer_);
-  asan_finish(fake_stack_, nullptr, nullptr);
-  if (!fiber_.self_) {  // the constructor threw: Boost never took the stack
-    StackPool::local().deallocate(fiber_.stack_);
-    fiber_.state_ = State::finished;
-#ifdef FIBERLOOP_TSAN
-    __tsan_destroy_fiber(std::exchange(fiber_.tsan_fiber_, nullptr));
-#endif
-  }
+void Fiber::give_back_stack() noexcept {
+  PooledStack(stack_).deallocate(stack_);
+  stack_ = {};
 }
 
 Fiber::~Fiber() {
@@ -115,9 +94,9 @@ Fiber::~Fiber() {
   unwind();
 }
 
-// switch_in() is the caller's half of resume() and unwind(): it resumes
-// self_, or destroys it (which makes Boost unwind the fiber).
-void Fiber::switch_in(bool destroy) {
+// switch_in() is the caller's half of resume() and unwind(): it runs the
+// fiber until it suspends or ends, and gives back the stack of one that ended.
+void Fiber::switch_in() {
   resumer_ = current_fiber;
   current_fiber = this;
   state_ = State::running;
@@ -127,29 +106,26 @@ void Fiber::switch_in(bool destroy) {
 #endif
   asan_start(&fake, static_cast<char*>(stack_.sp) - stack_.size, stack_.size);
   tsan_switch(tsan_fiber_);
-  if (destroy) {
-    { boost::context::fiber doomed = std::move(self_); }  // unwinds it, frees the stack
-  } else {
-    self_ = std::move(self_).resume();
-  }
+  self_ = jump_fcontext(std::exchange(self_, nullptr), this).fctx;
   tsan_switch(tsan_resumer_);
   asan_finish(fake, nullptr, nullptr);
   current_fiber = resumer_;
-  if (kParkOnExit && parked_ && self_) {  // finished: unwind it from here
-    parked_ = false;
-    switch_in(true);
+  if (!exited_) {
+    state_ = State::suspended;
     return;
   }
-  state_ = self_ ? State::suspended : State::finished;
+  self_ = nullptr;  // the context it left from is dead
+  give_back_stack();
+  state_ = State::finished;
 #ifdef FIBERLOOP_TSAN
-  if (!self_) __tsan_destroy_fiber(std::exchange(tsan_fiber_, nullptr));
+  __tsan_destroy_fiber(std::exchange(tsan_fiber_, nullptr));
 #endif
 }
 
 void Fiber::resume() {
   if (state_ != State::created && state_ != State::suspended)
     die("resume() of a fiber that is not suspended");
-  switch_in(false);
+  switch_in();
   while (state_ == State::suspended && forward_fn_) {
     ForwardFn fn = std::exchange(forward_fn_, nullptr);
     state_ = State::forwarding;  // nobody else may resume it meanwhile
@@ -162,7 +138,7 @@ void Fiber::resume() {
       forward_error_ = std::current_exception();
     }
     state_ = State::suspended;
-    switch_in(false);
+    switch_in();
   }
 }
 
@@ -176,10 +152,17 @@ void Fiber::forward(ForwardFn fn, void* arg) {
 
 void Fiber::unwind() {
   if (state_ == State::created) {
-    skip_entry_ = true;
-    resume();
+    // Never entered: nothing ran on the stack but the entry's construction.
+    destroy_entry();
+    self_ = nullptr;
+    give_back_stack();
+    state_ = State::finished;
+#ifdef FIBERLOOP_TSAN
+    __tsan_destroy_fiber(std::exchange(tsan_fiber_, nullptr));
+#endif
   } else if (state_ == State::suspended) {
-    switch_in(true);
+    unwind_requested_ = true;
+    switch_in();
   }
 }
 
@@ -192,53 +175,42 @@ void Fiber::suspend() {
   current_fiber = resumer_;
   asan_start(&fake_stack_, caller_bottom_, caller_size_);
   tsan_switch(tsan_resumer_);
-  try {
-    caller_ = std::move(caller_).resume();
-  } catch (boost::context::detail::forced_unwind& e) {
-    asan_finish(fake_stack_, &caller_bottom_, &caller_size_);
+  caller_ = jump_fcontext(std::exchange(caller_, nullptr), nullptr).fctx;
+  asan_finish(fake_stack_, &caller_bottom_, &caller_size_);
+  if (unwind_requested_) [[unlikely]] {
+    unwind_requested_ = false;
     unwinding_ = true;
     ++unwinding_fibers;
-    unwind_fctx_ = take_unwind(e);
     throw FiberUnwind();
   }
-  asan_finish(fake_stack_, &caller_bottom_, &caller_size_);
 }
 
-void Fiber::enter(boost::context::fiber&& caller) noexcept {
-  asan_finish(nullptr, &caller_bottom_, &caller_size_);
-  caller_ = std::move(caller);
-}
-
-boost::context::fiber Fiber::leave() {
-  if (unwinding_) {
-    die("a fiber body swallowed FiberUnwind: a catch (...) must rethrow it "
-        "(catch (const fiberloop::FiberUnwind&) { throw; })");
-  }
-  if constexpr (kParkOnExit) {
-    // Park until the resumer unwinds us (see kParkOnExit).
-    parked_ = true;
-    current_fiber = resumer_;
-    tsan_switch(tsan_resumer_);
-    try {
-      caller_ = std::move(caller_).resume();
-    } catch (boost::context::detail::forced_unwind& e) {
-      unwind_fctx_ = take_unwind(e);
-      throw FiberUnwind();
+void Fiber::enter(transfer_t from) noexcept {
+  auto* self = static_cast<Fiber*>(from.data);
+  self->caller_ = from.fctx;
+  asan_finish(nullptr, &self->caller_bottom_, &self->caller_size_);
+  try {
+    self->run_(self->entry_);
+    if (self->unwinding_) {
+      die("a fiber body swallowed FiberUnwind: a catch (...) must rethrow it "
+          "(catch (const fiberloop::FiberUnwind&) { throw; })");
     }
-    die("a finished fiber was resumed");
+  } catch (const FiberUnwind&) {
+    // The unwinding reached the bottom: every frame above was destroyed.
   }
+  self->exit();
+}
+
+void Fiber::exit() noexcept {
+  if (unwinding_) --unwinding_fibers;
+  destroy_entry();
+  exited_ = true;
+  current_fiber = resumer_;
   // This fiber dies: ASan may free its fake stack now.
   asan_start(nullptr, caller_bottom_, caller_size_);
-  return std::move(caller_);
-}
-
-void Fiber::leave_unwinding() noexcept {
-  if (unwinding_) --unwinding_fibers;
-  asan_start(nullptr, caller_bottom_, caller_size_);
-}
-
-boost::context::detail::fcontext_t Fiber::take_unwind_context() noexcept {
-  return std::exchange(unwind_fctx_, nullptr);
+  tsan_switch(tsan_resumer_);
+  jump_fcontext(std::exchange(caller_, nullptr), nullptr);
+  __builtin_unreachable();
 }
 
 }  // namespace fiberloop::detail

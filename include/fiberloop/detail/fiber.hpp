@@ -1,11 +1,13 @@
-// detail/fiber.hpp: the one class that owns a boost::context::fiber.
+// detail/fiber.hpp: the one class that switches stacks.
 #pragma once
 
-#include <boost/context/fiber.hpp>
+#include <boost/context/detail/fcontext.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <new>
+#include <type_traits>
 #include <utility>
 
 #include "fiberloop/errors.hpp"
@@ -16,13 +18,16 @@ namespace fiberloop::detail {
 
 // Fiber runs one entry function on its own pooled stack and performs every
 // switch into and out of it, telling ASan and TSan about each one (Boost's
-// fcontext backend has no sanitizer hooks; folly::fibers annotates the same
-// way). Generator builds on it; nothing else switches stacks.
+// fcontext has no sanitizer hooks; folly::fibers annotates the same way).
+// It uses Boost.Context's bare fcontext switch: creating a fiber costs no
+// switch, ending one no extra trip, and unwinding one is our own
+// FiberUnwind thrown at its suspension point. Generator and Task build on
+// it; nothing else switches stacks.
 //
 // Invariant: state_ is created (never resumed), running (on this thread's
-// stack now), suspended (self_ holds it), forwarding (suspended while its
-// resumer runs a wait on its behalf, see forward()) or finished (stack given
-// back). A Fiber never moves once created: the entry lambda holds `this`.
+// stack now), suspended, forwarding (suspended while its resumer runs a wait
+// on its behalf, see forward()) or finished (stack given back). A Fiber
+// never moves once created: its context refers to `this`.
 class FIBERLOOP_API Fiber {
  public:
   // ForwardFn is a request a fiber makes of whoever resumed it (forward()).
@@ -34,8 +39,8 @@ class FIBERLOOP_API Fiber {
   // ~Fiber() unwinds a suspended fiber (its RAII destructors run).
   ~Fiber();
 
-  // create() allocates the stack and places `entry` on it; entry runs at the
-  // first resume(). entry may throw nothing but FiberUnwind.
+  // create() allocates the stack and places `entry` at its top; entry runs
+  // at the first resume(). entry may throw nothing but FiberUnwind.
   template <class Entry>
   void create(std::size_t stack_size, Entry&& entry);
 
@@ -71,38 +76,30 @@ class FIBERLOOP_API Fiber {
   static bool current_chain_unwinding() noexcept;
 
  private:
+  using fcontext_t = boost::context::detail::fcontext_t;
+  using transfer_t = boost::context::detail::transfer_t;
   enum class State : std::uint8_t { created, running, suspended, forwarding, finished };
 
-  // CreateScope brackets the constructor's visit to the new stack for the
-  // sanitizers, and gives the stack back if the constructor throws.
-  class FIBERLOOP_API CreateScope {
-   public:
-    explicit CreateScope(Fiber& fiber) noexcept;
-    ~CreateScope();
-    CreateScope(const CreateScope&) = delete;
-    CreateScope& operator=(const CreateScope&) = delete;
+  // start(top) makes the context that enters run_entry() at the first
+  // switch, its frames below `top` (where the entry object lies).
+  void start(void* top) noexcept;
+  static void enter(transfer_t from) noexcept;
+  [[noreturn]] void exit() noexcept;
+  void switch_in();
+  void give_back_stack() noexcept;
+  void destroy_entry() noexcept { destroy_(entry_); }
 
-   private:
-    Fiber& fiber_;
-    void* fake_stack_ = nullptr;
-  };
-
-  void enter(boost::context::fiber&& caller) noexcept;
-  boost::context::fiber leave();
-  void leave_unwinding() noexcept;
-  boost::context::detail::fcontext_t take_unwind_context() noexcept;
-  void switch_in(bool destroy);
-
-  boost::context::fiber self_;    // the fiber while suspended or created
-  boost::context::fiber caller_;  // where to go back to, while running
+  fcontext_t self_ = nullptr;    // the fiber while suspended or created
+  fcontext_t caller_ = nullptr;  // where to go back to, while running
   boost::context::stack_context stack_{};
+  void* entry_ = nullptr;  // the entry object, at the stack's top
+  void (*run_)(void* entry) = nullptr;
+  void (*destroy_)(void* entry) noexcept = nullptr;
   Fiber* resumer_ = nullptr;  // Fiber::current() of whoever resumed us
   State state_ = State::finished;
-  bool skip_entry_ = false;  // unwind() before the first resume
+  bool unwind_requested_ = false;  // the next switch in raises FiberUnwind
   bool unwinding_ = false;
-  bool parked_ = false;  // TSan builds: finished, waiting to be unwound from outside
-  // Boost's unwind context, kept while FiberUnwind (ours) crosses user code.
-  boost::context::detail::fcontext_t unwind_fctx_ = nullptr;
+  bool exited_ = false;  // the entry returned: the stack is free to give back
   ForwardFn forward_fn_ = nullptr;  // a request for the resumer
   void* forward_arg_ = nullptr;
   std::exception_ptr forward_error_;  // what the forwarded call threw
@@ -116,27 +113,20 @@ class FIBERLOOP_API Fiber {
 
 template <class Entry>
 void Fiber::create(std::size_t stack_size, Entry&& entry) {
+  using Stored = std::decay_t<Entry>;
+  static_assert(alignof(Stored) <= 64, "a fiber entry object is aligned to at most 64 bytes");
   stack_ = StackPool::local().allocate(stack_size);
-  // Boost's constructor steps onto the new stack once; the sanitizers must
-  // know, or the new fiber's first frame lands in the creator's fake stack.
-  CreateScope scope(*this);
-  self_ = boost::context::fiber(
-      std::allocator_arg, PooledStack(stack_),
-      [this, entry = std::forward<Entry>(entry)](boost::context::fiber&& caller) mutable {
-        enter(std::move(caller));
-        try {
-          if (!skip_entry_) entry();
-          return leave();
-        } catch (const FiberUnwind&) {
-          // Our FiberUnwind crossed the user's frames; Boost's frame below
-          // needs its own exception back to free the stack. It is thrown
-          // here, in the TU that instantiated Boost's catch, so both agree
-          // on its layout whatever NDEBUG says.
-          leave_unwinding();
-          throw boost::context::detail::forced_unwind(take_unwind_context());
-        }
-      });
-  state_ = State::created;
+  auto top = reinterpret_cast<std::uintptr_t>(stack_.sp);
+  void* at = reinterpret_cast<void*>((top - sizeof(Stored)) & ~std::uintptr_t{63});
+  try {
+    entry_ = ::new (at) Stored(std::forward<Entry>(entry));
+  } catch (...) {
+    give_back_stack();
+    throw;
+  }
+  run_ = [](void* e) { (*static_cast<Stored*>(e))(); };
+  destroy_ = [](void* e) noexcept { static_cast<Stored*>(e)->~Stored(); };
+  start(at);
 }
 
 }  // namespace fiberloop::detail
