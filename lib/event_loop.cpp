@@ -99,13 +99,7 @@ EventLoop::~EventLoop() {
     std::abort();
   }
   close();
-  // Futures that outlive the loop must not call into it.
-  while (futures_) {
-    detail::FutureStateBase* f = futures_;
-    futures_ = f->next_in_loop_;
-    f->loop_ = nullptr;
-    f->prev_in_loop_ = f->next_in_loop_ = nullptr;
-  }
+  // Futures and sockets that outlive the loop must not call into it.
   link_->loop = nullptr;
 }
 
@@ -570,21 +564,6 @@ void EventLoop::unregister_task(detail::TaskStateBase* t) noexcept {
   if (t->next_task_) t->next_task_->prev_task_ = t->prev_task_;
   t->prev_task_ = t->next_task_ = nullptr;
   Ref<detail::TaskStateBase>::adopt(t);  // drop the loop's reference
-}
-
-void EventLoop::link_future(detail::FutureStateBase* f) noexcept {
-  f->next_in_loop_ = futures_;
-  if (futures_) futures_->prev_in_loop_ = f;
-  futures_ = f;
-}
-
-void EventLoop::unlink_future(detail::FutureStateBase* f) noexcept {
-  if (f->prev_in_loop_) {
-    f->prev_in_loop_->next_in_loop_ = f->next_in_loop_;
-  } else {
-    futures_ = f->next_in_loop_;
-  }
-  if (f->next_in_loop_) f->next_in_loop_->prev_in_loop_ = f->prev_in_loop_;
 }
 
 std::vector<AnyTask> EventLoop::all_tasks() const {

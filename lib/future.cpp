@@ -7,18 +7,18 @@
 
 namespace fiberloop::detail {
 
-FutureStateBase::FutureStateBase(EventLoop& loop) : loop_(&loop) { loop.link_future(this); }
+FutureStateBase::FutureStateBase(EventLoop& loop) : link_(loop.link().get()) { link_->add_ref(); }
 
 FutureStateBase::~FutureStateBase() {
   if (log_traceback_) report_unretrieved("Future exception was never retrieved");
-  if (loop_) loop_->unlink_future(this);
+  if (link_->release()) delete link_;
 }
 
 void FutureStateBase::report_unretrieved(const char* message) noexcept {
   log_traceback_ = false;
   ExceptionContext context{message, exception_, {}};
-  if (loop_) {
-    loop_->call_exception_handler(context);
+  if (EventLoop* loop = link_->loop) {
+    loop->call_exception_handler(context);
   } else {
     EventLoop::default_exception_handler(context);
   }
@@ -27,8 +27,9 @@ void FutureStateBase::report_unretrieved(const char* message) noexcept {
 std::string FutureStateBase::describe() const { return "Future"; }
 
 EventLoop& FutureStateBase::loop() const {
-  if (!loop_) throw RuntimeError(describe() + " outlived its event loop");
-  return *loop_;
+  EventLoop* loop = link_->loop;
+  if (!loop) throw RuntimeError(describe() + " outlived its event loop");
+  return *loop;
 }
 
 void FutureStateBase::throw_not_settable(const char* operation) const {

@@ -316,8 +316,6 @@ class FIBERLOOP_API EventLoop {
   void abandon_tasks() noexcept;
   void register_task(detail::TaskStateBase* t) noexcept;
   void unregister_task(detail::TaskStateBase* t) noexcept;
-  void link_future(detail::FutureStateBase* f) noexcept;
-  void unlink_future(detail::FutureStateBase* f) noexcept;
   class RunningScope;
 
   detail::RingQueue<detail::HandleState*> ready_;
@@ -343,7 +341,6 @@ class FIBERLOOP_API EventLoop {
 
   ExceptionHandler exception_handler_;
   detail::TaskStateBase* tasks_ = nullptr;  // live tasks; each holds one reference here
-  detail::FutureStateBase* futures_ = nullptr;
   // bridge_ links completers and the default executor to this loop (completer.hpp).
   std::shared_ptr<detail::ThreadBridge> bridge_;
 };

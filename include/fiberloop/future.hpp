@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fiberloop/detail/inline_function.hpp"
+#include "fiberloop/detail/loop_link.hpp"
 #include "fiberloop/detail/object_pool.hpp"
 #include "fiberloop/detail/ref.hpp"
 #include "fiberloop/errors.hpp"
@@ -52,13 +53,13 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // check_settable() throws InvalidStateError if done (RuntimeError once
   // the loop is gone); call before filling the value.
   void check_settable(const char* operation) const {
-    if (done() || !loop_) [[unlikely]] throw_not_settable(operation);
+    if (done() || !link_->loop) [[unlikely]] throw_not_settable(operation);
   }
   // finish() marks a filled value as the result and schedules the callbacks.
   void finish() {
     status_ = Status::finished;
     // The common case, one task awaiting: its step queued, nothing else.
-    if (first_waiter_ && !first_callback_ && more_callbacks_.empty() && loop_) [[likely]] {
+    if (first_waiter_ && !first_callback_ && more_callbacks_.empty() && link_->loop) [[likely]] {
       wake_first_waiter();
     } else {
       schedule_callbacks();
@@ -100,7 +101,7 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
 
   // loop() throws RuntimeError once the loop is destroyed.
   EventLoop& loop() const;
-  EventLoop* loop_or_null() const noexcept { return loop_; }
+  EventLoop* loop_or_null() const noexcept { return link_->loop; }
 
   void* value_ = nullptr;  // the derived state's std::optional<T>; null for void
 
@@ -147,9 +148,9 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   std::optional<Callback> first_callback_;
   std::vector<Callback> more_callbacks_;
   CallbackId next_callback_id_ = 1;
-  EventLoop* loop_;
-  FutureStateBase* prev_in_loop_ = nullptr;  // the loop's list of its futures,
-  FutureStateBase* next_in_loop_ = nullptr;  // which it detaches when destroyed
+  // link_ is the loop's LoopLink (one reference): a future outliving its
+  // loop sees null there, and a future costs the loop no bookkeeping.
+  LoopLink* link_;
 };
 
 template <class T>

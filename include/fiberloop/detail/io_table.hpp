@@ -1,6 +1,8 @@
 // detail/io_table.hpp: IoTable, the loop's record of the file descriptors it watches.
 #pragma once
 
+#include "fiberloop/detail/loop_link.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <unordered_map>
@@ -95,13 +97,6 @@ class FIBERLOOP_API IoTable {
 namespace fiberloop {
 class EventLoop;
 namespace detail {
-
-// LoopLink lets an object that outlives no loop by contract (a Socket
-// registered with one) find out whether its loop still exists: the loop
-// nulls `loop` when it is destroyed. Loop-thread only, like Ref.
-struct LoopLink : RefCounted {
-  EventLoop* loop = nullptr;
-};
 
 }  // namespace detail
 }  // namespace fiberloop
