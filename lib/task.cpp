@@ -44,18 +44,15 @@ TaskStateBase::LastStepped::~LastStepped() { stepped_sink = previous_; }
 TaskStateBase::TaskStateBase(EventLoop& loop, const TaskOptions& options)
     : FutureStateBase(loop),
       number_(task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
-      // The step handle holds the task by a plain pointer: a queued step
-      // implies a live task (the loop holds it until it ends), and a loop
-      // that closes drops its queue without running it.
-      step_handle_(new HandleState(&loop, [this] { step(); })),
-      name_(options.name),
+      // (A copy of an empty name still costs a call.)
+      name_(options.name.empty() ? std::string() : options.name),
       eager_start_(options.eager_start) {
-  step_handle_->repeating = true;
   // The label makes the stack the fiber takes this task's: an overflow
   // report then prints the task's name (or Task-N, from the number).
   label_next_stack(&name_, number_);
   fiber_.create(options.stack_size, [this] { run_fiber(); });
 }
+
 const std::string& TaskStateBase::name() const {
   if (name_.empty()) name_ = "Task-" + std::to_string(number_);
   return name_;
@@ -92,9 +89,18 @@ void TaskStateBase::start() {
   }
 }
 
+void TaskStateBase::make_step_handle() {
+  // Made at the first wait, not at creation: an eager task that finishes
+  // without waiting never needs one. It holds the task by a plain pointer:
+  // a queued step implies a live task (the loop holds it until it ends),
+  // and a loop that closes drops its queue without running it.
+  step_handle_ = Ref(new HandleState(loop_or_null(), [this] { step(); }));
+  step_handle_->repeating = true;
+}
+
 void TaskStateBase::schedule_step(std::exception_ptr exc) {
   step_exc_ = std::move(exc);
-  loop().requeue(step_handle_.get());
+  loop().requeue(step_handle());
 }
 
 bool TaskStateBase::cancel(std::string message) {
@@ -183,7 +189,7 @@ void TaskStateBase::park(FutureStateBase* fut) {
 
 void TaskStateBase::wait_on(FutureStateBase* fut) {
   if (!fut) {  // sleep(0): one trip through the ready queue
-    loop_or_null()->requeue(step_handle_.get());
+    loop_or_null()->requeue(step_handle());
     return;
   }
   if (fut->loop_or_null() != loop_or_null()) {
@@ -203,7 +209,7 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
 
 void TaskStateBase::wakeup(FutureStateBase& fut) {
   step_exc_ = fut.waiter_exception();
-  loop_or_null()->requeue(step_handle_.get());
+  loop_or_null()->requeue(step_handle());
 }
 
 void die_if_unwinding(const char* what) noexcept {
@@ -219,6 +225,7 @@ void die_if_unwinding(const char* what) noexcept {
 }
 
 TaskStateBase& TaskStateBase::require_current(const char* what) {
+  if (current_task && unwinding_fibers == 0) [[likely]] return *current_task;
   die_if_unwinding(what);
   if (!current_task) {
     if (Fiber::current()) {

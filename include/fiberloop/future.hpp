@@ -58,9 +58,9 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // finish() marks a filled value as the result and schedules the callbacks.
   void finish() {
     status_ = Status::finished;
-    // The common case, one task awaiting: its step queued, nothing else.
-    if (first_waiter_ && !first_callback_ && more_callbacks_.empty() && link_->loop) [[likely]] {
-      wake_first_waiter();
+    // The common cases, one task awaiting or nobody: its step queued, or nothing.
+    if (!first_callback_ && more_callbacks_.empty() && link_->loop) [[likely]] {
+      if (first_waiter_) wake_first_waiter();
     } else {
       schedule_callbacks();
     }

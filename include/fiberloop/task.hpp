@@ -122,6 +122,12 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // fut calls it (in its done-callback order) when it completes.
   void wakeup(FutureStateBase& fut);
   void schedule_step(std::exception_ptr exc = nullptr);
+  // step_handle() is step_handle_, made on first use.
+  HandleState* step_handle() {
+    if (!step_handle_) [[unlikely]] make_step_handle();
+    return step_handle_.get();
+  }
+  void make_step_handle();
   // resume_body(eager) switches to the function until it awaits or returns,
   // then waits or finishes the task; eager: the first step, run inside
   // create_task (eager_start).
