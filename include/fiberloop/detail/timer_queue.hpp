@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "fiberloop/detail/ring_queue.hpp"
@@ -18,7 +19,9 @@ namespace fiberloop::detail {
 // fronts. A timer that comes after the last one of the run joins the run in
 // O(1) — the common case, since most programs schedule the same delay over
 // and over (call_later(0), a fixed timeout, sleep in a loop) — and only a
-// timer due before it pays the heap's O(log n).
+// timer due before it pays the heap's O(log n). The heap's entries carry
+// their keys, so that sifting compares without touching the handles (a
+// million random timers would otherwise miss the cache at each step).
 //
 // The queue holds one reference on each handle (taken and given back by the
 // loop, which adds it before push() and adopts what pop() returns).
@@ -37,13 +40,13 @@ class TimerQueue {
   }
 
   // front() is the earliest timer; the queue must not be empty.
-  HandleState* front() const noexcept { return from_heap() ? heap_.front() : run_.front(); }
+  HandleState* front() const noexcept { return from_heap() ? heap_.front().h : run_.front(); }
 
   // pop() removes and returns the earliest timer; the queue must not be empty.
   HandleState* pop() noexcept {
     if (!from_heap()) return run_.pop_front();
     std::pop_heap(heap_.begin(), heap_.end(), Later{});
-    HandleState* h = heap_.back();
+    HandleState* h = heap_.back().h;
     heap_.pop_back();
     return h;
   }
@@ -61,34 +64,42 @@ class TimerQueue {
       }
     }
     auto keep =
-        std::partition(heap_.begin(), heap_.end(), [&](HandleState* h) { return !pred(h); });
-    for (auto it = keep; it != heap_.end(); ++it) removed(*it);
+        std::partition(heap_.begin(), heap_.end(), [&](const Entry& e) { return !pred(e.h); });
+    for (auto it = keep; it != heap_.end(); ++it) removed(it->h);
     heap_.erase(keep, heap_.end());
     std::make_heap(heap_.begin(), heap_.end(), Later{});
   }
 
  private:
+  struct Entry {
+    std::int64_t when_ns;
+    std::uint64_t seq;
+    HandleState* h;
+  };
   // Later is the heap's order: a later deadline, then a later seq, is greater.
   struct Later {
-    bool operator()(const HandleState* a, const HandleState* b) const noexcept {
-      return a->when_ns != b->when_ns ? a->when_ns > b->when_ns : a->seq > b->seq;
+    bool operator()(const Entry& a, const Entry& b) const noexcept {
+      return a.when_ns != b.when_ns ? a.when_ns > b.when_ns : a.seq > b.seq;
     }
   };
 
   // push_heap(h), out of line, keeps the run's O(1) path free of its
   // register pressure.
   [[gnu::noinline]] void push_heap(HandleState* h) {
-    heap_.push_back(h);
+    heap_.push_back({h->when_ns, h->seq, h});
     std::push_heap(heap_.begin(), heap_.end(), Later{});
   }
 
   bool from_heap() const noexcept {
     if (heap_.empty()) return false;
-    return run_.empty() || Later{}(run_.front(), heap_.front());
+    if (run_.empty()) return true;
+    const HandleState* r = run_.front();
+    const Entry& e = heap_.front();
+    return r->when_ns != e.when_ns ? r->when_ns > e.when_ns : r->seq > e.seq;
   }
 
   RingQueue<HandleState*> run_;
-  std::vector<HandleState*> heap_;
+  std::vector<Entry> heap_;
 };
 
 }  // namespace fiberloop::detail
