@@ -27,17 +27,18 @@ constexpr std::size_t kMinScheduledTimers = 100;         // asyncio's _MIN_SCHED
 constexpr std::int64_t kMaxPollNs = 86'400'000'000'000;  // a day: asyncio's MAXIMUM_SELECT_TIMEOUT
 constexpr std::int64_t kFarFuture = std::numeric_limits<std::int64_t>::max() / 2;
 
-// Later deadline (then later sequence) compares greater: a min-heap.
-bool later(const HandleState* a, const HandleState* b) {
-  return a->when_ns != b->when_ns ? a->when_ns > b->when_ns : a->seq > b->seq;
-}
-
+// seconds_to_ns_ceil(s) rounds up, so that a timer never fires early; it
+// truncates and corrects rather than calling ceil(), a libm call on x86-64.
 std::int64_t seconds_to_ns_ceil(double s) {
-  if (std::isnan(s)) throw std::invalid_argument("timer delay or deadline is NaN");
-  double ns = std::ceil(s * 1e9);
-  if (ns >= static_cast<double>(kFarFuture)) return kFarFuture;
-  if (ns <= -static_cast<double>(kFarFuture)) return -kFarFuture;
-  return static_cast<std::int64_t>(ns);
+  double ns = s * 1e9;
+  if (!(ns < static_cast<double>(kFarFuture))) [[unlikely]] {
+    if (std::isnan(ns)) throw std::invalid_argument("timer delay or deadline is NaN");
+    return kFarFuture;
+  }
+  if (ns <= -static_cast<double>(kFarFuture)) [[unlikely]]
+    return -kFarFuture;
+  auto whole = static_cast<std::int64_t>(ns);  // toward zero: the ceiling when negative
+  return whole + (static_cast<double>(whole) < ns ? 1 : 0);
 }
 
 std::string describe_exception(const std::exception_ptr& e) {
@@ -119,9 +120,7 @@ std::int64_t EventLoop::deadline_after(double delay) const {
 
 std::int64_t EventLoop::deadline_at(double when) { return seconds_to_ns_ceil(when); }
 
-void EventLoop::check_closed() const {
-  if (closed_) throw RuntimeError("Event loop is closed");
-}
+void EventLoop::throw_closed() { throw RuntimeError("Event loop is closed"); }
 
 void EventLoop::check_can_run() const {
   check_closed();
@@ -129,45 +128,32 @@ void EventLoop::check_can_run() const {
   if (running_loop) throw RuntimeError("Cannot run the event loop while another loop is running");
 }
 
-void EventLoop::check_thread() const {
-  if (debug_ && running_ && std::this_thread::get_id() != thread_id_) {
+void EventLoop::check_thread_slow() const {
+  if (running_ && std::this_thread::get_id() != thread_id_) {
     throw RuntimeError(
         "Non-thread-safe operation invoked on an event loop other than the current one");
   }
 }
 
-Ref<HandleState> EventLoop::schedule_soon(Callback cb) {
+void EventLoop::requeue_slow() {
   check_closed();
   check_thread();
-  if (threadsafe_.pending()) drain_threadsafe();
-  Ref<HandleState> h(new HandleState(this, std::move(cb)));
-  push_ready(h.get());
-  return h;
+  if (threadsafe_.pending()) drain_threadsafe();  // posted earlier: they run first
 }
 
-void EventLoop::requeue(HandleState* h) {
+void EventLoop::schedule_later(HandleState* h, double delay) {
+  // Now + delay, read at the call as asyncio's call_later does.
+  schedule_at(h, deadline_after(delay));
+}
+
+void EventLoop::schedule_at(HandleState* h, std::int64_t when_ns) {
   check_closed();
   check_thread();
-  if (threadsafe_.pending()) drain_threadsafe();
-  push_ready(h);
-}
-
-void EventLoop::push_ready(HandleState* h) {
-  h->add_ref();
-  ready_.push_back(h);
-}
-
-Ref<HandleState> EventLoop::schedule_at(std::int64_t when_ns, Callback cb) {
-  check_closed();
-  check_thread();
-  Ref<HandleState> h(new HandleState(this, std::move(cb)));
   h->when_ns = when_ns;
   h->seq = timer_seq_++;
   h->in_heap = true;
   h->add_ref();
-  scheduled_.push_back(h.get());
-  std::push_heap(scheduled_.begin(), scheduled_.end(), later);
-  return h;
+  scheduled_.push(h);
 }
 
 void EventLoop::call_soon_threadsafe(detail::InlineFunction<void(), 64> fn) {
@@ -210,21 +196,16 @@ void EventLoop::run_once() {
 
 void EventLoop::drop_cancelled_timers() {
   if (scheduled_.size() > kMinScheduledTimers && timer_cancelled_count_ * 2 > scheduled_.size()) {
-    auto keep = std::partition(scheduled_.begin(), scheduled_.end(),
-                               [](HandleState* h) { return !h->cancelled; });
-    for (auto it = keep; it != scheduled_.end(); ++it) {
-      (*it)->in_heap = false;
-      Ref<HandleState>::adopt(*it);
-    }
-    scheduled_.erase(keep, scheduled_.end());
-    std::make_heap(scheduled_.begin(), scheduled_.end(), later);
+    scheduled_.remove_if([](HandleState* h) { return h->cancelled; },
+                         [](HandleState* h) {
+                           h->in_heap = false;
+                           Ref<HandleState>::adopt(h);
+                         });
     timer_cancelled_count_ = 0;
     return;
   }
   while (!scheduled_.empty() && scheduled_.front()->cancelled) {
-    std::pop_heap(scheduled_.begin(), scheduled_.end(), later);
-    HandleState* h = scheduled_.back();
-    scheduled_.pop_back();
+    HandleState* h = scheduled_.pop();
     h->in_heap = false;
     --timer_cancelled_count_;
     Ref<HandleState>::adopt(h);
@@ -335,9 +316,7 @@ void EventLoop::queue_due_timers() {
   if (scheduled_.empty()) return;
   std::int64_t now = now_ns();
   while (!scheduled_.empty() && scheduled_.front()->when_ns <= now) {
-    std::pop_heap(scheduled_.begin(), scheduled_.end(), later);
-    HandleState* h = scheduled_.back();
-    scheduled_.pop_back();
+    HandleState* h = scheduled_.pop();
     h->in_heap = false;
     if (h->cancelled) {
       --timer_cancelled_count_;
@@ -524,12 +503,12 @@ void EventLoop::close() {
   closed_ = true;
   threadsafe_.close();
   while (!ready_.empty()) Ref<HandleState>::adopt(ready_.pop_front());
-  for (HandleState* h : scheduled_) {
+  while (!scheduled_.empty()) {
+    HandleState* h = scheduled_.pop();
     h->in_heap = false;
     h->cancel();
     Ref<HandleState>::adopt(h);
   }
-  scheduled_.clear();
   timer_cancelled_count_ = 0;
   io_.for_each([this](int fd, IoEntry& entry) {
     if (entry.registered) poller_.unwatch(fd);

@@ -4,19 +4,14 @@
 
 namespace fiberloop::detail {
 
-void HandleState::run() {
-  running = true;
+void HandleState::callback_failed() {
   try {
-    callback();
+    throw;
   } catch (const FiberUnwind&) {
-    running = false;
     throw;
   } catch (...) {
     loop->call_exception_handler({"Exception in callback", std::current_exception(), {}});
   }
-  running = false;
-  // A one-shot callback is spent: let go of what it captured now.
-  if (!repeating || cancelled) callback.reset();
 }
 
 void HandleState::cancel() noexcept {

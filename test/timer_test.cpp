@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -585,6 +586,53 @@ BOOST_AUTO_TEST_CASE(close_drops_pending_timers_and_their_captures) {
   loop.close();
   BOOST_TEST(captured.use_count() == 1);
   h.cancel();  // after close: harmless
+}
+
+BOOST_AUTO_TEST_CASE(mixed_deadline_orders_fire_sorted_and_ties_stay_fifo) {
+  // Timers that arrive in deadline order take the queue's sorted run, the
+  // others its heap: the two must merge into one order, ties by scheduling
+  // order, with cancelled ones skipped (below the purge threshold, then above).
+  for (int cancel_every : {7, 1}) {  // 1: every other one (a purge), 7: a few
+    constexpr int kTimers = 600;
+    std::uint32_t state = 12345;
+    auto next = [&state] { return state = state * 1103515245u + 12345u; };
+    std::vector<std::pair<double, int>> plan;
+    std::vector<TimerHandle> handles;
+    std::vector<int> fired;
+    for (int i = 0; i < kTimers; ++i) {
+      // Ascending stretches (the run) broken by jumps back (the heap), on a
+      // coarse grid so that many deadlines are equal. All are in the past.
+      double when = 1.0 + static_cast<double>((i / 10 + (next() >> 16) % 4) % 23) * 1e-3;
+      plan.emplace_back(when, i);
+      handles.push_back(loop.call_at(when, [&fired, i] { fired.push_back(i); }));
+    }
+    std::vector<int> expected;
+    std::stable_sort(plan.begin(), plan.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [when, i] : plan) {
+      if ((cancel_every == 1 && i % 2 == 1) || (cancel_every == 7 && i % 7 == 3)) {
+        handles[i].cancel();
+      } else {
+        expected.push_back(i);
+      }
+    }
+    run_once_bounded();
+    BOOST_TEST(fired == expected, boost::test_tools::per_element());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(deadlines_round_up_to_the_nanosecond) {
+  // Never early: a deadline between two nanoseconds goes to the later one,
+  // for negative times too (toward +infinity).
+  BOOST_TEST(loop.call_at(2.5e-9, [] {}).when() == 3e-9);
+  BOOST_TEST(loop.call_at(-2.5e-9, [] {}).when() == -2e-9);
+  BOOST_TEST(loop.call_at(2.0, [] {}).when() == 2.0);
+  BOOST_TEST(loop.call_at(-1e300, [] {}).when() < -1e9);
+  BOOST_TEST(loop.call_at(1e300, [] {}).when() > 1e9);
+  double before = loop.time();
+  double when = loop.call_later(1e-10, [] {}).when();
+  BOOST_TEST(when > before);
+  loop.close();  // drops the timers
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -21,6 +21,7 @@
 #include "fiberloop/detail/io_table.hpp"
 #include "fiberloop/detail/ring_queue.hpp"
 #include "fiberloop/detail/threadsafe_queue.hpp"
+#include "fiberloop/detail/timer_queue.hpp"
 #include "fiberloop/errors.hpp"
 #include "fiberloop/export.hpp"
 #include "fiberloop/future.hpp"
@@ -99,7 +100,7 @@ class FIBERLOOP_API EventLoop {
   // callbacks already scheduled (FIFO). Throws RuntimeError if closed.
   template <class Fn, class... Args>
   Handle call_soon(Fn&& fn, Args&&... args) {
-    return Handle(schedule_soon(bind(std::forward<Fn>(fn), std::forward<Args>(args)...)));
+    return Handle(schedule_soon(std::forward<Fn>(fn), std::forward<Args>(args)...));
   }
 
   // call_later(delay, fn, args...) runs fn(args...) once `delay` seconds have
@@ -107,8 +108,10 @@ class FIBERLOOP_API EventLoop {
   // Throws std::invalid_argument for a NaN delay.
   template <class Fn, class... Args>
   TimerHandle call_later(double delay, Fn&& fn, Args&&... args) {
-    return TimerHandle(schedule_at(deadline_after(delay),
-                                   bind(std::forward<Fn>(fn), std::forward<Args>(args)...)));
+    detail::Ref<detail::HandleState> h =
+        make_handle(std::forward<Fn>(fn), std::forward<Args>(args)...);
+    schedule_later(h.get(), delay);
+    return TimerHandle(std::move(h));
   }
   template <class Rep, class Period, class Fn, class... Args>
   TimerHandle call_later(std::chrono::duration<Rep, Period> delay, Fn&& fn, Args&&... args) {
@@ -119,8 +122,11 @@ class FIBERLOOP_API EventLoop {
   // call_at(when, fn, args...) runs fn(args...) at loop time `when` (see time()).
   template <class Fn, class... Args>
   TimerHandle call_at(double when, Fn&& fn, Args&&... args) {
-    return TimerHandle(
-        schedule_at(deadline_at(when), bind(std::forward<Fn>(fn), std::forward<Args>(args)...)));
+    std::int64_t when_ns = deadline_at(when);
+    detail::Ref<detail::HandleState> h =
+        make_handle(std::forward<Fn>(fn), std::forward<Args>(args)...);
+    schedule_at(h.get(), when_ns);
+    return TimerHandle(std::move(h));
   }
 
   // call_soon_threadsafe(fn) is call_soon() for other threads: it wakes the
@@ -283,12 +289,49 @@ class FIBERLOOP_API EventLoop {
     }
   }
 
-  detail::Ref<detail::HandleState> schedule_soon(Callback cb);
-  detail::Ref<detail::HandleState> schedule_at(std::int64_t when_ns, Callback cb);
-  void push_ready(detail::HandleState* h);  // takes a reference
-  // requeue(h) is call_soon for a handle that is reused (a task's step):
-  // the same checks and FIFO position, without a new handle.
-  void requeue(detail::HandleState* h);
+  // make_handle(fn, args...) is a new handle whose callback, fn(args...), is
+  // built in place in it.
+  template <class Fn, class... Args>
+  detail::Ref<detail::HandleState> make_handle(Fn&& fn, Args&&... args) {
+    detail::Ref<detail::HandleState> h(new detail::HandleState(this));
+    if constexpr (sizeof...(Args) == 0) {
+      h->callback.emplace(std::forward<Fn>(fn));
+    } else {
+      h->callback.emplace(
+          [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable {
+            std::invoke(fn, args...);
+          });
+    }
+    return h;
+  }
+  template <class Fn, class... Args>
+  detail::Ref<detail::HandleState> schedule_soon(Fn&& fn, Args&&... args) {
+    detail::Ref<detail::HandleState> h =
+        make_handle(std::forward<Fn>(fn), std::forward<Args>(args)...);
+    requeue(h.get());
+    return h;
+  }
+  // schedule_later(h, delay) / schedule_at(h, when_ns) put the new handle h
+  // in the timer queue (which takes a reference), due `delay` seconds from
+  // now / at when_ns. They check as requeue() does; schedule_later throws
+  // std::invalid_argument for a NaN delay.
+  void schedule_later(detail::HandleState* h, double delay);
+  void schedule_at(detail::HandleState* h, std::int64_t when_ns);
+  // push_ready(h) appends h to the ready queue, taking a reference.
+  void push_ready(detail::HandleState* h) {
+    h->add_ref();
+    ready_.push_back(h);
+  }
+  // requeue(h) is call_soon for a handle that is built or reused (a task's
+  // step): the checks, then the FIFO position. The checks' common case is one
+  // inline test; throwing, the debug-mode thread check and taking in
+  // call_soon_threadsafe's posts (which must run first) are out of line.
+  void requeue(detail::HandleState* h) {
+    if (closed_ || debug_ || threadsafe_.pending()) [[unlikely]]
+      requeue_slow();
+    push_ready(h);
+  }
+  void requeue_slow();
   std::int64_t deadline_after(double delay) const;
   static std::int64_t deadline_at(double when);
   std::int64_t now_ns() const noexcept;
@@ -310,16 +353,25 @@ class FIBERLOOP_API EventLoop {
   void run_ready();
   void run_timed(detail::HandleState& h);
 
-  void check_closed() const;
+  void check_closed() const {
+    if (closed_) [[unlikely]]
+      throw_closed();
+  }
+  [[noreturn]] static void throw_closed();
   void check_can_run() const;
-  void check_thread() const;
+  // check_thread() throws, in debug mode, for a call from a foreign thread.
+  void check_thread() const {
+    if (debug_) [[unlikely]]
+      check_thread_slow();
+  }
+  void check_thread_slow() const;
   void abandon_tasks() noexcept;
   void register_task(detail::TaskStateBase* t) noexcept;
   void unregister_task(detail::TaskStateBase* t) noexcept;
   class RunningScope;
 
   detail::RingQueue<detail::HandleState*> ready_;
-  std::vector<detail::HandleState*> scheduled_;  // min-heap on (when_ns, seq)
+  detail::TimerQueue scheduled_;
   std::size_t timer_cancelled_count_ = 0;
   std::uint64_t timer_seq_ = 0;
   bool stopping_ = false;

@@ -20,9 +20,23 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
   using Callback = InlineFunction<void(), 64>;
 
   HandleState(EventLoop* owner, Callback cb) noexcept : loop(owner), callback(std::move(cb)) {}
+  // HandleState(owner) leaves the callback empty, for callback.emplace(): the
+  // callable is built in place rather than moved in.
+  explicit HandleState(EventLoop* owner) noexcept : loop(owner) {}
 
   // run() calls the callback; an exception goes to the loop's exception handler.
-  void run();
+  void run() {
+    running = true;
+    try {
+      callback();
+    } catch (...) {
+      running = false;
+      callback_failed();  // rethrows FiberUnwind
+    }
+    running = false;
+    // A one-shot callback is spent: let go of what it captured now.
+    if (!repeating || cancelled) callback.reset();
+  }
   // cancel() marks it so the loop skips it, and drops the callback (and what it
   // captured) unless it is running right now.
   void cancel() noexcept;
@@ -35,6 +49,12 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
   bool in_heap = false;    // timers: still in the loop's heap
   bool repeating = false;  // I/O callbacks run each time their fd is ready
   bool running = false;
+
+ private:
+  // callback_failed(), called in a catch block, reports the exception being
+  // handled to the loop's exception handler, or rethrows it if it is the
+  // FiberUnwind that unwinds a task's fiber.
+  void callback_failed();
 };
 
 }  // namespace detail

@@ -207,6 +207,39 @@ double random_timers(long ops) {
   return seconds_since(start);
 }
 
+// (g) call_soon + run and call_later(0) + fire in batches of 1,000 per
+// iteration: the wall-clock twins of op_count's call_soon_run and
+// call_later_fire (one iteration's bookkeeping spread over the batch).
+constexpr long kBatch = 1000;
+
+double call_soon_batch_1000(long ops) {
+  fiberloop::EventLoop loop;
+  long hits = 0;
+  long* p = &hits;
+  auto start = Clock::now();
+  for (long done = 0; done < ops; done += kBatch) {
+    for (long i = 0; i < kBatch; ++i) loop.call_soon([p] { ++*p; });
+    loop.run_once();
+  }
+  double took = seconds_since(start);
+  if (hits != ops) std::printf("call_soon_batch_1000: ran %ld of %ld\n", hits, ops);
+  return took;
+}
+
+double call_later_batch_1000(long ops) {
+  fiberloop::EventLoop loop;
+  long hits = 0;
+  long* p = &hits;
+  auto start = Clock::now();
+  for (long done = 0; done < ops; done += kBatch) {
+    for (long i = 0; i < kBatch; ++i) loop.call_later(0.0, [p] { ++*p; });
+    loop.run_once();
+  }
+  double took = seconds_since(start);
+  if (hits != ops) std::printf("call_later_batch_1000: fired %ld of %ld\n", hits, ops);
+  return took;
+}
+
 }  // namespace
 
 int main() {
@@ -222,6 +255,8 @@ int main() {
   results.push_back(measure("call_soon_1e6", call_soon_batch, kMillion));
   results.push_back(measure("loop_iteration_one_callback", loop_iteration));
   results.push_back(measure("timers_1e6_random_0_10ms", random_timers, kMillion));
+  results.push_back(measure("call_soon_batch_1000", call_soon_batch_1000, kBatch));
+  results.push_back(measure("call_later_0_batch_1000", call_later_batch_1000, kBatch));
 
   std::printf("\nsummary:\n");
   double baseline = results.front().ns_per_op;

@@ -27,6 +27,51 @@ class InlineFunction<R(A...), Capacity> {
   requires(!std::is_same_v<std::decay_t<F>, InlineFunction> &&
            std::is_invocable_r_v<R, std::decay_t<F>&, A...>)
       InlineFunction(F&& f) {  // NOLINT: implicit like std::function
+    construct(std::forward<F>(f));
+  }
+
+  // emplace(f) stores f, built in place (no temporary to move from); the
+  // function must be empty. An InlineFunction is moved in, not wrapped.
+  template <class F>
+  requires std::is_invocable_r_v<R, std::decay_t<F>&, A...>
+  void emplace(F&& f) {
+    if constexpr (std::is_same_v<std::decay_t<F>, InlineFunction>) {
+      if constexpr (std::is_lvalue_reference_v<F>) {
+        static_assert(sizeof(F) == 0, "InlineFunction is move-only: emplace(std::move(f))");
+      } else {
+        take(std::move(f));
+      }
+    } else {
+      construct(std::forward<F>(f));
+    }
+  }
+
+  InlineFunction(InlineFunction&& o) noexcept { take(std::move(o)); }
+  InlineFunction& operator=(InlineFunction&& o) noexcept {
+    if (this != &o) {
+      reset();
+      take(std::move(o));
+    }
+    return *this;
+  }
+  ~InlineFunction() { reset(); }
+
+  void reset() noexcept {
+    if (const Ops* ops = std::exchange(ops_, nullptr); ops && ops->destroy) ops->destroy(buf_);
+  }
+  explicit operator bool() const noexcept { return ops_ != nullptr; }
+
+  R operator()(A... args) { return ops_->invoke(buf_, std::forward<A>(args)...); }
+
+ private:
+  struct Ops {
+    R (*invoke)(void*, A&&...);
+    void (*move)(void* dst, void* src) noexcept;  // leaves src destroyed
+    void (*destroy)(void*) noexcept;              // null: trivially destructible
+  };
+
+  template <class F>
+  void construct(F&& f) {
     using Fn = std::decay_t<F>;
     if constexpr (fits_inline<Fn>()) {
       ::new (static_cast<void*>(buf_)) Fn(std::forward<F>(f));
@@ -44,30 +89,6 @@ class InlineFunction<R(A...), Capacity> {
     }
   }
 
-  InlineFunction(InlineFunction&& o) noexcept { take(std::move(o)); }
-  InlineFunction& operator=(InlineFunction&& o) noexcept {
-    if (this != &o) {
-      reset();
-      take(std::move(o));
-    }
-    return *this;
-  }
-  ~InlineFunction() { reset(); }
-
-  void reset() noexcept {
-    if (const Ops* ops = std::exchange(ops_, nullptr)) ops->destroy(buf_);
-  }
-  explicit operator bool() const noexcept { return ops_ != nullptr; }
-
-  R operator()(A... args) { return ops_->invoke(buf_, std::forward<A>(args)...); }
-
- private:
-  struct Ops {
-    R (*invoke)(void*, A&&...);
-    void (*move)(void* dst, void* src) noexcept;  // leaves src destroyed
-    void (*destroy)(void*) noexcept;
-  };
-
   template <class Fn>
   static constexpr bool fits_inline() {
     return sizeof(Fn) <= Capacity && alignof(Fn) <= alignof(std::max_align_t) &&
@@ -83,7 +104,9 @@ class InlineFunction<R(A...), Capacity> {
                                     ::new (dst) Fn(std::move(*static_cast<Fn*>(src)));
                                     static_cast<Fn*>(src)->~Fn();
                                   },
-                                  [](void* p) noexcept { static_cast<Fn*>(p)->~Fn(); }};
+                                  std::is_trivially_destructible_v<Fn>
+                                      ? nullptr
+                                      : +[](void* p) noexcept { static_cast<Fn*>(p)->~Fn(); }};
 
   template <class Fn>
   static constexpr Ops pooled_ops{

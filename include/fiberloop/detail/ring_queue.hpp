@@ -21,10 +21,14 @@ class RingQueue {
   std::size_t size() const noexcept { return size_; }
 
   void push_back(T v) {
-    if (size_ == capacity_) grow();
+    if (size_ == capacity_) [[unlikely]]
+      grow();
     slots_[(head_ + size_) & (capacity_ - 1)] = std::move(v);
     ++size_;
   }
+  // front() and back(): the oldest and the newest item; not on an empty queue.
+  const T& front() const noexcept { return slots_[head_]; }
+  const T& back() const noexcept { return slots_[(head_ + size_ - 1) & (capacity_ - 1)]; }
   T pop_front() noexcept {
     T v = std::move(slots_[head_]);
     head_ = (head_ + 1) & (capacity_ - 1);
@@ -33,7 +37,7 @@ class RingQueue {
   }
 
  private:
-  void grow() {
+  [[gnu::noinline]] void grow() {
     std::size_t capacity = capacity_ ? capacity_ * 2 : 64;
     auto slots = std::make_unique<T[]>(capacity);
     for (std::size_t i = 0; i < size_; ++i)
