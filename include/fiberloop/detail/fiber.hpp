@@ -116,12 +116,13 @@ class FIBERLOOP_API Fiber {
 
 template <class Entry>
 void Fiber::create(std::size_t stack_size, Entry&& entry) {
-  stack_ = StackPool::local().allocate(stack_size);
+  FiberStack taken = take_fiber_stack(stack_size);
+  stack_ = taken.stack;
   // Boost's constructor steps onto the new stack once; the sanitizers must
   // know, or the new fiber's first frame lands in the creator's fake stack.
   CreateScope scope(*this);
   self_ = boost::context::fiber(
-      std::allocator_arg, PooledStack(stack_),
+      std::allocator_arg, PooledStack(stack_, taken.slot),
       [this, entry = std::forward<Entry>(entry)](boost::context::fiber&& caller) mutable {
         enter(std::move(caller));
         try {
