@@ -17,6 +17,7 @@
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
 #endif
 #if __has_include(<valgrind/memcheck.h>)
 #include <valgrind/memcheck.h>
@@ -402,6 +403,9 @@ StackPool::~StackPool() {
     // another thread), or holding a task state still referenced, keeps its
     // region and this core; both are leaked.
     core_->orphaned.store(true, std::memory_order_release);
+#if defined(__SANITIZE_ADDRESS__)
+    __lsan_ignore_object(core_);  // leaked on purpose (with what it holds)
+#endif
     return;
   }
   delete core_;

@@ -160,8 +160,8 @@ FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size);
 // allocate_with_stack(size, align, stack_size) returns room for an object of
 // `size` bytes at the top of a new stack of stack_size (0: the default), so
 // that an idle task touches one page: its state and its frames. The next
-// StackPool::allocate() on this thread returns the stack below it. The slot
-// is freed when both the fiber and release_with_stack() gave it back.
+// take_fiber_stack() on this thread returns the stack below it. The slot is
+// freed when both the fiber and release_with_stack() gave it back.
 // Sanitizer builds use the heap instead (ASan then sees every use after
 // free). Throws as StackPool::allocate().
 FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,
