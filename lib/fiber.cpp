@@ -84,8 +84,9 @@ void Fiber::start(void* top) noexcept {
 }
 
 void Fiber::give_back_stack() noexcept {
-  PooledStack(stack_).deallocate(stack_);
+  PooledStack(stack_, slot_).deallocate(stack_);
   stack_ = {};
+  slot_ = nullptr;
 }
 
 Fiber::~Fiber() {

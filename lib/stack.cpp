@@ -17,6 +17,7 @@
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
 #endif
 #if __has_include(<valgrind/memcheck.h>)
 #include <valgrind/memcheck.h>
@@ -99,15 +100,19 @@ struct PendingLabel {
   std::uint64_t number = 0;
   bool set = false;
 };
-thread_local PendingLabel pending_label;
-thread_local bool pool_destroyed = false;
+constinit thread_local PendingLabel pending_label{};
 
 // The stack below a task state, for the fiber the state builds next.
 struct PendingStack {
   boost::context::stack_context stack;
-  bool set = false;
+  StackSlot* slot = nullptr;  // null: none pending
 };
-thread_local PendingStack pending_stack;
+constinit thread_local PendingStack pending_stack{};
+
+// This thread's pool and its core, while it lives: plain pointers, so that
+// the hot paths skip the thread_local object's initialisation guard.
+constinit thread_local StackPool* local_pool = nullptr;
+constinit thread_local StackPool::Core* local_core = nullptr;
 
 // A task state up to this size lives at the top of its own stack: a parked
 // task then touches one page, not a page and a heap block. Larger states
@@ -118,6 +123,12 @@ constexpr bool kPlaceStates = false;  // ASan must see task states as heap block
 #else
 constexpr bool kPlaceStates = true;
 #endif
+
+// A placed task state keeps its slot's address just above itself, where
+// release_with_stack() finds it from the state's address and size alone.
+constexpr std::size_t link_offset(std::size_t size) noexcept {
+  return (size + 7) & ~std::size_t{7};
+}
 
 void label_slot(StackSlot* s, const PendingLabel& label) noexcept {
   s->owner = label.set ? StackOwner::task : StackOwner::generator;
@@ -152,7 +163,8 @@ struct SlotList {
 // another thread, or after its thread ended, still finds it.
 struct StackPool::Core {
   struct SizeClass {
-    SizeClass(std::size_t u, std::size_t g) noexcept : usable(u), guard(g) {}
+    SizeClass(Core* o, std::size_t u, std::size_t g) noexcept : core(o), usable(u), guard(g) {}
+    Core* core;
     std::size_t usable;
     std::size_t guard;
     StackRegion* carving = nullptr;  // the region with slots never handed out
@@ -166,6 +178,11 @@ struct StackPool::Core {
   std::vector<StackRegion*> regions;  // sorted by base
   std::size_t in_use = 0;             // slots a fiber runs on
   std::size_t retained = 0;           // slots kept only for a finished task's state
+  // Free slots over all size classes, kept here so that the hot paths do
+  // not sum the lists: those keeping their pages, those that gave them back.
+  std::size_t kept = 0;
+  std::size_t released_count = 0;
+  std::size_t watermark = 256;  // StackPool::max_cached()
   // Stacks freed by other threads, pushed lock-free, taken by the owner.
   std::atomic<StackSlot*> remote{nullptr};
   std::atomic<bool> orphaned{false};
@@ -174,17 +191,7 @@ struct StackPool::Core {
   long epoch_start = 0;
   std::size_t cached_low = 0;  // fewest cached stacks seen this epoch
 
-  std::size_t cached_total() const noexcept {
-    std::size_t n = 0;
-    for (auto& c : classes) n += c->cached.size + c->released.size;
-    return n;
-  }
-  std::size_t released_total() const noexcept {
-    std::size_t n = 0;
-    for (auto& c : classes) n += c->released.size;
-    return n;
-  }
-  std::size_t kept_total() const noexcept { return cached_total() - released_total(); }
+  std::size_t cached_total() const noexcept { return kept + released_count; }
 
   SizeClass& class_for(std::size_t usable, std::size_t guard) {
     if (last_class && last_class->usable == usable && last_class->guard == guard)
@@ -192,7 +199,7 @@ struct StackPool::Core {
     for (auto& c : classes) {
       if (c->usable == usable && c->guard == guard) return *(last_class = c.get());
     }
-    classes.push_back(std::make_unique<SizeClass>(usable, guard));
+    classes.push_back(std::make_unique<SizeClass>(this, usable, guard));
     return *(last_class = classes.back().get());
   }
 
@@ -204,13 +211,16 @@ struct StackPool::Core {
     return p < r->base + r->length ? r : nullptr;
   }
 
-  SizeClass& class_of(const StackRegion& r) { return class_for(r.usable, r.guard); }
+  static SizeClass& class_of(const StackRegion& r) noexcept {
+    return *static_cast<SizeClass*>(r.size_class);
+  }
 
   // carve() hands out a never-used slot, reserving a region if needed.
   StackSlot* carve(SizeClass& c) {
     if (!c.carving || c.carving->carved == c.carving->count) {
       std::uint32_t count = c.next_count;
       StackRegion* r = detail::reserve_region(c.usable, c.guard, count, this);
+      r->size_class = &c;
       regions.insert(std::upper_bound(regions.begin(), regions.end(), r,
                                       [](const StackRegion* a, const StackRegion* b) {
                                         return a->base < b->base;
@@ -222,37 +232,91 @@ struct StackPool::Core {
     }
     StackRegion& r = *c.carving;
     detail::carve_slot(r, r.carved);
-    StackSlot* s = &r.slots[r.carved++];
+    StackSlot* s = &r.slots[r.carved];
     s->region = &r;
+    s->top = r.top_of(r.carved++);
+    s->size_class = &c;
     return s;
+  }
+
+  // take() hands out a slot of `usable` bytes under guards of `guard`.
+  StackSlot* take(std::size_t usable, std::size_t guard) {
+    PendingLabel label = std::exchange(pending_label, PendingLabel{});
+    if (remote.load(std::memory_order_relaxed)) drain_remote();
+    SizeClass& c = class_for(usable, guard);
+    StackSlot* s;
+    if ((s = c.cached.head)) {
+      c.cached.remove(s);
+      if (--kept < cached_low) cached_low = kept;
+    } else if ((s = c.released.head)) {
+      c.released.remove(s);
+      --released_count;
+    } else {
+      s = carve(c);
+    }
+    ++in_use;
+    s->state = kInUse;
+    s->holders = 1;
+    label_slot(s, label);
+#ifdef FIBERLOOP_HAVE_MEMCHECK
+    // memcheck marked what lay below the last fiber's stack pointer as gone;
+    // a new owner (a task state at the top, or frames) may use all of it.
+    VALGRIND_MAKE_MEM_UNDEFINED(s->top - usable, usable);
+#endif
+    return s;
+  }
+
+  static SizeClass& class_of(const StackSlot* s) noexcept {
+    return *static_cast<SizeClass*>(s->size_class);
+  }
+
+  static boost::context::stack_context context_of(const StackSlot* s) noexcept {
+    boost::context::stack_context sc;
+    sc.sp = s->top;
+    sc.size = class_of(s).usable;
+    return sc;
+  }
+
+  // drop() takes one holder off slot s; the last puts it back.
+  void drop(StackSlot* s, bool fiber) noexcept {
+    if (--s->holders) {
+      if (fiber) {  // the task's state outlives its fiber: the slot waits for it
+        s->state = kRetained;
+        --in_use;
+        ++retained;
+      }
+      return;
+    }
+#if defined(__SANITIZE_ADDRESS__)
+    unpoison_stack(s->top - class_of(s).usable, class_of(s).usable);
+#endif
+    put_back(s);
+    if (kept > watermark) decay();
   }
 
   void give_back(SizeClass& c, StackSlot* s) noexcept {
     c.cached.remove(s);
+    --kept;
     detail::give_back(*s->region, s->region->index_of(s));
     s->state = kReleased;
     c.released.push_front(s);
+    ++released_count;
   }
 
   // shrink_to(n) gives back the least recently used cached stacks until at
   // most n keep their pages.
   void shrink_to(std::size_t n) noexcept {
-    std::size_t kept = kept_total();
     for (auto& c : classes) {
-      while (kept > n && c->cached.tail) {
-        give_back(*c, c->cached.tail);
-        --kept;
-      }
+      while (kept > n && c->cached.tail) give_back(*c, c->cached.tail);
     }
   }
 
   void put_back(StackSlot* s) noexcept {
-    StackRegion& r = *s->region;
-    --r.in_use;
     --(s->state == kRetained ? retained : in_use);
     s->state = kCached;
     s->name = nullptr;
-    class_of(r).cached.push_front(s);
+    class_of(s).cached.push_front(s);
+    ++kept;
   }
 
   void drain_remote() noexcept {
@@ -264,26 +328,35 @@ struct StackPool::Core {
     }
   }
 
-  void decay(std::size_t watermark) noexcept {
+  void decay() noexcept {
     long now = now_seconds();
     if (now == epoch_start) return;
-    if (cached_low > watermark) shrink_to(kept_total() - (cached_low - watermark));
+    if (cached_low > watermark) shrink_to(kept - (cached_low - watermark));
     epoch_start = now;
-    cached_low = kept_total();
+    cached_low = kept;
   }
 
   // unmap_idle() unmaps every region none of whose stacks is in use.
   void unmap_idle() noexcept {
     std::vector<StackRegion*> keep;
     for (StackRegion* r : regions) {
-      if (r->in_use) {
+      bool busy = false;
+      for (std::uint32_t i = 0; i < r->carved && !busy; ++i)
+        busy = r->slots[i].state == kInUse || r->slots[i].state == kRetained;
+      if (busy) {
         keep.push_back(r);
         continue;
       }
       SizeClass& c = class_of(*r);
       for (std::uint32_t i = 0; i < r->carved; ++i) {
         StackSlot* s = &r->slots[i];
-        (s->state == kCached ? c.cached : c.released).remove(s);
+        if (s->state == kCached) {
+          c.cached.remove(s);
+          --kept;
+        } else {
+          c.released.remove(s);
+          --released_count;
+        }
       }
       if (c.carving == r) c.carving = nullptr;
       detail::release_region(r);
@@ -296,16 +369,32 @@ const std::size_t StackPool::kDefaultSize = kDefault;
 const std::size_t StackPool::kMinSize = kMin;
 
 StackPool& StackPool::local() {
+  if (StackPool* pool = local_pool) return *pool;
+  return make_local();
+}
+
+StackPool& StackPool::make_local() {
   thread_local StackPool pool(true);
   return pool;
 }
 
 StackPool::StackPool() : StackPool(false) {}
 
-StackPool::StackPool(bool local) : core_(new Core), default_size_(kDefaultSize), local_(local) {}
+StackPool::StackPool(bool local) : core_(new Core), default_size_(kDefaultSize), local_(local) {
+  if (local) {
+    // The thread whose pool this is runs its fibers: it needs the overflow
+    // reporter's alternate signal stack.
+    detail::enable_overflow_reports();
+    local_pool = this;
+    local_core = core_;
+  }
+}
 
 StackPool::~StackPool() {
-  if (local_) pool_destroyed = true;
+  if (local_) {
+    local_pool = nullptr;
+    local_core = nullptr;  // later frees go to the orphaned core
+  }
   core_->drain_remote();
   core_->shrink_to(0);
   core_->unmap_idle();
@@ -314,6 +403,9 @@ StackPool::~StackPool() {
     // another thread), or holding a task state still referenced, keeps its
     // region and this core; both are leaked.
     core_->orphaned.store(true, std::memory_order_release);
+#if defined(__SANITIZE_ADDRESS__)
+    __lsan_ignore_object(core_);  // leaked on purpose (with what it holds)
+#endif
     return;
   }
   delete core_;
@@ -352,55 +444,19 @@ void StackPool::set_guard_size(std::size_t size) {
 
 void StackPool::set_max_cached(std::size_t n) {
   max_cached_ = n;
+  core_->watermark = n;
   core_->shrink_to(n);
 }
 
 std::size_t StackPool::cached() const noexcept { return core_->cached_total(); }
-std::size_t StackPool::released() const noexcept { return core_->released_total(); }
+std::size_t StackPool::released() const noexcept { return core_->released_count; }
 std::size_t StackPool::in_use() const noexcept { return core_->in_use; }
 std::size_t StackPool::retained() const noexcept { return core_->retained; }
 
 boost::context::stack_context StackPool::allocate(std::size_t size) {
-  PendingLabel label = std::exchange(pending_label, PendingLabel{});
-  if (pending_stack.set) {
-    // The stack below a task state placed by allocate_with_stack().
-    boost::context::stack_context sc = std::exchange(pending_stack, PendingStack{}).stack;
-    StackRegion* r = core_->region_of(static_cast<char*>(sc.sp) - 1);
-    StackSlot* s = &r->slots[r->index_of_top(sc.sp)];
-    s->holders = 2;
-    label_slot(s, label);
-    return sc;
-  }
   std::size_t usable = size ? checked(size, "fiber stack") : default_size_;
   detail::enable_overflow_reports();
-  Core& core = *core_;
-  if (core.remote.load(std::memory_order_relaxed)) core.drain_remote();
-  Core::SizeClass& c = core.class_for(usable, guard_size_);
-  StackSlot* s;
-  if ((s = c.cached.head)) {
-    c.cached.remove(s);
-    std::size_t kept = core.kept_total();
-    if (kept < core.cached_low) core.cached_low = kept;
-  } else if ((s = c.released.head)) {
-    c.released.remove(s);
-  } else {
-    s = core.carve(c);
-  }
-  StackRegion& r = *s->region;
-  ++r.in_use;
-  ++core.in_use;
-  s->state = kInUse;
-  s->holders = 1;
-  label_slot(s, label);
-  boost::context::stack_context sc;
-  sc.sp = r.top_of(r.index_of(s));
-  sc.size = usable;
-#ifdef FIBERLOOP_HAVE_MEMCHECK
-  // memcheck marked what lay below the last fiber's stack pointer as gone;
-  // a new owner (a task state at the top, or frames) may use all of it.
-  VALGRIND_MAKE_MEM_UNDEFINED(r.bottom_of(r.index_of(s)), usable);
-#endif
-  return sc;
+  return Core::context_of(core_->take(usable, guard_size_));
 }
 
 void StackPool::deallocate(boost::context::stack_context& sc) noexcept {
@@ -408,34 +464,31 @@ void StackPool::deallocate(boost::context::stack_context& sc) noexcept {
 }
 
 void StackPool::release(void* inside, bool fiber) noexcept {
-  Core& core = *core_;
-  StackRegion* r = core.region_of(inside);
+  StackRegion* r = core_->region_of(inside);
   if (!r) {
     give_to_owner(inside);
     return;
   }
-  std::uint32_t i = r->index_of_top(static_cast<char*>(inside) + 1);
-  StackSlot* s = &r->slots[i];
-  if (--s->holders) {
-    if (fiber) {  // the task's state outlives its fiber: the slot waits for it
-      s->state = kRetained;
-      --core.in_use;
-      ++core.retained;
-    }
-    return;
+  core_->drop(&r->slots[r->index_of_top(static_cast<char*>(inside) + 1)], fiber);
+}
+
+void StackPool::release_slot(StackSlot* s, bool fiber) noexcept {
+  Core* owner = Core::class_of(s).core;
+  if (owner == local_core) {
+    owner->drop(s, fiber);
+  } else {
+    give_to_owner(s);
   }
-#if defined(__SANITIZE_ADDRESS__)
-  unpoison_stack(r->bottom_of(i), r->usable);
-#endif
-  core.put_back(s);
-  if (core.kept_total() > max_cached_) core.decay(max_cached_);
 }
 
 void StackPool::give_to_owner(void* inside) noexcept {
   StackRegion* r = detail::find_region(inside);
-  if (!r) return;
+  if (r) give_to_owner(&r->slots[r->index_of_top(static_cast<char*>(inside) + 1)]);
+}
+
+void StackPool::give_to_owner(StackSlot* s) noexcept {
+  StackRegion* r = s->region;
   auto* owner = static_cast<Core*>(r->pool);
-  StackSlot* s = &r->slots[r->index_of_top(static_cast<char*>(inside) + 1)];
   if (--s->holders) return;
   if (owner->orphaned.load(std::memory_order_acquire)) {
     detail::give_back(*r, r->index_of(s));
@@ -454,29 +507,45 @@ void StackPool::trim() noexcept {
   core_->cached_low = 0;
 }
 
-void PooledStack::deallocate(boost::context::stack_context& sc) noexcept {
-  // A stack released after this thread's pool died (a static Generator)
-  // goes to its orphaned core.
-  if (pool_destroyed) {
-    StackPool::give_to_owner(static_cast<char*>(sc.sp) - 1);
-    return;
-  }
-  StackPool::local().deallocate(sc);
+void PooledStack::deallocate(boost::context::stack_context&) noexcept {
+  // A stack released on another thread, or after this thread's pool died (a
+  // static Generator), goes to its owner's remote list or orphaned core.
+  StackPool::release_slot(slot_, true);
 }
 
 namespace detail {
+
+FiberStack take_fiber_stack(std::size_t size) {
+  if (StackSlot* s = pending_stack.slot) {
+    // The stack below a task state placed by allocate_with_stack(): the
+    // fiber becomes the slot's second holder.
+    pending_stack.slot = nullptr;
+    ++s->holders;
+    label_slot(s, std::exchange(pending_label, PendingLabel{}));
+    return {pending_stack.stack, s};
+  }
+  StackPool& pool = StackPool::local();
+  std::size_t usable = size ? pool.checked(size, "fiber stack") : pool.default_size_;
+  StackSlot* s = pool.core_->take(usable, pool.guard_size_);
+  return {StackPool::Core::context_of(s), s};
+}
 
 void* allocate_with_stack(std::size_t size, std::size_t align, std::size_t stack_size) {
   align = std::max<std::size_t>(align, 16);
   if (!kPlaceStates || size > kMaxPlacedState)
     return ::operator new (size, std::align_val_t{align});
-  boost::context::stack_context sc = StackPool::local().allocate(stack_size);
-  auto top = reinterpret_cast<std::uintptr_t>(sc.sp);
-  std::uintptr_t at = (top - size) & ~(align - 1);
-  boost::context::stack_context below;
-  below.sp = reinterpret_cast<void*>(at);
-  below.size = sc.size - (top - at);
-  pending_stack = {below, true};
+  StackPool& pool = StackPool::local();
+  std::size_t usable = stack_size ? pool.checked(stack_size, "fiber stack") : pool.default_size_;
+  FiberStack whole{{}, pool.core_->take(usable, pool.guard_size_)};
+  whole.stack = StackPool::Core::context_of(whole.slot);
+  auto top = reinterpret_cast<std::uintptr_t>(whole.stack.sp);
+  // 16 bytes above the state hold the link to its slot (at most 8 of them
+  // past link_offset(size); the rest keeps the state's end off the top).
+  std::uintptr_t at = (top - size - 16) & ~(align - 1);
+  *reinterpret_cast<StackSlot**>(at + link_offset(size)) = whole.slot;
+  pending_stack.stack.sp = reinterpret_cast<void*>(at);
+  pending_stack.stack.size = whole.stack.size - (top - at);
+  pending_stack.slot = whole.slot;
   return reinterpret_cast<void*>(at);
 }
 
@@ -486,13 +555,10 @@ void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept {
     ::operator delete (p, std::align_val_t{align});
     return;
   }
+  StackSlot* s = *reinterpret_cast<StackSlot**>(static_cast<char*>(p) + link_offset(size));
   // The constructor threw before its fiber took the stack below.
-  if (pending_stack.set && pending_stack.stack.sp == p) pending_stack = {};
-  if (pool_destroyed) {
-    StackPool::give_to_owner(p);
-    return;
-  }
-  StackPool::local().release(p, false);
+  if (pending_stack.slot == s) pending_stack.slot = nullptr;
+  StackPool::release_slot(s, false);
 }
 
 void label_next_stack(const std::string* name, std::uint64_t number) noexcept {

@@ -92,7 +92,8 @@ GuardMode guard_mode() noexcept {
 StackRegion* reserve_region(std::size_t usable, std::size_t guard, std::uint32_t count,
                             void* pool) {
   std::size_t slot_size = guard + usable;
-  std::size_t header = round_up(sizeof(StackRegion) + count * sizeof(StackSlot), page_size());
+  std::size_t table_offset = round_up(sizeof(StackRegion), alignof(StackSlot));
+  std::size_t header = round_up(table_offset + count * sizeof(StackSlot), page_size());
   std::size_t length = header + count * slot_size + guard;
   void* base = ::mmap(nullptr, length, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -112,7 +113,7 @@ StackRegion* reserve_region(std::size_t usable, std::size_t guard, std::uint32_t
   r->slot_size = slot_size;
   r->count = count;
   r->pool = pool;
-  r->slots = reinterpret_cast<StackSlot*>(r->base + sizeof(StackRegion));
+  r->slots = reinterpret_cast<StackSlot*>(r->base + table_offset);
   try {
     // Above the last stack: an underflow past its top faults too.
     install_guard(r->first + count * slot_size, guard);

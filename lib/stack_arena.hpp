@@ -17,7 +17,8 @@ enum class StackOwner : std::uint8_t { generator, task };
 // StackSlot is the side-table entry of one stack. It lives in the region's
 // header pages, never in the stack's memory: an idle stack touches only its
 // own top page, and a free stack whose pages were given back stays untouched.
-struct StackSlot {
+// One cache line each: a spawn or a free touches one line of the table.
+struct alignas(64) StackSlot {
   StackSlot* next = nullptr;  // free lists (and the remote-free stack)
   StackSlot* prev = nullptr;
   // Read by the signal handler while the stack runs: plain stores made by the
@@ -25,6 +26,10 @@ struct StackSlot {
   const std::string* name = nullptr;  // the task's name, if it is a task
   std::uint64_t number = 0;           // printed as Task-N when name is empty
   StackRegion* region = nullptr;
+  // The pool's hot paths read only this entry: the stack's top, and the
+  // pool's free lists for its size (through which, the pool).
+  char* top = nullptr;
+  void* size_class = nullptr;
   unsigned valgrind_id = 0;
   StackOwner owner = StackOwner::generator;
   std::uint8_t state = 0;    // StackPool's: in use, cached, released
@@ -33,7 +38,7 @@ struct StackSlot {
 
 // StackRegion is one reservation: [header: this + slots[count]] then count
 // times [guard | usable stack], then a last guard. The header is written once
-// before the region is published; carved/in-use counts belong to the pool.
+// before the region is published; the carved count belongs to the pool.
 struct StackRegion {
   char* base = nullptr;  // the mapping
   std::size_t length = 0;
@@ -43,9 +48,9 @@ struct StackRegion {
   std::size_t slot_size = 0;  // guard + usable
   std::uint32_t count = 0;
   std::uint32_t carved = 0;  // slots handed out at least once (a bump pointer)
-  std::uint32_t in_use = 0;
   std::uint32_t table_index = 0;
-  void* pool = nullptr;  // the StackPool core that owns it
+  void* pool = nullptr;        // the StackPool core that owns it
+  void* size_class = nullptr;  // the pool's free lists for its slots' size
   StackSlot* slots = nullptr;
 
   char* bottom_of(std::uint32_t i) const noexcept { return first + i * slot_size + guard; }

@@ -19,6 +19,7 @@
 #include <fiberloop/stack.hpp>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -450,6 +451,60 @@ BOOST_AUTO_TEST_CASE(a_stack_freed_on_another_thread_goes_back_to_its_owner) {
   owner.join();
   BOOST_TEST(owner_in_use == 1u);
   BOOST_TEST(owner_cached == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_fiber_stack_freed_on_another_thread_goes_back_to_its_owner) {
+  // The fiber's end gives its stack back through the slot it carries, not a
+  // search: on a thread that does not own the stack, it joins the owner's
+  // remote list, and the owner's next allocation takes it from there.
+  char* frame = nullptr;
+  auto gen = std::make_unique<fiberloop::Generator<int>>(
+      [&](auto& g) {
+        frame = static_cast<char*>(__builtin_frame_address(0));
+        g.yield(1);
+      },
+      StackPool::kMinSize);
+  BOOST_REQUIRE(gen->send() == 1);
+  BOOST_TEST(pool.in_use() == 1u);
+  std::size_t other_in_use = 1;
+  std::size_t other_cached = 1;
+  std::thread other([&] {
+    gen.reset();  // unwinds the fiber on this thread
+    other_in_use = StackPool::local().in_use();
+    other_cached = StackPool::local().cached();
+  });
+  other.join();
+  BOOST_TEST(other_in_use == 0u);
+  BOOST_TEST(other_cached == 0u);
+  BOOST_TEST(pool.in_use() == 1u);  // still on the remote list
+  StackContext again = pool.allocate(StackPool::kMinSize);
+  BOOST_TEST(pool.in_use() == 1u);
+  BOOST_TEST(pool.cached() == 0u);
+  BOOST_TEST((bottom_of(again) < frame && frame < static_cast<char*>(again.sp)));
+  pool.deallocate(again);
+}
+
+BOOST_AUTO_TEST_CASE(a_stack_outliving_its_thread_gives_its_pages_back_when_freed) {
+  // A thread's pool that dies with a stack in use is orphaned; freeing that
+  // stack later, from any thread, gives its pages back instead of caching it.
+  char* frame = nullptr;
+  std::unique_ptr<fiberloop::Generator<int>> gen;
+  std::thread owner([&] {
+    gen = std::make_unique<fiberloop::Generator<int>>(
+        [&](auto& g) {
+          frame = static_cast<char*>(__builtin_frame_address(0));
+          g.yield(1);
+        },
+        StackPool::kMinSize);
+    BOOST_CHECK(gen->send() == 1);
+  });
+  owner.join();
+  BOOST_REQUIRE(frame != nullptr);
+  BOOST_TEST(is_resident(frame));
+  gen.reset();
+  BOOST_TEST(!is_resident(frame));
+  BOOST_TEST(pool.in_use() == 0u);
+  BOOST_TEST(pool.cached() == 0u);
 }
 
 namespace {

@@ -11,8 +11,13 @@
 namespace fiberloop {
 
 namespace detail {
+struct StackSlot;
+struct FiberStack;
+FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,
+                                        std::size_t stack_size);
 FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;
-}
+FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size);
+}  // namespace detail
 
 // StackPool hands out fiber stacks. Stacks are slots carved from large
 // reserved regions (MAP_NORESERVE: a page costs memory only once touched), so
@@ -106,11 +111,17 @@ class FIBERLOOP_API StackPool {
  private:
   friend class PooledStack;
   friend void detail::release_with_stack(void*, std::size_t, std::size_t) noexcept;
+  friend detail::FiberStack detail::take_fiber_stack(std::size_t);
+  friend void* detail::allocate_with_stack(std::size_t, std::size_t, std::size_t);
   explicit StackPool(bool local);
+  static StackPool& make_local();
   // release() drops one holder (the fiber, or the task state) of the slot
   // holding `inside`; the last frees it.
   void release(void* inside, bool fiber) noexcept;
+  // release_slot() drops one holder of slot s, from any thread.
+  static void release_slot(detail::StackSlot* s, bool fiber) noexcept;
   static void give_to_owner(void* inside) noexcept;
+  static void give_to_owner(detail::StackSlot* s) noexcept;
   std::size_t checked(std::size_t size, const char* who) const;
   Core* core_;
   std::size_t default_size_;
@@ -120,23 +131,37 @@ class FIBERLOOP_API StackPool {
 };
 
 // PooledStack is a Boost.Context StackAllocator handing Boost a stack already
-// taken from StackPool::local(), and giving it back there when the fiber ends.
+// taken from StackPool::local(), and giving it back to its pool when the
+// fiber ends. It carries the stack's side-table entry (Boost keeps a copy of
+// the allocator in the fiber's record), so that giving back searches nothing.
 class FIBERLOOP_API PooledStack {
  public:
-  explicit PooledStack(boost::context::stack_context stack) noexcept : stack_(stack) {}
+  PooledStack(boost::context::stack_context stack, detail::StackSlot* slot) noexcept
+      : stack_(stack), slot_(slot) {}
   boost::context::stack_context allocate() noexcept { return stack_; }
   void deallocate(boost::context::stack_context& stack) noexcept;
 
  private:
   boost::context::stack_context stack_;
+  detail::StackSlot* slot_;
 };
 
 namespace detail {
+// FiberStack is a stack for Fiber::create() and its side-table entry.
+struct FiberStack {
+  boost::context::stack_context stack;
+  StackSlot* slot;
+};
+// take_fiber_stack(size) is StackPool::local().allocate(size), or the stack
+// below a task state that allocate_with_stack() just placed. Throws as
+// StackPool::allocate().
+FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size);
+
 // allocate_with_stack(size, align, stack_size) returns room for an object of
 // `size` bytes at the top of a new stack of stack_size (0: the default), so
 // that an idle task touches one page: its state and its frames. The next
-// StackPool::allocate() on this thread returns the stack below it. The slot
-// is freed when both the fiber and release_with_stack() gave it back.
+// take_fiber_stack() on this thread returns the stack below it. The slot is
+// freed when both the fiber and release_with_stack() gave it back.
 // Sanitizer builds use the heap instead (ASan then sees every use after
 // free). Throws as StackPool::allocate().
 FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,

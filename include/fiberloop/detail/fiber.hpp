@@ -92,6 +92,7 @@ class FIBERLOOP_API Fiber {
   fcontext_t self_ = nullptr;    // the fiber while suspended or created
   fcontext_t caller_ = nullptr;  // where to go back to, while running
   boost::context::stack_context stack_{};
+  StackSlot* slot_ = nullptr;  // stack_'s side-table entry, for giving it back
   void* entry_ = nullptr;  // the entry object, at the stack's top
   void (*run_)(void* entry) = nullptr;
   void (*destroy_)(void* entry) noexcept = nullptr;
@@ -115,7 +116,9 @@ template <class Entry>
 void Fiber::create(std::size_t stack_size, Entry&& entry) {
   using Stored = std::decay_t<Entry>;
   static_assert(alignof(Stored) <= 64, "a fiber entry object is aligned to at most 64 bytes");
-  stack_ = StackPool::local().allocate(stack_size);
+  FiberStack taken = take_fiber_stack(stack_size);
+  stack_ = taken.stack;
+  slot_ = taken.slot;
   auto top = reinterpret_cast<std::uintptr_t>(stack_.sp);
   void* at = reinterpret_cast<void*>((top - sizeof(Stored)) & ~std::uintptr_t{63});
   try {
