@@ -146,8 +146,9 @@ void TaskStateBase::run_fiber() {
   }
 }
 
+// resume_body() takes no reference to the task: finishing drops the loop's,
+// maybe the last, and nothing touches `this` after end().
 void TaskStateBase::resume_body(bool eager) {
-  Ref self(this);  // finishing drops the loop's reference
   try {
     Entered entered(this, eager);
     if (step_exc_ && !fiber_.started()) {
@@ -178,6 +179,10 @@ void TaskStateBase::resume_body(bool eager) {
     end();
     return;
   }
+  if (!awaiting_) {  // sleep(0): one trip through the ready queue
+    loop_or_null()->requeue(step_handle());
+    return;
+  }
   wait_on(std::exchange(awaiting_, nullptr));
 }
 
@@ -188,10 +193,6 @@ void TaskStateBase::park(FutureStateBase* fut) {
 }
 
 void TaskStateBase::wait_on(FutureStateBase* fut) {
-  if (!fut) {  // sleep(0): one trip through the ready queue
-    loop_or_null()->requeue(step_handle());
-    return;
-  }
   if (fut->loop_or_null() != loop_or_null()) {
     schedule_step(std::make_exception_ptr(
         RuntimeError(describe() + " got " + fut->describe() + " attached to a different loop")));
