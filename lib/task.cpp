@@ -82,7 +82,7 @@ void TaskStateBase::start() {
     return;
   }
   try {
-    schedule_step();
+    l.requeue(step_handle());
   } catch (...) {
     l.unregister_task(this);
     throw;
