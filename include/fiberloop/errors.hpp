@@ -102,8 +102,8 @@ inline bool is_cancellation(const std::exception_ptr& e) {
 // unwinds and RAII runs. Never swallow it: a `catch (...)` in a task body must
 // rethrow, e.g. `catch (const fiberloop::FiberUnwind&) { throw; }`. Swallowing
 // it, or waiting while it unwinds the fiber, aborts with fiberloop's message
-// in every build. (Fiber turns Boost's forced_unwind into this type, so
-// Boost's own assertion never fires in a consumer built without NDEBUG.)
+// in every build. (Fiber raises it itself at the suspension point: Boost's
+// forced_unwind, and its assertion in builds without NDEBUG, never occur.)
 class FIBERLOOP_API FiberUnwind {};
 
 // ExceptionGroup carries several failures at once: a TaskGroup throws one

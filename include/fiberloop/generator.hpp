@@ -1,4 +1,4 @@
-// generator.hpp: a stackful generator on one boost::context::fiber.
+// generator.hpp: a stackful generator on one fiber of its own.
 #pragma once
 
 #include <concepts>
