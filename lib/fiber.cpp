@@ -207,10 +207,13 @@ void Fiber::exit() noexcept {
   destroy_entry();
   exited_ = true;
   current_fiber = resumer_;
-  // This fiber dies: ASan may free its fake stack now.
-  asan_start(nullptr, caller_bottom_, caller_size_);
+  fcontext_t to = caller_;
+  caller_ = nullptr;
   tsan_switch(tsan_resumer_);
-  jump_fcontext(std::exchange(caller_, nullptr), nullptr);
+  // This fiber dies: ASan frees its fake stack now, so nothing but the jump
+  // may follow (a call could put its frame there).
+  asan_start(nullptr, caller_bottom_, caller_size_);
+  jump_fcontext(to, nullptr);
   __builtin_unreachable();
 }
 
