@@ -173,6 +173,10 @@ void Fiber::suspend() {
     die("a fiber tried to suspend (wait or yield) while it was being unwound: "
         "a catch (...) swallowed FiberUnwind, or a destructor waits during the unwinding");
   }
+  suspend_unchecked();
+}
+
+void Fiber::suspend_unchecked() {
   current_fiber = resumer_;
   asan_start(&fake_stack_, caller_bottom_, caller_size_);
   tsan_switch(tsan_resumer_);

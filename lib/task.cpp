@@ -188,7 +188,7 @@ void TaskStateBase::resume_body(bool eager) {
 
 void TaskStateBase::park(FutureStateBase* fut) {
   awaiting_ = fut;
-  fiber_.suspend();
+  fiber_.suspend_unchecked();  // the callers checked: on this fiber, nothing unwinding
   if (step_exc_) std::rethrow_exception(std::exchange(step_exc_, nullptr));
 }
 

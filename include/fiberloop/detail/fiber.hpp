@@ -51,6 +51,9 @@ class FIBERLOOP_API Fiber {
   // suspend() switches from inside the fiber back to whoever resumed it.
   // Throws FiberUnwind when the fiber is being destroyed.
   void suspend();
+  // suspend_unchecked() is suspend() for a caller that has made its checks:
+  // it runs inside this fiber, and no fiber on this thread is unwinding.
+  void suspend_unchecked();
   // forward(fn, arg), from inside the fiber, has the resumer's resume() call
   // fn(arg) on the resumer's own stack, then resumes this fiber: what fn
   // throws is rethrown here (FiberUnwind excepted: that unwinds the
