@@ -156,7 +156,7 @@ void EventLoop::schedule_at(HandleState* h, std::int64_t when_ns) {
   scheduled_.push(h);
 }
 
-void EventLoop::call_soon_threadsafe(detail::InlineFunction<void(), 64> fn) {
+void EventLoop::call_soon_threadsafe(detail::InlineFunction<void(), 48> fn) {
   threadsafe_.post(std::move(fn));
 }
 

@@ -99,19 +99,19 @@ std::exception_ptr FutureStateBase::waiter_exception_slow() {
 
 CallbackId FutureStateBase::add_done_callback(DoneCallback fn) {
   CallbackId id = next_callback_id_++;
-  add_callback(Callback{id, std::move(fn)});
+  add_callback(Callback{std::move(fn), id});
   return id;
 }
 
 void FutureStateBase::add_waiter_slow(TaskStateBase* task) {
-  add_callback(Callback{next_callback_id_++, {}, task});
+  add_callback(Callback{{}, next_callback_id_++, task});
 }
 
 void FutureStateBase::add_callback(Callback c) {
   if (done()) {
     schedule(c);
-  } else if (!first_callback_ && more_callbacks_.empty()) {
-    first_callback_.emplace(std::move(c));
+  } else if (!first_callback_.id && more_callbacks_.empty()) {
+    first_callback_ = std::move(c);
   } else {
     more_callbacks_.push_back(std::move(c));
   }
@@ -122,8 +122,8 @@ void FutureStateBase::remove_waiter(TaskStateBase* task) noexcept {
     first_waiter_ = nullptr;
     return;
   }
-  if (first_callback_ && first_callback_->waiter == task) {
-    first_callback_.reset();
+  if (first_callback_.id && first_callback_.waiter == task) {
+    first_callback_ = {};
     return;
   }
   auto it = std::find_if(more_callbacks_.begin(), more_callbacks_.end(),
@@ -142,8 +142,8 @@ void FutureStateBase::schedule(Callback& c) {
 }
 
 std::size_t FutureStateBase::remove_done_callback(CallbackId id) noexcept {
-  if (first_callback_ && first_callback_->id == id) {
-    first_callback_.reset();
+  if (first_callback_.id && first_callback_.id == id) {
+    first_callback_ = {};
     return 1;
   }
   auto it = std::find_if(more_callbacks_.begin(), more_callbacks_.end(),
@@ -157,9 +157,9 @@ void FutureStateBase::schedule_callbacks() {
   loop();  // throws, before anything is taken, once the loop is gone
   Ref self(this);
   if (first_waiter_) wake_first_waiter();
-  if (first_callback_) {
-    Callback c = std::move(*first_callback_);
-    first_callback_.reset();
+  if (first_callback_.id) {
+    Callback c = std::move(first_callback_);
+    first_callback_ = {};
     schedule(c);
   }
   if (more_callbacks_.empty()) return;
@@ -169,7 +169,7 @@ void FutureStateBase::schedule_callbacks() {
 
 void FutureStateBase::drop_callbacks() noexcept {
   first_waiter_ = nullptr;
-  first_callback_.reset();
+  first_callback_ = {};
   more_callbacks_.clear();
 }
 

@@ -33,7 +33,7 @@ class CompleterBlock;
 // the loop is closed or destroyed finds it closed instead of a dangling loop.
 class FIBERLOOP_API ThreadBridge {
  public:
-  using Callback = InlineFunction<void(), 64>;
+  using Callback = InlineFunction<void(), 48>;
 
   explicit ThreadBridge(EventLoop& loop) noexcept;
   ~ThreadBridge();

@@ -131,7 +131,7 @@ class FIBERLOOP_API EventLoop {
 
   // call_soon_threadsafe(fn) is call_soon() for other threads: it wakes the
   // loop if it sleeps. Throws RuntimeError if the loop is closed.
-  void call_soon_threadsafe(detail::InlineFunction<void(), 64> fn);
+  void call_soon_threadsafe(detail::InlineFunction<void(), 48> fn);
 
   // time() is the loop's clock: monotonic seconds.
   double time() const noexcept;

@@ -59,7 +59,7 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   void finish() {
     status_ = Status::finished;
     // The common cases, one task awaiting or nobody: its step queued, or nothing.
-    if (!first_callback_ && more_callbacks_.empty() && link_->loop) [[likely]] {
+    if (!first_callback_.id && more_callbacks_.empty() && link_->loop) [[likely]] {
       if (first_waiter_) wake_first_waiter();
     } else {
       schedule_callbacks();
@@ -91,7 +91,7 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // The task outlives the entry (it is alive until it ends, and it ends
   // only after the wake-up, or after remove_waiter when abandoned).
   void add_waiter(TaskStateBase* task) {
-    if (!first_waiter_ && !first_callback_ && more_callbacks_.empty() && !done()) [[likely]] {
+    if (!first_waiter_ && !first_callback_.id && more_callbacks_.empty() && !done()) [[likely]] {
       first_waiter_ = task;
     } else {
       add_waiter_slow(task);
@@ -103,6 +103,15 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   EventLoop& loop() const;
   EventLoop* loop_or_null() const noexcept { return link_->loop; }
 
+  // The flags come first, in the reference count's padding: every parked
+  // task holds a future, so its size is memory per task.
+ protected:
+  Status status_ = Status::pending;
+  bool log_traceback_ = false;  // an exception is set and nobody looked at it
+
+ public:
+  // result_taken_: a move-only value was moved out by take_result().
+  bool result_taken_ = false;
   void* value_ = nullptr;  // the derived state's std::optional<T>; null for void
 
  protected:
@@ -111,12 +120,7 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   void drop_callbacks() noexcept;
   void report_unretrieved(const char* message) noexcept;
 
-  Status status_ = Status::pending;
-  bool log_traceback_ = false;  // an exception is set and nobody looked at it
-
  public:
-  // result_taken_: a move-only value was moved out by take_result().
-  bool result_taken_ = false;
   // check_not_taken() throws InvalidStateError("result already taken") once it was.
   void check_not_taken() const {
     if (result_taken_) [[unlikely]] throw_taken();
@@ -129,8 +133,8 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
  private:
   friend class fiberloop::EventLoop;
   struct Callback {
-    CallbackId id;
-    DoneCallback fn;
+    DoneCallback fn;  // first: it is 16-byte aligned
+    CallbackId id = 0;  // 0: no callback (first_callback_ is empty)
     TaskStateBase* waiter = nullptr;  // set instead of fn for an awaiting task
   };
   void add_callback(Callback c);
@@ -141,11 +145,12 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   [[noreturn]] void throw_taken() const;
   void check_result_slow();
   std::exception_ptr waiter_exception_slow();
+  // The first callback lives inline (id 0: none), so that one done-callback
+  // allocates nothing.
+  Callback first_callback_;
   // first_waiter_ is the task awaiting this future when it was the first to
   // register: completion queues its step before any other callback.
   TaskStateBase* first_waiter_ = nullptr;
-  // The first callback lives inline: a future awaited by one task allocates nothing.
-  std::optional<Callback> first_callback_;
   std::vector<Callback> more_callbacks_;
   CallbackId next_callback_id_ = 1;
   // link_ is the loop's LoopLink (one reference): a future outliving its

@@ -17,7 +17,7 @@ namespace detail {
 // HandleState is one scheduled callback. Pooled and intrusive, so call_soon
 // and call_later allocate nothing in steady state.
 struct FIBERLOOP_API HandleState : RefCounted, Pooled {
-  using Callback = InlineFunction<void(), 64>;
+  using Callback = InlineFunction<void(), 48>;
 
   HandleState(EventLoop* owner, Callback cb) noexcept : loop(owner), callback(std::move(cb)) {}
   // HandleState(owner) leaves the callback empty, for callback.emplace(): the
@@ -41,14 +41,16 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
   // captured) unless it is running right now.
   void cancel() noexcept;
 
-  EventLoop* loop;
-  Callback callback;
-  std::int64_t when_ns = 0;  // timers: deadline on the loop's clock
-  std::uint64_t seq = 0;     // timers: equal deadlines run in the order scheduled
+  // The flags come first, in the reference count's padding: a handle is
+  // 96 bytes, and each parked task holds one (its step).
   bool cancelled = false;
   bool in_heap = false;    // timers: still in the loop's heap
   bool repeating = false;  // I/O callbacks run each time their fd is ready
   bool running = false;
+  EventLoop* loop;
+  Callback callback;
+  std::int64_t when_ns = 0;  // timers: deadline on the loop's clock
+  std::uint64_t seq = 0;     // timers: equal deadlines run in the order scheduled
 
  private:
   // callback_failed(), called in a catch block, reports the exception being

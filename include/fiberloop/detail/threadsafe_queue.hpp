@@ -19,7 +19,7 @@ namespace fiberloop::detail {
 // reused the fd number after the loop went away.
 class FIBERLOOP_API ThreadsafeQueue {
  public:
-  using Callback = InlineFunction<void(), 64>;
+  using Callback = InlineFunction<void(), 48>;
 
   // ThreadsafeQueue() opens the eventfd. Throws std::system_error.
   ThreadsafeQueue();
