@@ -84,7 +84,7 @@ void Fiber::start(void* top) noexcept {
 }
 
 void Fiber::give_back_stack() noexcept {
-  PooledStack(stack_, slot_).deallocate(stack_);
+  give_back_fiber_stack(slot_);
   stack_ = {};
   slot_ = nullptr;
 }

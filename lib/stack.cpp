@@ -507,13 +507,13 @@ void StackPool::trim() noexcept {
   core_->cached_low = 0;
 }
 
-void PooledStack::deallocate(boost::context::stack_context&) noexcept {
+namespace detail {
+
+void give_back_fiber_stack(StackSlot* slot) noexcept {
   // A stack released on another thread, or after this thread's pool died (a
   // static Generator), goes to its owner's remote list or orphaned core.
-  StackPool::release_slot(slot_, true);
+  StackPool::release_slot(slot, true);
 }
-
-namespace detail {
 
 FiberStack take_fiber_stack(std::size_t size) {
   if (StackSlot* s = pending_stack.slot) {

@@ -17,6 +17,7 @@ FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,
                                         std::size_t stack_size);
 FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;
 FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size);
+FIBERLOOP_API void give_back_fiber_stack(StackSlot* slot) noexcept;
 }  // namespace detail
 
 // StackPool hands out fiber stacks. Stacks are slots carved from large
@@ -109,7 +110,7 @@ class FIBERLOOP_API StackPool {
   struct Core;
 
  private:
-  friend class PooledStack;
+  friend void detail::give_back_fiber_stack(detail::StackSlot*) noexcept;
   friend void detail::release_with_stack(void*, std::size_t, std::size_t) noexcept;
   friend detail::FiberStack detail::take_fiber_stack(std::size_t);
   friend void* detail::allocate_with_stack(std::size_t, std::size_t, std::size_t);
@@ -130,22 +131,6 @@ class FIBERLOOP_API StackPool {
   bool local_ = false;  // local(): its death sends later frees to the orphaned core
 };
 
-// PooledStack is a Boost.Context StackAllocator handing Boost a stack already
-// taken from StackPool::local(), and giving it back to its pool when the
-// fiber ends. It carries the stack's side-table entry (Boost keeps a copy of
-// the allocator in the fiber's record), so that giving back searches nothing.
-class FIBERLOOP_API PooledStack {
- public:
-  PooledStack(boost::context::stack_context stack, detail::StackSlot* slot) noexcept
-      : stack_(stack), slot_(slot) {}
-  boost::context::stack_context allocate() noexcept { return stack_; }
-  void deallocate(boost::context::stack_context& stack) noexcept;
-
- private:
-  boost::context::stack_context stack_;
-  detail::StackSlot* slot_;
-};
-
 namespace detail {
 // FiberStack is a stack for Fiber::create() and its side-table entry.
 struct FiberStack {
@@ -156,6 +141,10 @@ struct FiberStack {
 // below a task state that allocate_with_stack() just placed. Throws as
 // StackPool::allocate().
 FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size);
+// give_back_fiber_stack(slot) is the fiber's release of the stack it took
+// (from any thread): the stack's side-table entry travels with the fiber, so
+// giving back searches nothing.
+FIBERLOOP_API void give_back_fiber_stack(StackSlot* slot) noexcept;
 
 // allocate_with_stack(size, align, stack_size) returns room for an object of
 // `size` bytes at the top of a new stack of stack_size (0: the default), so
