@@ -113,13 +113,19 @@ void CompleterBlock::deliver() {
   FutureStateBase* f = std::exchange(future_, nullptr);
   if (!f) return;
   bridge_->unlink(this);
-  // Runs last: the future's reference, the value, the registry's reference.
+  // Runs last: the future's reference, the value, the exception, the
+  // registry's reference. The value and the exception die here, on the loop
+  // thread that used them, never with a block freed on the completing
+  // thread: an exception's last reference dropped there would destroy it
+  // with nothing TSan can see ordering the loop's reads before it (the
+  // exception's count lives in the uninstrumented libstdc++).
   struct Done {
     CompleterBlock* self;
     Ref<FutureStateBase> fut;
     ~Done() {
       fut.reset();
       self->drop_value();
+      self->exception_ = nullptr;
       self->release();
     }
   } done{this, Ref<FutureStateBase>::adopt(f)};
