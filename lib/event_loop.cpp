@@ -327,11 +327,30 @@ void EventLoop::queue_due_timers() {
   }
 }
 
+// prefetch_ahead(i, n) starts loading what the steps a few places ahead in
+// the ready queue will touch first: the handle, then its task's fiber, then
+// the fiber's saved context on its stack. With thousands of tasks in flight
+// each of these is a cache and TLB miss in turn (see README "Fiber stacks").
+void EventLoop::prefetch_ahead(std::size_t i, std::size_t n) const noexcept {
+  if (i + 4 < n) __builtin_prefetch(ready_.at(4));
+  if (i + 3 < n) {
+    const HandleState* h = ready_.at(3);
+    if (h->repeating && h->warm) __builtin_prefetch(h->warm);
+  }
+  if (i + 2 < n) {
+    const HandleState* h = ready_.at(2);
+    if (h->repeating && h->warm) {
+      if (const void* context = *static_cast<void* const*>(h->warm)) __builtin_prefetch(context);
+    }
+  }
+}
+
 void EventLoop::run_ready() {
   // Only what was ready when this iteration began: callbacks scheduled by
   // these callbacks wait for the next iteration.
   std::size_t ntodo = ready_.size();
   for (std::size_t i = 0; i < ntodo; ++i) {
+    prefetch_ahead(i, ntodo);
     Ref<HandleState> h = Ref<HandleState>::adopt(ready_.pop_front());
     if (h->cancelled) continue;
     if (debug_) {

@@ -96,6 +96,7 @@ void TaskStateBase::make_step_handle() {
   // and a loop that closes drops its queue without running it.
   step_handle_ = Ref(new HandleState(loop_or_null(), [this] { step(); }));
   step_handle_->repeating = true;
+  step_handle_->warm = &fiber_;
 }
 
 void TaskStateBase::schedule_step(std::exception_ptr exc) {

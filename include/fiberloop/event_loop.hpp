@@ -351,6 +351,7 @@ class FIBERLOOP_API EventLoop {
   void drain_threadsafe();
   void queue_due_timers();
   void run_ready();
+  void prefetch_ahead(std::size_t i, std::size_t n) const noexcept;
   void run_timed(detail::HandleState& h);
 
   void check_closed() const {

@@ -35,7 +35,9 @@ class TaskStateBase;
 // call_soon, in registration order, by that move — never run inline.
 class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
  public:
-  using DoneCallback = InlineFunction<void(FutureStateBase&), 40>;
+  // 32 bytes inline: scheduling one wraps it with the future's reference in
+  // a loop callback (48 bytes inline).
+  using DoneCallback = InlineFunction<void(FutureStateBase&), 32>;
   enum class Status : std::uint8_t { pending, cancelled, finished };
 
   explicit FutureStateBase(EventLoop& loop);

@@ -50,7 +50,14 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
   EventLoop* loop;
   Callback callback;
   std::int64_t when_ns = 0;  // timers: deadline on the loop's clock
-  std::uint64_t seq = 0;     // timers: equal deadlines run in the order scheduled
+  union {
+    std::uint64_t seq = 0;  // timers: equal deadlines run in the order scheduled
+    // warm, in a task's step (repeating; never a timer), is the task's
+    // Fiber, whose first word is its saved context: the loop prefetches
+    // both a few handles ahead, since with thousands of tasks in flight each
+    // step's stack page is cold (null in I/O callbacks).
+    const void* warm;
+  };
 
  private:
   // callback_failed(), called in a catch block, reports the exception being

@@ -92,7 +92,9 @@ class FIBERLOOP_API Fiber {
   void give_back_stack() noexcept;
   void destroy_entry() noexcept { destroy_(entry_); }
 
-  fcontext_t self_ = nullptr;    // the fiber while suspended or created
+  // self_ stays the first member: the loop reads it through a task step's
+  // HandleState::warm to prefetch the saved context.
+  fcontext_t self_ = nullptr;  // the fiber while suspended or created
   fcontext_t caller_ = nullptr;  // where to go back to, while running
   boost::context::stack_context stack_{};
   StackSlot* slot_ = nullptr;  // stack_'s side-table entry, for giving it back

@@ -29,6 +29,8 @@ class RingQueue {
   // front() and back(): the oldest and the newest item; not on an empty queue.
   const T& front() const noexcept { return slots_[head_]; }
   const T& back() const noexcept { return slots_[(head_ + size_ - 1) & (capacity_ - 1)]; }
+  // at(i) is the i-th oldest item; i < size().
+  const T& at(std::size_t i) const noexcept { return slots_[(head_ + i) & (capacity_ - 1)]; }
   T pop_front() noexcept {
     T v = std::move(slots_[head_]);
     head_ = (head_ + 1) & (capacity_ - 1);
