@@ -53,6 +53,29 @@ inline char pattern(std::size_t i) {
   return static_cast<char>((i * 7 + i / 251 + i / 65521) & 0xff);
 }
 
+// blocking_echo_rounds(at, rounds) is a plain blocking client, for another
+// thread: it connects to `at`, then `rounds` times sends 64 bytes and reads
+// the 64 echoed back. True if every round trip completed.
+inline bool blocking_echo_rounds(const net::Address& at, int rounds) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  bool ok = ::connect(fd, at.data(), at.size()) == 0;
+  int one = 1;
+  if (ok) ::setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
+  char msg[64] = "ping", back[64];
+  for (int i = 0; i < rounds && ok; ++i) {
+    ok = ::send(fd, msg, 64, MSG_NOSIGNAL) == 64;
+    std::size_t got = 0;
+    while (ok && got < 64) {
+      ssize_t n = ::recv(fd, back + got, 64 - got, 0);
+      ok = n > 0;
+      got += n > 0 ? static_cast<std::size_t>(n) : 0;
+    }
+  }
+  ::close(fd);
+  return ok;
+}
+
 // unused_port() is a loopback TCP port nobody listens on right now.
 inline int unused_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

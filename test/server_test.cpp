@@ -290,24 +290,7 @@ BOOST_AUTO_TEST_CASE(a_stream_echo_round_trip_costs_one_poll_one_read_one_write)
   std::thread client([&] {
     for (int i = 0; i < 500 && port == 0; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    auto at = net::Address::ip("127.0.0.1", port);
-    if (::connect(fd, at.data(), at.size()) != 0) return;
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
-    char msg[64] = "ping", back[64];
-    bool ok = true;
-    for (int i = 0; i < kWarmup + kCounted && ok; ++i) {
-      ok = ::send(fd, msg, 64, MSG_NOSIGNAL) == 64;
-      std::size_t got = 0;
-      while (ok && got < 64) {
-        ssize_t n = ::recv(fd, back + got, 64 - got, 0);
-        ok = n > 0;
-        got += n > 0 ? static_cast<std::size_t>(n) : 0;
-      }
-    }
-    ::close(fd);
-    client_ok = ok;
+    client_ok = blocking_echo_rounds(net::Address::ip("127.0.0.1", port), kWarmup + kCounted);
   });
   run(
       [&] {

@@ -311,23 +311,7 @@ BOOST_AUTO_TEST_CASE(an_echo_round_trip_costs_one_poll_one_read_one_write) {
   Address at = server.getsockname();
   std::atomic<bool> client_ok{false};
   std::thread client([&] {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::connect(fd, at.data(), at.size()) != 0) return;
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
-    char msg[64] = "ping", back[64];
-    bool ok = true;
-    for (int i = 0; i < kWarmup + kCounted && ok; ++i) {
-      ok = ::send(fd, msg, 64, MSG_NOSIGNAL) == 64;
-      std::size_t got = 0;
-      while (ok && got < 64) {
-        ssize_t n = ::recv(fd, back + got, 64 - got, 0);
-        ok = n > 0;
-        got += n > 0 ? static_cast<std::size_t>(n) : 0;
-      }
-    }
-    ::close(fd);
-    client_ok = ok;
+    client_ok = blocking_echo_rounds(at, kWarmup + kCounted);
   });
   fiberloop::detail::SyscallCounts counted{};
   run(
