@@ -218,14 +218,16 @@ class FIBERLOOP_API EventLoop {
   // an fd: a registration outlives the number if a dup keeps the file open.
   template <class Fn, class... Args>
   void add_reader(int fd, Fn&& fn, Args&&... args) {
-    add_io(fd, Poller::kReadable, bind(std::forward<Fn>(fn), std::forward<Args>(args)...));
+    add_io(fd, Poller::kReadable,
+           Callback(bound(std::forward<Fn>(fn), std::forward<Args>(args)...)));
   }
   // remove_reader(fd) stops watching fd for reading; false if it was not watched.
   bool remove_reader(int fd) { return remove_io(fd, Poller::kReadable); }
   // add_writer / remove_writer: the same for writability.
   template <class Fn, class... Args>
   void add_writer(int fd, Fn&& fn, Args&&... args) {
-    add_io(fd, Poller::kWritable, bind(std::forward<Fn>(fn), std::forward<Args>(args)...));
+    add_io(fd, Poller::kWritable,
+           Callback(bound(std::forward<Fn>(fn), std::forward<Args>(args)...)));
   }
   bool remove_writer(int fd) { return remove_io(fd, Poller::kWritable); }
 
@@ -278,14 +280,16 @@ class FIBERLOOP_API EventLoop {
   friend class detail::ThreadBridge;
   using Callback = detail::HandleState::Callback;
 
+  // bound(fn, args...) is fn itself (forwarded, not copied), or a callable
+  // that calls fn(args...) with copies of its own.
   template <class Fn, class... Args>
-  static Callback bind(Fn&& fn, Args&&... args) {
+  static decltype(auto) bound(Fn&& fn, Args&&... args) {
     if constexpr (sizeof...(Args) == 0) {
-      return Callback(std::forward<Fn>(fn));
+      return std::forward<Fn>(fn);
     } else {
-      return Callback([fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable {
+      return [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable {
         std::invoke(fn, args...);
-      });
+      };
     }
   }
 
@@ -294,14 +298,7 @@ class FIBERLOOP_API EventLoop {
   template <class Fn, class... Args>
   detail::Ref<detail::HandleState> make_handle(Fn&& fn, Args&&... args) {
     detail::Ref<detail::HandleState> h(new detail::HandleState(this));
-    if constexpr (sizeof...(Args) == 0) {
-      h->callback.emplace(std::forward<Fn>(fn));
-    } else {
-      h->callback.emplace(
-          [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable {
-            std::invoke(fn, args...);
-          });
-    }
+    h->callback.emplace(bound(std::forward<Fn>(fn), std::forward<Args>(args)...));
     return h;
   }
   template <class Fn, class... Args>
