@@ -101,7 +101,7 @@ void TaskStateBase::make_step_handle() {
 
 void TaskStateBase::schedule_step(std::exception_ptr exc) {
   step_exc_ = std::move(exc);
-  loop().requeue(step_handle());
+  queue_step();
 }
 
 bool TaskStateBase::cancel(std::string message) {
@@ -181,7 +181,7 @@ void TaskStateBase::resume_body(bool eager) {
     return;
   }
   if (!awaiting_) {  // sleep(0): one trip through the ready queue
-    loop_or_null()->requeue(step_handle());
+    queue_step();
     return;
   }
   wait_on(std::exchange(awaiting_, nullptr));
@@ -211,7 +211,7 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
 
 void TaskStateBase::wakeup(FutureStateBase& fut) {
   step_exc_ = fut.waiter_exception();
-  loop_or_null()->requeue(step_handle());
+  queue_step();
 }
 
 void die_if_unwinding(const char* what) noexcept {

@@ -128,6 +128,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
     return step_handle_.get();
   }
   void make_step_handle();
+  // queue_step() puts the task's step in the ready queue (the loop is live:
+  // only a task that runs, or a future its loop completes, calls it).
+  void queue_step() { loop_or_null()->requeue(step_handle()); }
   // resume_body(eager) switches to the function until it awaits or returns,
   // then waits or finishes the task; eager: the first step, run inside
   // create_task (eager_start).
