@@ -16,20 +16,12 @@
 
 #include "fd_helpers.hpp"
 #include "loop_fixture.hpp"
+#include "net_helpers.hpp"
 
 namespace {
 
 void put(int fd, const char* s) {
   BOOST_REQUIRE(::write(fd, s, std::char_traits<char>::length(s)) > 0);
-}
-
-long resident_kib() {
-  long pages = 0, resident = 0;
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  BOOST_REQUIRE(f);
-  BOOST_REQUIRE(std::fscanf(f, "%ld %ld", &pages, &resident) == 2);
-  std::fclose(f);
-  return resident * (::sysconf(_SC_PAGESIZE) / 1024);
 }
 
 struct TableFixture : LoopFixture {
