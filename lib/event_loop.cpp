@@ -351,7 +351,16 @@ void EventLoop::run_ready() {
   std::size_t ntodo = ready_.size();
   for (std::size_t i = 0; i < ntodo; ++i) {
     prefetch_ahead(i, ntodo);
-    Ref<HandleState> h = Ref<HandleState>::adopt(ready_.pop_front());
+    HandleState* next = ready_.pop_front();
+    if (next->is_task_step()) {  // held without a reference (TaskStateBase::step_)
+      if (debug_) {
+        run_timed(*next);
+      } else {
+        next->run_step();
+      }
+      continue;
+    }
+    Ref<HandleState> h = Ref<HandleState>::adopt(next);
     if (h->cancelled) continue;
     if (debug_) {
       run_timed(*h);
@@ -366,7 +375,11 @@ void EventLoop::run_timed(HandleState& h) {
   std::string stepped;
   {
     detail::TaskStateBase::LastStepped watch(stepped);
-    h.run();
+    if (h.is_task_step()) {
+      h.run_step();  // h may be gone after it
+    } else {
+      h.run();
+    }
   }
   double took = static_cast<double>(now_ns() - t0) / 1e9;
   if (took >= slow_callback_duration_) {
@@ -521,7 +534,7 @@ void EventLoop::close() {
   if (bridge_) bridge_->close();  // completers and the default executor (completer.hpp)
   closed_ = true;
   threadsafe_.close();
-  while (!ready_.empty()) Ref<HandleState>::adopt(ready_.pop_front());
+  drop_ready();
   while (!scheduled_.empty()) {
     HandleState* h = scheduled_.pop();
     h->in_heap = false;
@@ -538,9 +551,20 @@ void EventLoop::close() {
 }
 
 void EventLoop::abandon_tasks() noexcept {
+  // A task's queued step lives in the task: the queue is emptied before each
+  // task goes, and after it (its unwinding may wake the others).
+  drop_ready();
   while (tasks_) {
     Ref<detail::TaskStateBase> task(tasks_);
     task->abandon();
+    drop_ready();
+  }
+}
+
+void EventLoop::drop_ready() noexcept {
+  while (!ready_.empty()) {
+    HandleState* h = ready_.pop_front();
+    if (!h->is_task_step()) Ref<HandleState>::adopt(h);  // may queue more: loop
   }
 }
 

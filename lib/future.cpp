@@ -26,6 +26,21 @@ void FutureStateBase::report_unretrieved(const char* message) noexcept {
 
 std::string FutureStateBase::describe() const { return "Future"; }
 
+const std::string& FutureStateBase::cancel_message() const noexcept {
+  static const std::string none;
+  return extras_ ? extras_->cancel_message : none;
+}
+
+void FutureStateBase::set_cancel_message(std::string message) {
+  if (message.empty() && !extras_) return;
+  extras().cancel_message = std::move(message);
+}
+
+FutureStateBase::Extras& FutureStateBase::extras() {
+  if (!extras_) extras_ = std::make_unique<Extras>();
+  return *extras_;
+}
+
 EventLoop& FutureStateBase::loop() const {
   EventLoop* loop = link_->loop;
   if (!loop) throw RuntimeError(describe() + " outlived its event loop");
@@ -62,7 +77,7 @@ bool FutureStateBase::cancel(std::string message) {
 
 void FutureStateBase::mark_cancelled(std::string message) {
   status_ = Status::cancelled;
-  cancel_message_ = std::move(message);
+  set_cancel_message(std::move(message));
   schedule_callbacks();
 }
 
@@ -71,7 +86,7 @@ void FutureStateBase::check_result_slow() {
     case Status::pending:
       throw InvalidStateError("result(): " + describe() + " is not done yet");
     case Status::cancelled:
-      throw CancelledError(cancel_message_);
+      throw CancelledError(cancel_message());
     case Status::finished:
       log_traceback_ = false;
       if (exception_) std::rethrow_exception(exception_);
@@ -86,13 +101,13 @@ void FutureStateBase::throw_taken() const {
 std::exception_ptr FutureStateBase::exception() {
   if (status_ == Status::pending)
     throw InvalidStateError("exception(): " + describe() + " is not done yet");
-  if (status_ == Status::cancelled) throw CancelledError(cancel_message_);
+  if (status_ == Status::cancelled) throw CancelledError(cancel_message());
   log_traceback_ = false;
   return exception_;
 }
 
 std::exception_ptr FutureStateBase::waiter_exception_slow() {
-  if (status_ == Status::cancelled) return std::make_exception_ptr(CancelledError(cancel_message_));
+  if (status_ == Status::cancelled) return std::make_exception_ptr(CancelledError(cancel_message()));
   log_traceback_ = false;
   return exception_;
 }
@@ -110,10 +125,10 @@ void FutureStateBase::add_waiter_slow(TaskStateBase* task) {
 void FutureStateBase::add_callback(Callback c) {
   if (done()) {
     schedule(c);
-  } else if (!first_callback_.id && more_callbacks_.empty()) {
+  } else if (!first_callback_.id && (!extras_ || extras_->more_callbacks.empty())) {
     first_callback_ = std::move(c);
   } else {
-    more_callbacks_.push_back(std::move(c));
+    extras().more_callbacks.push_back(std::move(c));
   }
 }
 
@@ -126,9 +141,11 @@ void FutureStateBase::remove_waiter(TaskStateBase* task) noexcept {
     first_callback_ = {};
     return;
   }
-  auto it = std::find_if(more_callbacks_.begin(), more_callbacks_.end(),
+  if (!extras_) return;
+  auto& more = extras_->more_callbacks;
+  auto it = std::find_if(more.begin(), more.end(),
                          [task](const Callback& c) { return c.waiter == task; });
-  if (it != more_callbacks_.end()) more_callbacks_.erase(it);
+  if (it != more.end()) more.erase(it);
 }
 
 // schedule(c) is call_soon(c.fn, this), or the waiting task's step queued
@@ -146,10 +163,11 @@ std::size_t FutureStateBase::remove_done_callback(CallbackId id) noexcept {
     first_callback_ = {};
     return 1;
   }
-  auto it = std::find_if(more_callbacks_.begin(), more_callbacks_.end(),
-                         [id](const Callback& c) { return c.id == id; });
-  if (it == more_callbacks_.end()) return 0;
-  more_callbacks_.erase(it);
+  if (!extras_) return 0;
+  auto& more = extras_->more_callbacks;
+  auto it = std::find_if(more.begin(), more.end(), [id](const Callback& c) { return c.id == id; });
+  if (it == more.end()) return 0;
+  more.erase(it);
   return 1;
 }
 
@@ -162,15 +180,15 @@ void FutureStateBase::schedule_callbacks() {
     first_callback_ = {};
     schedule(c);
   }
-  if (more_callbacks_.empty()) return;
-  for (Callback& c : more_callbacks_) schedule(c);
-  more_callbacks_.clear();
+  if (!extras_ || extras_->more_callbacks.empty()) return;
+  for (Callback& c : extras_->more_callbacks) schedule(c);
+  extras_->more_callbacks.clear();
 }
 
 void FutureStateBase::drop_callbacks() noexcept {
   first_waiter_ = nullptr;
   first_callback_ = {};
-  more_callbacks_.clear();
+  if (extras_) extras_->more_callbacks.clear();
 }
 
 }  // namespace fiberloop::detail

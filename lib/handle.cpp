@@ -4,13 +4,13 @@
 
 namespace fiberloop::detail {
 
-void HandleState::callback_failed() {
+void HandleState::callback_failed(EventLoop* owner) {
   try {
     throw;
   } catch (const FiberUnwind&) {
     throw;
   } catch (...) {
-    loop->call_exception_handler({"Exception in callback", std::current_exception(), {}});
+    owner->call_exception_handler({"Exception in callback", std::current_exception(), {}});
   }
 }
 

@@ -14,6 +14,7 @@ constinit thread_local std::string* stepped_sink = nullptr;
 std::atomic<unsigned long> task_counter{0};
 
 // Entered marks a task as the one running its step, as asyncio's _enter_task.
+
 class Entered {
  public:
   // An eager first step (inside create_task) may run from another task's
@@ -46,7 +47,11 @@ TaskStateBase::TaskStateBase(EventLoop& loop, const TaskOptions& options)
       number_(task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
       // (A copy of an empty name still costs a call.)
       name_(options.name.empty() ? std::string() : options.name),
+      step_(&loop),
       eager_start_(options.eager_start) {
+  step_.callback.emplace([this] { step(); });
+  step_.repeating = true;
+  step_.warm = &fiber_;
   // The label makes the stack the fiber takes this task's: an overflow
   // report then prints the task's name (or Task-N, from the number).
   label_next_stack(&name_, number_);
@@ -82,21 +87,11 @@ void TaskStateBase::start() {
     return;
   }
   try {
-    l.requeue(step_handle());
+    l.requeue_step(&step_);
   } catch (...) {
     l.unregister_task(this);
     throw;
   }
-}
-
-void TaskStateBase::make_step_handle() {
-  // Made at the first wait, not at creation: an eager task that finishes
-  // without waiting never needs one. It holds the task by a plain pointer:
-  // a queued step implies a live task (the loop holds it until it ends),
-  // and a loop that closes drops its queue without running it.
-  step_handle_ = Ref(new HandleState(loop_or_null(), [this] { step(); }));
-  step_handle_->repeating = true;
-  step_handle_->warm = &fiber_;
 }
 
 void TaskStateBase::schedule_step(std::exception_ptr exc) {
@@ -113,7 +108,7 @@ bool TaskStateBase::cancel(std::string message) {
   if (fut_waiter_ && fut_waiter_->cancel(message)) return true;
   // Then step() is scheduled already; it will raise CancelledError.
   must_cancel_ = true;
-  cancel_message_ = std::move(message);
+  set_cancel_message(std::move(message));
   return true;
 }
 
@@ -130,7 +125,7 @@ void TaskStateBase::step() {
   }
   if (must_cancel_) {
     if (!step_exc_ || !is_cancellation(step_exc_))
-      step_exc_ = std::make_exception_ptr(CancelledError(cancel_message_));
+      step_exc_ = std::make_exception_ptr(CancelledError(cancel_message()));
     must_cancel_ = false;
   }
   fut_waiter_.reset();
@@ -173,7 +168,7 @@ void TaskStateBase::resume_body(bool eager) {
     if (must_cancel_) {     // cancelled right before it returned
       must_cancel_ = false;
       drop_value();
-      mark_cancelled(cancel_message_);
+      mark_cancelled(cancel_message());
     } else {
       finish();
     }
@@ -206,11 +201,13 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
   }
   fut->add_waiter(this);
   fut_waiter_ = Ref(fut);
-  if (must_cancel_ && fut_waiter_->cancel(cancel_message_)) must_cancel_ = false;
+  if (must_cancel_ && fut_waiter_->cancel(cancel_message())) must_cancel_ = false;
 }
 
 void TaskStateBase::wakeup(FutureStateBase& fut) {
-  step_exc_ = fut.waiter_exception();
+  // Most wakeups carry no exception, and step_exc_ is already empty then.
+  std::exception_ptr e = fut.waiter_exception();
+  if (e || step_exc_) [[unlikely]] step_exc_ = std::move(e);
   queue_step();
 }
 

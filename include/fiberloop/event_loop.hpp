@@ -328,6 +328,13 @@ class FIBERLOOP_API EventLoop {
       requeue_slow();
     push_ready(h);
   }
+  // requeue_step(h) is requeue() for a task's own step, which the queue
+  // holds without a reference (see TaskStateBase::step_).
+  void requeue_step(detail::HandleState* h) {
+    if (closed_ || debug_ || threadsafe_.pending()) [[unlikely]]
+      requeue_slow();
+    ready_.push_back(h);
+  }
   void requeue_slow();
   std::int64_t deadline_after(double delay) const;
   static std::int64_t deadline_at(double when);
@@ -364,6 +371,8 @@ class FIBERLOOP_API EventLoop {
   }
   void check_thread_slow() const;
   void abandon_tasks() noexcept;
+  // drop_ready() empties the ready queue without running it.
+  void drop_ready() noexcept;
   void register_task(detail::TaskStateBase* t) noexcept;
   void unregister_task(detail::TaskStateBase* t) noexcept;
   class RunningScope;

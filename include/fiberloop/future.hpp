@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -61,7 +62,7 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   void finish() {
     status_ = Status::finished;
     // The common cases, one task awaiting or nobody: its step queued, or nothing.
-    if (!first_callback_.id && more_callbacks_.empty() && link_->loop) [[likely]] {
+    if (!first_callback_.id && !extras_ && link_->loop) [[likely]] {
       if (first_waiter_) wake_first_waiter();
     } else {
       schedule_callbacks();
@@ -93,7 +94,7 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // The task outlives the entry (it is alive until it ends, and it ends
   // only after the wake-up, or after remove_waiter when abandoned).
   void add_waiter(TaskStateBase* task) {
-    if (!first_waiter_ && !first_callback_.id && more_callbacks_.empty() && !done()) [[likely]] {
+    if (!first_waiter_ && !first_callback_.id && !extras_ && !done()) [[likely]] {
       first_waiter_ = task;
     } else {
       add_waiter_slow(task);
@@ -130,7 +131,10 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
 
  protected:
   std::exception_ptr exception_;
-  std::string cancel_message_;
+  // cancel_message() is the message the future (or task) was cancelled
+  // with; empty if none. set_cancel_message(m) replaces it.
+  const std::string& cancel_message() const noexcept;
+  void set_cancel_message(std::string message);
 
  private:
   friend class fiberloop::EventLoop;
@@ -153,7 +157,15 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // first_waiter_ is the task awaiting this future when it was the first to
   // register: completion queues its step before any other callback.
   TaskStateBase* first_waiter_ = nullptr;
-  std::vector<Callback> more_callbacks_;
+  // Extras is what few futures use: a cancel message and the callbacks past
+  // the first. Made on first use, it keeps a future at 128 bytes, not 176
+  // (each parked task holds one), and its construction and destruction short.
+  struct Extras {
+    std::string cancel_message;
+    std::vector<Callback> more_callbacks;
+  };
+  Extras& extras();
+  std::unique_ptr<Extras> extras_;
   CallbackId next_callback_id_ = 1;
   // link_ is the loop's LoopLink (one reference): a future outliving its
   // loop sees null there, and a future costs the loop no bookkeeping.

@@ -31,18 +31,32 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
       callback();
     } catch (...) {
       running = false;
-      callback_failed();  // rethrows FiberUnwind
+      callback_failed(loop);  // rethrows FiberUnwind
     }
     running = false;
     // A one-shot callback is spent: let go of what it captured now.
     if (!repeating || cancelled) callback.reset();
   }
+  // run_step() runs a task's step (is_task_step()). Unlike run(), it touches
+  // nothing after the callback: the step may end the task, and with it this
+  // handle, a member of the task.
+  void run_step() {
+    EventLoop* owner = loop;
+    try {
+      callback();
+    } catch (...) {
+      callback_failed(owner);  // rethrows FiberUnwind
+    }
+  }
+  // is_task_step() tells a task's step (TaskStateBase::step_), which the
+  // ready queue holds without a reference.
+  bool is_task_step() const noexcept { return repeating && warm; }
   // cancel() marks it so the loop skips it, and drops the callback (and what it
   // captured) unless it is running right now.
   void cancel() noexcept;
 
   // The flags come first, in the reference count's padding: a handle is
-  // 96 bytes, and each parked task holds one (its step).
+  // 96 bytes, and each task embeds one (its step).
   bool cancelled = false;
   bool in_heap = false;    // timers: still in the loop's heap
   bool repeating = false;  // I/O callbacks run each time their fd is ready
@@ -60,10 +74,10 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
   };
 
  private:
-  // callback_failed(), called in a catch block, reports the exception being
-  // handled to the loop's exception handler, or rethrows it if it is the
+  // callback_failed(owner), called in a catch block, reports the exception
+  // being handled to owner's exception handler, or rethrows it if it is the
   // FiberUnwind that unwinds a task's fiber.
-  void callback_failed();
+  static void callback_failed(EventLoop* owner);
 };
 
 }  // namespace detail

@@ -122,15 +122,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // fut calls it (in its done-callback order) when it completes.
   void wakeup(FutureStateBase& fut);
   void schedule_step(std::exception_ptr exc = nullptr);
-  // step_handle() is step_handle_, made on first use.
-  HandleState* step_handle() {
-    if (!step_handle_) [[unlikely]] make_step_handle();
-    return step_handle_.get();
-  }
-  void make_step_handle();
   // queue_step() puts the task's step in the ready queue (the loop is live:
   // only a task that runs, or a future its loop completes, calls it).
-  void queue_step() { loop_or_null()->requeue(step_handle()); }
+  void queue_step() { loop_or_null()->requeue_step(&step_); }
   // resume_body(eager) switches to the function until it awaits or returns,
   // then waits or finishes the task; eager: the first step, run inside
   // create_task (eager_start).
@@ -147,10 +141,13 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
 
   unsigned long number_;
   Ref<FutureStateBase> fut_waiter_;
-  // step_handle_ is this task's one entry in the ready queue, reused by
-  // every step (a task is queued at most once at a time: the invariant
-  // above); step_exc_ is what that step throws in.
-  Ref<HandleState> step_handle_;
+  // step_ is this task's one entry in the ready queue, reused by every step
+  // (a task is queued at most once at a time: the invariant above), and
+  // part of the task, not a block of its own. The queue holds no reference
+  // to it: a queued step is a pending task's, which the loop holds until it
+  // ends (and close() drops the queue around each task it abandons).
+  // step_exc_ is what that step throws in.
+  HandleState step_;
   std::exception_ptr step_exc_;
   std::exception_ptr body_error_;          // what the function threw
   FutureStateBase* awaiting_ = nullptr;   // what it awaits (null: sleep(0))

@@ -59,6 +59,35 @@ void ready_queue_floor(long n) {
   });
 }
 
+// OneStack hands every fiber the same stack: a stack cache's best case.
+struct OneStack {
+  ctx::stack_context stack;
+  ctx::stack_context allocate() const noexcept { return stack; }
+  void deallocate(ctx::stack_context&) const noexcept {}
+};
+
+// The floor of a spawn: a raw Boost fiber created on a cached stack, run to
+// its end (create, first switch in, switch out at the exit). No scheduler, no
+// state, no result.
+void fiber_spawn_floor(long n) {
+  ctx::fixedsize_stack stacks(64 * 1024);
+  ctx::stack_context stack = stacks.allocate();
+  long runs = 0;
+  auto once = [&] {
+    ctx::fiber f{std::allocator_arg, OneStack{stack}, [&runs](ctx::fiber&& caller) {
+                   ++runs;
+                   return std::move(caller);
+                 }};
+    std::move(f).resume();
+  };
+  for (long i = 0; i < kWarmup; ++i) once();
+  counted([&] {
+    for (long i = 0; i < n; ++i) once();
+  });
+  stacks.deallocate(stack);
+  if (runs != n + kWarmup) std::fprintf(stderr, "fiber_spawn_floor: %ld runs\n", runs);
+}
+
 template <class Body>
 void in_task(Body body) {
   fiberloop::EventLoop loop;
@@ -146,6 +175,7 @@ struct Op {
 const Op kOps[] = {
     {"fiber_round_trip", fiber_round_trip},
     {"ready_queue_floor", ready_queue_floor},
+    {"fiber_spawn_floor", fiber_spawn_floor},
     {"sleep0", sleep0},
     {"await_call_soon", await_call_soon},
     {"spawn_await", [](long n) { spawn_await(n, fiberloop::TaskOptions{}); }},
