@@ -327,21 +327,40 @@ void EventLoop::queue_due_timers() {
   }
 }
 
-// prefetch_ahead(i, n) starts loading what the steps a few places ahead in
-// the ready queue will touch first: the handle, then its task's fiber, then
-// the fiber's saved context on its stack. With thousands of tasks in flight
-// each of these is a cache and TLB miss in turn (see README "Fiber stacks").
-void EventLoop::prefetch_ahead(std::size_t i, std::size_t n) const noexcept {
-  if (i + 4 < n) __builtin_prefetch(ready_.at(4));
-  if (i + 3 < n) {
-    const HandleState* h = ready_.at(3);
-    if (h->repeating && h->warm) __builtin_prefetch(h->warm);
+// A ready queue this long gets prefetched for, this many entries ahead.
+constexpr std::size_t kPrefetchQueue = 16;
+constexpr std::size_t kPrefetchDistance = 4;
+
+// prefetch_ahead() starts loading what the steps a few places ahead in the
+// ready queue will touch first: the step's entry (in its task), then the
+// task's fiber, then the fiber's saved context on its stack. With thousands
+// of tasks in flight each of these is a cache and TLB miss in turn (see
+// README "Fiber stacks"). At least kPrefetchDistance + 1 entries are queued.
+inline void EventLoop::prefetch_ahead() const noexcept {
+  __builtin_prefetch(ready_.at(kPrefetchDistance));
+  if (const HandleState* h = ready_.at(kPrefetchDistance - 1); h->is_task_step())
+    __builtin_prefetch(h->warm);
+  if (const HandleState* h = ready_.at(kPrefetchDistance - 2); h->is_task_step()) {
+    if (const void* context = *static_cast<void* const*>(h->warm)) __builtin_prefetch(context);
   }
-  if (i + 2 < n) {
-    const HandleState* h = ready_.at(2);
-    if (h->repeating && h->warm) {
-      if (const void* context = *static_cast<void* const*>(h->warm)) __builtin_prefetch(context);
+}
+
+inline void EventLoop::run_next() {
+  HandleState* next = ready_.pop_front();
+  if (next->is_task_step()) {  // held without a reference (TaskStateBase::step_)
+    if (debug_) {
+      run_timed(*next);
+    } else {
+      next->run_step();
     }
+    return;
+  }
+  Ref<HandleState> h = Ref<HandleState>::adopt(next);
+  if (h->cancelled) return;
+  if (debug_) {
+    run_timed(*h);
+  } else {
+    h->run();
   }
 }
 
@@ -349,25 +368,14 @@ void EventLoop::run_ready() {
   // Only what was ready when this iteration began: callbacks scheduled by
   // these callbacks wait for the next iteration.
   std::size_t ntodo = ready_.size();
-  for (std::size_t i = 0; i < ntodo; ++i) {
-    prefetch_ahead(i, ntodo);
-    HandleState* next = ready_.pop_front();
-    if (next->is_task_step()) {  // held without a reference (TaskStateBase::step_)
-      if (debug_) {
-        run_timed(*next);
-      } else {
-        next->run_step();
-      }
-      continue;
-    }
-    Ref<HandleState> h = Ref<HandleState>::adopt(next);
-    if (h->cancelled) continue;
-    if (debug_) {
-      run_timed(*h);
-    } else {
-      h->run();
+  std::size_t i = 0;
+  if (ntodo >= kPrefetchQueue) {
+    for (; i + kPrefetchDistance < ntodo; ++i) {
+      prefetch_ahead();
+      run_next();
     }
   }
+  for (; i < ntodo; ++i) run_next();
 }
 
 void EventLoop::run_timed(HandleState& h) {

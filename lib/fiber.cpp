@@ -124,9 +124,16 @@ void Fiber::switch_in() {
 }
 
 void Fiber::resume() {
-  if (state_ != State::created && state_ != State::suspended)
+  if (state_ != State::created && state_ != State::suspended) [[unlikely]]
     die("resume() of a fiber that is not suspended");
   switch_in();
+  if (forward_fn_) [[unlikely]]
+    serve_forwards();
+}
+
+// serve_forwards() runs, on the resumer's side, what the fiber forwarded to
+// it (a generator's wait, for the task that drives it), then resumes it.
+[[gnu::noinline]] void Fiber::serve_forwards() {
   while (state_ == State::suspended && forward_fn_) {
     ForwardFn fn = std::exchange(forward_fn_, nullptr);
     state_ = State::forwarding;  // nobody else may resume it meanwhile

@@ -20,14 +20,20 @@ class Entered {
   // An eager first step (inside create_task) may run from another task's
   // step: that task is set aside meanwhile, as asyncio's _swap_current_task.
   Entered(TaskStateBase* task, bool eager) : previous_(current_task) {
-    if (previous_ && !eager) {
-      throw RuntimeError("Cannot enter into " + task->describe() + " while another task " +
-                         previous_->describe() + " is being executed.");
-    }
+    if (previous_ && !eager) [[unlikely]]
+      throw_nested(task);
     current_task = task;
-    if (stepped_sink) *stepped_sink = task->name();
+    if (stepped_sink) [[unlikely]]
+      record_step(task);
   }
   ~Entered() { current_task = previous_; }
+  // Out of line, as the other rare paths of a step: their strings would give
+  // the step's functions a frame.
+  [[noreturn, gnu::noinline]] void throw_nested(TaskStateBase* task) const {
+    throw RuntimeError("Cannot enter into " + task->describe() + " while another task " +
+                       previous_->describe() + " is being executed.");
+  }
+  [[gnu::noinline]] static void record_step(TaskStateBase* task) { *stepped_sink = task->name(); }
   Entered(const Entered&) = delete;
   Entered& operator=(const Entered&) = delete;
 
@@ -119,17 +125,21 @@ int TaskStateBase::uncancel() noexcept {
 }
 
 void TaskStateBase::step() {
+  if (done() || must_cancel_) [[unlikely]]
+    prepare_unusual_step();
+  fut_waiter_.reset();
+  resume_body(false);
+}
+
+// Out of line, so that its strings give step() no frame.
+[[gnu::noinline]] void TaskStateBase::prepare_unusual_step() {
   if (done()) {
     step_exc_ = nullptr;
     throw InvalidStateError("step(): " + describe() + " is already done");
   }
-  if (must_cancel_) {
-    if (!step_exc_ || !is_cancellation(step_exc_))
-      step_exc_ = std::make_exception_ptr(CancelledError(cancel_message()));
-    must_cancel_ = false;
-  }
-  fut_waiter_.reset();
-  resume_body(false);
+  if (!step_exc_ || !is_cancellation(step_exc_))
+    step_exc_ = std::make_exception_ptr(CancelledError(cancel_message()));
+  must_cancel_ = false;
 }
 
 void TaskStateBase::run_fiber() {
@@ -143,36 +153,22 @@ void TaskStateBase::run_fiber() {
 }
 
 // resume_body() takes no reference to the task: finishing drops the loop's,
-// maybe the last, and nothing touches `this` after end().
+// maybe the last, and nothing touches `this` after end(). Its ends (the
+// function returned or threw) are out of line, to keep a step frameless.
 void TaskStateBase::resume_body(bool eager) {
   try {
     Entered entered(this, eager);
-    if (step_exc_ && !fiber_.started()) {
-      // Cancelled before its first step: the function never runs, as a
-      // generator thrown into before it started.
-      fiber_.unwind();
-      std::rethrow_exception(std::exchange(step_exc_, nullptr));
-    }
+    if (step_exc_ && !fiber_.started()) [[unlikely]]
+      unwind_unstarted();
     fiber_.resume();
-    if (body_error_) std::rethrow_exception(std::exchange(body_error_, nullptr));
-  } catch (const CancelledError& e) {
-    mark_cancelled(e.message());
-    end();
-    return;
+    if (body_error_) [[unlikely]]
+      throw_body_error();
   } catch (...) {
-    set_exception(std::current_exception());
-    end();
+    body_threw();
     return;
   }
-  if (fiber_.finished()) {  // the function returned
-    if (must_cancel_) {     // cancelled right before it returned
-      must_cancel_ = false;
-      drop_value();
-      mark_cancelled(cancel_message());
-    } else {
-      finish();
-    }
-    end();
+  if (fiber_.finished()) [[unlikely]] {
+    body_returned();
     return;
   }
   if (!awaiting_) {  // sleep(0): one trip through the ready queue
@@ -182,26 +178,74 @@ void TaskStateBase::resume_body(bool eager) {
   wait_on(std::exchange(awaiting_, nullptr));
 }
 
+// Cancelled before its first step: the function never runs, as a generator
+// thrown into before it started.
+[[gnu::noinline]] void TaskStateBase::unwind_unstarted() {
+  fiber_.unwind();
+  std::rethrow_exception(std::exchange(step_exc_, nullptr));
+}
+
+[[gnu::noinline]] void TaskStateBase::throw_body_error() {
+  std::rethrow_exception(std::exchange(body_error_, nullptr));
+}
+
+[[gnu::noinline]] void TaskStateBase::body_returned() {
+  if (must_cancel_) {  // cancelled right before it returned
+    must_cancel_ = false;
+    drop_value();
+    mark_cancelled(cancel_message());
+  } else {
+    finish();
+  }
+  end();
+}
+
+[[gnu::noinline]] void TaskStateBase::body_threw() {
+  try {
+    throw;
+  } catch (const CancelledError& e) {
+    mark_cancelled(e.message());
+  } catch (...) {
+    set_exception(std::current_exception());
+  }
+  end();
+}
+
 void TaskStateBase::park(FutureStateBase* fut) {
   awaiting_ = fut;
   fiber_.suspend_unchecked();  // the callers checked: on this fiber, nothing unwinding
-  if (step_exc_) std::rethrow_exception(std::exchange(step_exc_, nullptr));
+  if (step_exc_) [[unlikely]]
+    throw_step_exc();
+}
+
+[[gnu::noinline]] void TaskStateBase::throw_step_exc() {
+  std::rethrow_exception(std::exchange(step_exc_, nullptr));
 }
 
 void TaskStateBase::wait_on(FutureStateBase* fut) {
-  if (fut->loop_or_null() != loop_or_null()) {
-    schedule_step(std::make_exception_ptr(
-        RuntimeError(describe() + " got " + fut->describe() + " attached to a different loop")));
+  if (fut->loop_or_null() != loop_or_null() || fut == this) [[unlikely]] {
+    refuse_wait(fut);
     return;
   }
+  fut->add_waiter(this);
+  fut_waiter_ = Ref(fut);
+  if (must_cancel_) [[unlikely]]
+    cancel_awaited();
+}
+
+// The rare ends of wait_on(), out of line: their strings would give it a frame.
+[[gnu::noinline]] void TaskStateBase::refuse_wait(FutureStateBase* fut) {
   if (fut == this) {
     schedule_step(
         std::make_exception_ptr(RuntimeError("Task cannot await on itself: " + describe())));
     return;
   }
-  fut->add_waiter(this);
-  fut_waiter_ = Ref(fut);
-  if (must_cancel_ && fut_waiter_->cancel(cancel_message())) must_cancel_ = false;
+  schedule_step(std::make_exception_ptr(
+      RuntimeError(describe() + " got " + fut->describe() + " attached to a different loop")));
+}
+
+[[gnu::noinline]] void TaskStateBase::cancel_awaited() {
+  if (fut_waiter_->cancel(cancel_message())) must_cancel_ = false;
 }
 
 void TaskStateBase::wakeup(FutureStateBase& fut) {
@@ -225,6 +269,11 @@ void die_if_unwinding(const char* what) noexcept {
 
 TaskStateBase& TaskStateBase::require_current(const char* what) {
   if (current_task && unwinding_fibers == 0) [[likely]] return *current_task;
+  return require_current_slow(what);
+}
+
+// Out of line: its messages' strings would give require_current() a frame.
+[[gnu::noinline]] TaskStateBase& TaskStateBase::require_current_slow(const char* what) {
   die_if_unwinding(what);
   if (!current_task) {
     if (Fiber::current()) {

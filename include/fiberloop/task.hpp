@@ -88,6 +88,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // and aborts with fiberloop's message when called from a fiber being
   // unwound (no wait can complete then).
   static TaskStateBase& require_current(const char* what);
+  static TaskStateBase& require_current_slow(const char* what);
   // current() is the task whose step is running on this thread, or null.
   static TaskStateBase* current() noexcept;
 
@@ -118,6 +119,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // step() is asyncio's Task.__step: it resumes the function, throwing
   // step_exc_ (or CancelledError, if a cancel() is pending) at its await.
   void step();
+  // prepare_unusual_step() is step()'s start for a done task (it throws) or
+  // one with a cancel() pending (CancelledError goes in).
+  void prepare_unusual_step();
   // wakeup(fut) queues the step that resumes the task at its await of fut;
   // fut calls it (in its done-callback order) when it completes.
   void wakeup(FutureStateBase& fut);
@@ -129,12 +133,26 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // then waits or finishes the task; eager: the first step, run inside
   // create_task (eager_start).
   void resume_body(bool eager);
+  // resume_body()'s rare and last paths: unwind_unstarted() raises a
+  // cancellation in a task that never ran; throw_body_error() rethrows what
+  // the function threw; body_returned() finishes the task with its value,
+  // body_threw() (in a catch block) with what it threw.
+  [[noreturn]] void unwind_unstarted();
+  [[noreturn]] void throw_body_error();
+  void body_returned();
+  void body_threw();
   // run_fiber() is the fiber's entry: the function, its exception kept.
   void run_fiber();
   // park(fut), on the task's own fiber, hands fut to resume_body and
   // switches to the loop until the next step; throws what that step throws in.
   void park(FutureStateBase* fut);
   void wait_on(FutureStateBase* fut);
+  // refuse_wait(fut) makes the await of fut raise: another loop's future,
+  // or the task itself. cancel_awaited() passes a pending cancel() on to
+  // the future just awaited. throw_step_exc() throws step_exc_ at the await.
+  void refuse_wait(FutureStateBase* fut);
+  void cancel_awaited();
+  [[noreturn]] void throw_step_exc();
   void end() noexcept;
   // abandon() is the loop closing under a pending task: unwind the fiber.
   void abandon() noexcept;

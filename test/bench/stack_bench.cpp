@@ -7,6 +7,9 @@
 //
 // STACK_KIB / GUARD_KIB in the environment set the pool's default stack size
 // and guard width; SPAWN_OPS the spawns timed per case (1,000,000).
+#include <sys/mman.h>
+
+#include <boost/context/detail/fcontext.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -112,6 +115,44 @@ void idle_cost(std::size_t n, std::size_t guard, bool shared_future) {
   std::fflush(stdout);
 }
 
+// The same pattern on bare fibers, the baseline for the memory system's
+// share: stacks as far apart as the pool's slots (stack + guard), each fiber
+// created, run to a yield, and finished `in_flight` spawns later. No
+// scheduler, no task state: a visit touches the saved context and one frame.
+long raw_visits = 0;
+void raw_body(boost::context::detail::transfer_t t) {
+  ++raw_visits;
+  t = boost::context::detail::jump_fcontext(t.fctx, nullptr);
+  ++raw_visits;
+  boost::context::detail::jump_fcontext(t.fctx, nullptr);  // never resumed
+}
+
+double raw_spawn_cost(std::size_t in_flight, long ops) {
+  namespace bcd = boost::context::detail;
+  auto& pool = fiberloop::StackPool::local();
+  std::size_t spacing = pool.default_size() + pool.guard_size();
+  std::size_t length = in_flight * spacing;
+  void* region = mmap(nullptr, length, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (region == MAP_FAILED) return 0;
+  auto* base = static_cast<char*>(region);
+  std::vector<bcd::fcontext_t> parked(in_flight, nullptr);
+  auto spawn = [&](long i) {
+    std::size_t k = static_cast<std::size_t>(i) % in_flight;
+    if (parked[k]) bcd::jump_fcontext(parked[k], nullptr);  // its second visit: it ends
+    parked[k] = bcd::make_fcontext(base + (k + 1) * spacing, pool.default_size(), raw_body);
+    parked[k] = bcd::jump_fcontext(parked[k], nullptr).fctx;  // first visit, to its yield
+  };
+  for (long i = 0; i < static_cast<long>(2 * in_flight); ++i) spawn(i);
+  auto start = Clock::now();
+  for (long i = 0; i < ops; ++i) spawn(i);
+  double ns = std::chrono::duration<double, std::nano>(Clock::now() - start).count() /
+              static_cast<double>(ops);
+  for (bcd::fcontext_t& f : parked) bcd::jump_fcontext(f, nullptr);
+  munmap(region, length);
+  return ns;
+}
+
 void spawn_cases(const std::vector<std::size_t>& counts) {
   // SPAWN_OPS in the environment shortens the runs (callgrind's cache simulator).
   const char* ops_env = std::getenv("SPAWN_OPS");
@@ -123,6 +164,15 @@ void spawn_cases(const std::vector<std::size_t>& counts) {
     if (base == 0) base = best;
     std::printf("spawn+finish, %6zu in flight: %7.1f ns  (%.2fx the %zu figure)\n", n, best,
                 best / base, counts.front());
+    std::fflush(stdout);
+  }
+  double raw_base = 0;
+  for (std::size_t n : counts) {
+    double best = 1e300;
+    for (int rep = 0; rep < 3; ++rep) best = std::min(best, raw_spawn_cost(n, kOps));
+    if (raw_base == 0) raw_base = best;
+    std::printf("bare fibers,  %6zu in flight: %7.1f ns  (+%.1f ns over the %zu figure)\n", n,
+                best, best - raw_base, counts.front());
     std::fflush(stdout);
   }
 }

@@ -89,6 +89,7 @@ class FIBERLOOP_API Fiber {
   static void enter(transfer_t from) noexcept;
   [[noreturn]] void exit() noexcept;
   void switch_in();
+  void serve_forwards();
   void give_back_stack() noexcept;
   void destroy_entry() noexcept { destroy_(entry_); }
 
