@@ -563,6 +563,55 @@ BOOST_AUTO_TEST_CASE(destroying_a_loop_unwinds_its_pending_tasks) {
   BOOST_TEST(stacks_in_use() == in_use_before);
 }
 
+// A task's queued step lives in the task. No handle is kept here, so closing
+// frees each task as it abandons it, while steps are queued: a sleep(0)'s,
+// and one woken by another task's unwinding. None may run or be touched
+// after its task is gone (build-san, where task states are heap blocks,
+// reports any such access).
+BOOST_AUTO_TEST_CASE(closing_drops_the_queued_steps_of_the_tasks_it_frees) {
+  int destroyed = 0;
+  bool resumed = false;
+  Log local_reports;
+  {
+    EventLoop local;
+    local.set_exception_handler([&](EventLoop&, const ExceptionContext& ctx) {
+      local_reports.push_back(ctx.task + ": " + ctx.message);
+    });
+    auto gate = local.create_future<void>();
+    // The loop abandons the newest task first: "waker" goes before "woken".
+    local.create_task(TaskOptions{"woken"}, [&, gate] {
+      Counted c(destroyed);
+      fiberloop::await(gate);
+      resumed = true;
+    });
+    local.create_task(TaskOptions{"waker"}, [&, gate] {
+      struct OpenOnUnwind {
+        Future<void> gate;
+        ~OpenOnUnwind() {
+          if (!gate.done()) gate.set_result();  // wakes "woken": its step is queued
+        }
+      } open{gate};
+      Counted c(destroyed);
+      fiberloop::sleep(3600);
+      resumed = true;
+    });
+    local.create_task(TaskOptions{"yielder"}, [&] {
+      Counted c(destroyed);
+      for (;;) fiberloop::sleep(0);
+    });
+    local.run_once();  // all three park; the yielder's next step is queued
+    BOOST_TEST(local.all_tasks().size() == 3u);
+    BOOST_TEST(!gate.done());
+  }
+  BOOST_TEST(destroyed == 3);
+  BOOST_TEST(!resumed);
+  std::sort(local_reports.begin(), local_reports.end());
+  Log expected{"waker: Task was destroyed but it is pending!",
+               "woken: Task was destroyed but it is pending!",
+               "yielder: Task was destroyed but it is pending!"};
+  BOOST_TEST(local_reports == expected, boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(task_awaiting_itself_gets_runtime_error) {
   Task<std::string> self;
   self = loop.create_task([&self] {
