@@ -7,6 +7,8 @@
 
 namespace fiberloop::detail {
 
+void throw_empty_future() { throw InvalidStateError("operation on an empty Future handle"); }
+
 FutureStateBase::FutureStateBase(EventLoop& loop) : link_(loop.link().get()) { link_->add_ref(); }
 
 FutureStateBase::~FutureStateBase() {

@@ -29,6 +29,10 @@ namespace detail {
 
 class TaskStateBase;
 
+// throw_empty_future() throws InvalidStateError for an operation on an empty
+// Future handle; out of line, so that the string stays out of callers.
+[[noreturn]] FIBERLOOP_API void throw_empty_future();
+
 // FutureStateBase is the shared state behind Future<T>, without the value.
 //
 // Invariant: status_ moves once, from pending to finished (value or exception
@@ -282,7 +286,8 @@ class Future {
 
  protected:
   detail::FutureStateBase& state() const {
-    if (!state_) throw InvalidStateError("operation on an empty Future handle");
+    if (!state_) [[unlikely]]
+      detail::throw_empty_future();
     return *state_;
   }
   auto* slot() const { return static_cast<std::optional<T>*>(state_->value_); }
