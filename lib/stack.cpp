@@ -115,10 +115,24 @@ constexpr bool kPlaceStates = false;  // ASan must see task states as heap block
 constexpr bool kPlaceStates = true;
 #endif
 
-// A placed task state keeps its slot's address just above itself, where
-// release_with_stack() finds it from the state's address and size alone.
-constexpr std::size_t link_offset(std::size_t size) noexcept {
-  return (size + 7) & ~std::size_t{7};
+// kMaxPlacedAlign bounds the alignment of a placed state, so that it starts
+// at most 4 KiB below its stack's top.
+constexpr std::size_t kMaxPlacedAlign = 4096;
+
+constexpr bool placed(std::size_t size, std::size_t align) noexcept {
+  return kPlaceStates && size <= kMaxPlacedState && align <= kMaxPlacedAlign;
+}
+
+// A placed task state keeps its slot's address in the top 8 bytes of its
+// stack. Stack tops are page-aligned (multiples of 4 KiB), and the state
+// starts less than 4 KiB below its top, or exactly 4 KiB below when so
+// aligned: release_with_stack() finds the top from the state's address.
+constexpr std::uintptr_t kTopAlign = 4096;
+inline StackSlot*& link_below(std::uintptr_t top) noexcept {
+  return *reinterpret_cast<StackSlot**>(top - sizeof(StackSlot*));
+}
+inline std::uintptr_t top_above(const void* state) noexcept {
+  return (reinterpret_cast<std::uintptr_t>(state) | (kTopAlign - 1)) + 1;
 }
 
 void label_slot(StackSlot* s, const PendingLabel& label) noexcept {
@@ -189,12 +203,11 @@ struct StackPool::Core {
   SizeClass* last_class = nullptr;
   const bool memcheck = memcheck_active();
   std::vector<StackRegion*> regions;  // sorted by base
-  std::size_t in_use = 0;             // slots a fiber runs on
-  std::size_t retained = 0;           // slots kept only for a finished task's state
-  // Free slots over all size classes, kept here so that the hot paths do
-  // not sum the lists: those keeping their pages, those that gave them back.
-  std::size_t kept = 0;
-  std::size_t released_count = 0;
+  // Slots by SlotState over all size classes (so that a slot changing
+  // state moves one count to another by its state byte alone): in use (a
+  // fiber runs on it), cached (free, keeping its pages), released (free,
+  // pages given back), retained (kept only for a finished task's state).
+  std::size_t count[4] = {};
   std::size_t watermark = 256;  // StackPool::max_cached()
   // Stacks freed by other threads, pushed lock-free, taken by the owner.
   std::atomic<StackSlot*> remote{nullptr};
@@ -204,7 +217,7 @@ struct StackPool::Core {
   long epoch_start = 0;
   std::size_t cached_low = 0;  // fewest cached stacks seen this epoch
 
-  std::size_t cached_total() const noexcept { return kept + released_count; }
+  std::size_t cached_total() const noexcept { return count[kCached] + count[kReleased]; }
 
   // class_for_local(stack_size) is the size class of this thread's pool for
   // stack_size (0: its default), remembered as default_class for 0. Throws
@@ -280,8 +293,8 @@ struct StackPool::Core {
     } else if (!(s = c.cached.pop_front())) {
       return nullptr;
     }
-    if (--kept < cached_low) cached_low = kept;
-    ++in_use;
+    if (--count[kCached] < cached_low) cached_low = count[kCached];
+    ++count[kInUse];
     s->state = kInUse;
     return s;
   }
@@ -291,11 +304,11 @@ struct StackPool::Core {
     StackSlot* s;
     if ((s = c.released.head)) {
       c.released.remove(s);
-      --released_count;
+      --count[kReleased];
     } else {
       s = carve(c);
     }
-    ++in_use;
+    ++count[kInUse];
     s->state = kInUse;
     if (memcheck) undefine(s);
     return s;
@@ -328,8 +341,8 @@ struct StackPool::Core {
     if (--s->holders) {
       if (fiber) {  // the task's state outlives its fiber: the slot waits for it
         s->state = kRetained;
-        --in_use;
-        ++retained;
+        --count[kInUse];
+        ++count[kRetained];
       }
       return;
     }
@@ -337,7 +350,7 @@ struct StackPool::Core {
     unpoison_stack(s->top - class_of(s).usable, class_of(s).usable);
 #endif
     put_back(s);
-    if (kept > watermark) [[unlikely]]
+    if (count[kCached] > watermark) [[unlikely]]
       decay();
   }
 
@@ -348,7 +361,7 @@ struct StackPool::Core {
     } else {
       c.cached.remove(s);
     }
-    --kept;
+    --count[kCached];
   }
 
   void give_back(SizeClass& c, StackSlot* s) noexcept {
@@ -356,15 +369,15 @@ struct StackPool::Core {
     detail::give_back(*s->region, s->region->index_of(s));
     s->state = kReleased;
     c.released.push_front(s);
-    ++released_count;
+    ++count[kReleased];
   }
 
   // shrink_to(n) gives back the least recently used cached stacks until at
   // most n keep their pages.
   void shrink_to(std::size_t n) noexcept {
     for (auto& c : classes) {
-      while (kept > n && c->cached.tail) give_back(*c, c->cached.tail);
-      if (kept > n && c->hot) give_back(*c, c->hot);
+      while (count[kCached] > n && c->cached.tail) give_back(*c, c->cached.tail);
+      if (count[kCached] > n && c->hot) give_back(*c, c->hot);
     }
   }
 
@@ -372,13 +385,13 @@ struct StackPool::Core {
   // slot is labelled a Generator's, so a task state placed on it later
   // needs only its task's label (label_next_stack()).
   [[gnu::always_inline]] void put_back(StackSlot* s) noexcept {
-    --(s->state == kRetained ? retained : in_use);
+    --count[s->state];
     s->state = kCached;
     s->owner = StackOwner::generator;  // (its name is then never read)
     SizeClass& c = class_of(s);
     if (c.hot) c.cached.push_front(c.hot);
     c.hot = s;
-    ++kept;
+    ++count[kCached];
   }
 
   [[gnu::noinline]] void drain_remote() noexcept {
@@ -393,9 +406,9 @@ struct StackPool::Core {
   [[gnu::noinline]] void decay() noexcept {
     long now = now_seconds();
     if (now == epoch_start) return;
-    if (cached_low > watermark) shrink_to(kept - (cached_low - watermark));
+    if (cached_low > watermark) shrink_to(count[kCached] - (cached_low - watermark));
     epoch_start = now;
-    cached_low = kept;
+    cached_low = count[kCached];
   }
 
   // unmap_idle() unmaps every region none of whose stacks is in use.
@@ -416,7 +429,7 @@ struct StackPool::Core {
           unlink_cached(c, s);
         } else {
           c.released.remove(s);
-          --released_count;
+          --count[kReleased];
         }
       }
       if (c.carving == r) c.carving = nullptr;
@@ -490,7 +503,7 @@ StackPool::~StackPool() {
   core_->drain_remote();
   core_->shrink_to(0);
   core_->unmap_idle();
-  if (core_->in_use || core_->retained) {
+  if (core_->count[kInUse] || core_->count[kRetained]) {
     // A stack still running somewhere (a static Generator, one moved to
     // another thread), or holding a task state still referenced, keeps its
     // region and this core; both are leaked.
@@ -543,9 +556,9 @@ void StackPool::set_max_cached(std::size_t n) {
 }
 
 std::size_t StackPool::cached() const noexcept { return core_->cached_total(); }
-std::size_t StackPool::released() const noexcept { return core_->released_count; }
-std::size_t StackPool::in_use() const noexcept { return core_->in_use; }
-std::size_t StackPool::retained() const noexcept { return core_->retained; }
+std::size_t StackPool::released() const noexcept { return core_->count[kReleased]; }
+std::size_t StackPool::in_use() const noexcept { return core_->count[kInUse]; }
+std::size_t StackPool::retained() const noexcept { return core_->count[kRetained]; }
 
 boost::context::stack_context StackPool::allocate(std::size_t size) {
   std::size_t usable = size ? checked(size, "fiber stack") : default_size_;
@@ -664,13 +677,12 @@ namespace {
 // leaves the rest of the stack pending for the state's fiber.
 [[gnu::always_inline]] inline void* place_state(StackPool::Core::SizeClass& c, StackSlot* s,
                                                 std::size_t size, std::size_t align) noexcept {
-  align = std::max<std::size_t>(align, 16);
   s->holders = 2;  // the state, and the fiber it builds next
   auto top = reinterpret_cast<std::uintptr_t>(s->top);
-  // 16 bytes above the state hold the link to its slot (at most 8 of them
-  // past link_offset(size); the rest keeps the state's end off the top).
+  // 16 bytes above the state: the link to its slot, and 8 that keep the
+  // state's end off the top.
   std::uintptr_t at = (top - size - 16) & ~(align - 1);
-  *reinterpret_cast<StackSlot**>(at + link_offset(size)) = s;
+  link_below(top) = s;
   this_thread.pending_stack.stack.sp = reinterpret_cast<void*>(at);
   this_thread.pending_stack.stack.size = c.usable - (top - at);
   this_thread.pending_stack.slot = s;
@@ -679,10 +691,10 @@ namespace {
 
 [[gnu::noinline]] void* allocate_with_stack_slow(std::size_t size, std::size_t align,
                                                  std::size_t stack_size) {
-  if (!kPlaceStates || size > kMaxPlacedState)
+  if (!placed(size, align))
     return ::operator new (size, std::align_val_t{std::max<std::size_t>(align, 16)});
   StackPool::Core::SizeClass& c = local_class(stack_size);
-  return place_state(c, c.core->take_from(c), size, align);
+  return place_state(c, c.core->take_from(c), size, std::max<std::size_t>(align, 16));
 }
 
 }  // namespace
@@ -692,20 +704,19 @@ void* allocate_with_stack(std::size_t size, std::size_t align, std::size_t stack
   // this path calls out, so it saves no registers.
   StackPool::Core::SizeClass* c = this_thread.default_class;
   StackSlot* s;
-  if (!kPlaceStates || size > kMaxPlacedState || stack_size || !c ||
+  if (!kPlaceStates || size > kMaxPlacedState || align > 16 || stack_size || !c ||
       c->core->remote.load(std::memory_order_relaxed) || !(s = c->core->take_cached(*c)))
       [[unlikely]]
     return allocate_with_stack_slow(size, align, stack_size);
-  return place_state(*c, s, size, align);
+  return place_state(*c, s, size, 16);
 }
 
 void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept {
-  align = std::max<std::size_t>(align, 16);
-  if (!kPlaceStates || size > kMaxPlacedState) {
-    ::operator delete (p, std::align_val_t{align});
+  if (!placed(size, align)) {
+    ::operator delete (p, std::align_val_t{std::max<std::size_t>(align, 16)});
     return;
   }
-  StackSlot* s = *reinterpret_cast<StackSlot**>(static_cast<char*>(p) + link_offset(size));
+  StackSlot* s = link_below(top_above(p));
   if (this_thread.pending_stack.slot == s) [[unlikely]] {
     // The constructor threw before its fiber took the stack below: the
     // fiber's hold goes with it.
