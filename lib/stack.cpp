@@ -94,25 +94,16 @@ long now_seconds() noexcept {
   return ts.tv_sec;
 }
 
-// The label the next allocate() gives its slot (set by a task being built).
 struct PendingLabel {
   const std::string* name = nullptr;
   std::uint64_t number = 0;
   bool set = false;
 };
-constinit thread_local PendingLabel pending_label{};
 
-// The stack below a task state, for the fiber the state builds next.
 struct PendingStack {
   boost::context::stack_context stack;
   StackSlot* slot = nullptr;  // null: none pending
 };
-constinit thread_local PendingStack pending_stack{};
-
-// This thread's pool and its core, while it lives: plain pointers, so that
-// the hot paths skip the thread_local object's initialisation guard.
-constinit thread_local StackPool* local_pool = nullptr;
-constinit thread_local StackPool::Core* local_core = nullptr;
 
 // A task state up to this size lives at the top of its own stack: a parked
 // task then touches one page, not a page and a heap block. Larger states
@@ -124,10 +115,24 @@ constexpr bool kPlaceStates = false;  // ASan must see task states as heap block
 constexpr bool kPlaceStates = true;
 #endif
 
-// A placed task state keeps its slot's address just above itself, where
-// release_with_stack() finds it from the state's address and size alone.
-constexpr std::size_t link_offset(std::size_t size) noexcept {
-  return (size + 7) & ~std::size_t{7};
+// kMaxPlacedAlign bounds the alignment of a placed state, so that it starts
+// at most 4 KiB below its stack's top.
+constexpr std::size_t kMaxPlacedAlign = 4096;
+
+constexpr bool placed(std::size_t size, std::size_t align) noexcept {
+  return kPlaceStates && size <= kMaxPlacedState && align <= kMaxPlacedAlign;
+}
+
+// A placed task state keeps its slot's address in the top 8 bytes of its
+// stack. Stack tops are page-aligned (multiples of 4 KiB), and the state
+// starts less than 4 KiB below its top, or exactly 4 KiB below when so
+// aligned: release_with_stack() finds the top from the state's address.
+constexpr std::uintptr_t kTopAlign = 4096;
+inline StackSlot*& link_below(std::uintptr_t top) noexcept {
+  return *reinterpret_cast<StackSlot**>(top - sizeof(StackSlot*));
+}
+inline std::uintptr_t top_above(const void* state) noexcept {
+  return (reinterpret_cast<std::uintptr_t>(state) | (kTopAlign - 1)) + 1;
 }
 
 void label_slot(StackSlot* s, const PendingLabel& label) noexcept {
@@ -141,21 +146,38 @@ void label_slot(StackSlot* s, const PendingLabel& label) noexcept {
 struct SlotList {
   StackSlot* head = nullptr;
   StackSlot* tail = nullptr;
-  std::size_t size = 0;
 
   void push_front(StackSlot* s) noexcept {
     s->prev = nullptr;
     s->next = head;
     (head ? head->prev : tail) = s;
     head = s;
-    ++size;
   }
   void remove(StackSlot* s) noexcept {
     (s->prev ? s->prev->next : head) = s->next;
     (s->next ? s->next->prev : tail) = s->prev;
-    --size;
+  }
+  StackSlot* pop_front() noexcept {
+    StackSlot* s = head;
+    if (s) {
+      head = s->next;
+      (head ? head->prev : tail) = nullptr;
+    }
+    return s;
   }
 };
+
+// memcheck_active() is true when the program runs under valgrind's memcheck
+// (the only tool that answers a MAKE_MEM_UNDEFINED request): elsewhere the
+// request on every take would be a dozen instructions doing nothing.
+bool memcheck_active() noexcept {
+#ifdef FIBERLOOP_HAVE_MEMCHECK
+  char probe = 0;
+  return VALGRIND_MAKE_MEM_UNDEFINED(&probe, 1) != 0;
+#else
+  return false;
+#endif
+}
 
 }  // namespace
 
@@ -169,19 +191,23 @@ struct StackPool::Core {
     std::size_t guard;
     StackRegion* carving = nullptr;  // the region with slots never handed out
     std::uint32_t next_count = kFirstRegionSlots;
-    SlotList cached;    // free, pages kept
+    // Free slots keeping their pages, most recently freed first: `hot`,
+    // then `cached` from head to tail. The hot slot stays off the list so
+    // that a spawn after a finish (the common rhythm) links nothing.
+    StackSlot* hot = nullptr;
+    SlotList cached;
     SlotList released;  // free, pages given back
   };
 
   std::vector<std::unique_ptr<SizeClass>> classes;
   SizeClass* last_class = nullptr;
+  const bool memcheck = memcheck_active();
   std::vector<StackRegion*> regions;  // sorted by base
-  std::size_t in_use = 0;             // slots a fiber runs on
-  std::size_t retained = 0;           // slots kept only for a finished task's state
-  // Free slots over all size classes, kept here so that the hot paths do
-  // not sum the lists: those keeping their pages, those that gave them back.
-  std::size_t kept = 0;
-  std::size_t released_count = 0;
+  // Slots by SlotState over all size classes (so that a slot changing
+  // state moves one count to another by its state byte alone): in use (a
+  // fiber runs on it), cached (free, keeping its pages), released (free,
+  // pages given back), retained (kept only for a finished task's state).
+  std::size_t count[4] = {};
   std::size_t watermark = 256;  // StackPool::max_cached()
   // Stacks freed by other threads, pushed lock-free, taken by the owner.
   std::atomic<StackSlot*> remote{nullptr};
@@ -191,7 +217,12 @@ struct StackPool::Core {
   long epoch_start = 0;
   std::size_t cached_low = 0;  // fewest cached stacks seen this epoch
 
-  std::size_t cached_total() const noexcept { return kept + released_count; }
+  std::size_t cached_total() const noexcept { return count[kCached] + count[kReleased]; }
+
+  // class_for_local(stack_size) is the size class of this thread's pool for
+  // stack_size (0: its default), remembered as default_class for 0. Throws
+  // as StackPool::allocate().
+  [[gnu::noinline]] static SizeClass& class_for_local(std::size_t stack_size);
 
   SizeClass& class_for(std::size_t usable, std::size_t guard) {
     if (last_class && last_class->usable == usable && last_class->guard == guard)
@@ -239,31 +270,59 @@ struct StackPool::Core {
     return s;
   }
 
-  // take() hands out a slot of `usable` bytes under guards of `guard`.
-  StackSlot* take(std::size_t usable, std::size_t guard) {
-    PendingLabel label = std::exchange(pending_label, PendingLabel{});
+  // take() hands out a slot of `usable` bytes under guards of `guard`,
+  // labelled by the pending label, with one holder.
+  StackSlot* take(std::size_t usable, std::size_t guard);
+
+  // take_from(c) hands out a slot of class c, the most recently freed
+  // first; its holders and label are the caller's to set.
+  StackSlot* take_from(SizeClass& c) {
     if (remote.load(std::memory_order_relaxed)) drain_remote();
-    SizeClass& c = class_for(usable, guard);
+    StackSlot* s = take_cached(c);
+    if (!s) return take_cold(c);
+    if (memcheck) undefine(s);
+    return s;
+  }
+
+  // take_cached(c) hands out the most recently freed slot of class c that
+  // kept its pages, or null if none did. It leaves memcheck to the caller.
+  [[gnu::always_inline]] StackSlot* take_cached(SizeClass& c) noexcept {
+    StackSlot* s = c.hot;
+    if (s) [[likely]] {
+      c.hot = nullptr;
+    } else if (!(s = c.cached.pop_front())) {
+      return nullptr;
+    }
+    if (--count[kCached] < cached_low) cached_low = count[kCached];
+    ++count[kInUse];
+    s->state = kInUse;
+    return s;
+  }
+
+  // take_cold(c) hands out a slot whose pages were given back, or a new one.
+  [[gnu::noinline]] StackSlot* take_cold(SizeClass& c) {
     StackSlot* s;
-    if ((s = c.cached.head)) {
-      c.cached.remove(s);
-      if (--kept < cached_low) cached_low = kept;
-    } else if ((s = c.released.head)) {
+    if ((s = c.released.head)) {
       c.released.remove(s);
-      --released_count;
+      --count[kReleased];
     } else {
       s = carve(c);
     }
-    ++in_use;
+    ++count[kInUse];
     s->state = kInUse;
-    s->holders = 1;
-    label_slot(s, label);
+    if (memcheck) undefine(s);
+    return s;
+  }
+
+  [[gnu::noinline]] static void undefine(StackSlot* s) noexcept {
 #ifdef FIBERLOOP_HAVE_MEMCHECK
     // memcheck marked what lay below the last fiber's stack pointer as gone;
     // a new owner (a task state at the top, or frames) may use all of it.
+    std::size_t usable = class_of(s).usable;
     VALGRIND_MAKE_MEM_UNDEFINED(s->top - usable, usable);
+#else
+    (void)s;
 #endif
-    return s;
   }
 
   static SizeClass& class_of(const StackSlot* s) noexcept {
@@ -278,12 +337,12 @@ struct StackPool::Core {
   }
 
   // drop() takes one holder off slot s; the last puts it back.
-  void drop(StackSlot* s, bool fiber) noexcept {
+  [[gnu::always_inline]] void drop(StackSlot* s, bool fiber) noexcept {
     if (--s->holders) {
       if (fiber) {  // the task's state outlives its fiber: the slot waits for it
         s->state = kRetained;
-        --in_use;
-        ++retained;
+        --count[kInUse];
+        ++count[kRetained];
       }
       return;
     }
@@ -291,35 +350,51 @@ struct StackPool::Core {
     unpoison_stack(s->top - class_of(s).usable, class_of(s).usable);
 #endif
     put_back(s);
-    if (kept > watermark) decay();
+    if (count[kCached] > watermark) [[unlikely]]
+      decay();
+  }
+
+  // unlink_cached() takes cached slot s off its class's free slots.
+  void unlink_cached(SizeClass& c, StackSlot* s) noexcept {
+    if (c.hot == s) {
+      c.hot = nullptr;
+    } else {
+      c.cached.remove(s);
+    }
+    --count[kCached];
   }
 
   void give_back(SizeClass& c, StackSlot* s) noexcept {
-    c.cached.remove(s);
-    --kept;
+    unlink_cached(c, s);
     detail::give_back(*s->region, s->region->index_of(s));
     s->state = kReleased;
     c.released.push_front(s);
-    ++released_count;
+    ++count[kReleased];
   }
 
   // shrink_to(n) gives back the least recently used cached stacks until at
   // most n keep their pages.
   void shrink_to(std::size_t n) noexcept {
     for (auto& c : classes) {
-      while (kept > n && c->cached.tail) give_back(*c, c->cached.tail);
+      while (count[kCached] > n && c->cached.tail) give_back(*c, c->cached.tail);
+      if (count[kCached] > n && c->hot) give_back(*c, c->hot);
     }
   }
 
-  void put_back(StackSlot* s) noexcept {
-    --(s->state == kRetained ? retained : in_use);
+  // put_back() makes slot s the most recently freed of its class. A free
+  // slot is labelled a Generator's, so a task state placed on it later
+  // needs only its task's label (label_next_stack()).
+  [[gnu::always_inline]] void put_back(StackSlot* s) noexcept {
+    --count[s->state];
     s->state = kCached;
-    s->name = nullptr;
-    class_of(s).cached.push_front(s);
-    ++kept;
+    s->owner = StackOwner::generator;  // (its name is then never read)
+    SizeClass& c = class_of(s);
+    if (c.hot) c.cached.push_front(c.hot);
+    c.hot = s;
+    ++count[kCached];
   }
 
-  void drain_remote() noexcept {
+  [[gnu::noinline]] void drain_remote() noexcept {
     StackSlot* s = remote.exchange(nullptr, std::memory_order_acquire);
     while (s) {
       StackSlot* next = s->next;
@@ -328,12 +403,12 @@ struct StackPool::Core {
     }
   }
 
-  void decay() noexcept {
+  [[gnu::noinline]] void decay() noexcept {
     long now = now_seconds();
     if (now == epoch_start) return;
-    if (cached_low > watermark) shrink_to(kept - (cached_low - watermark));
+    if (cached_low > watermark) shrink_to(count[kCached] - (cached_low - watermark));
     epoch_start = now;
-    cached_low = kept;
+    cached_low = count[kCached];
   }
 
   // unmap_idle() unmaps every region none of whose stacks is in use.
@@ -351,11 +426,10 @@ struct StackPool::Core {
       for (std::uint32_t i = 0; i < r->carved; ++i) {
         StackSlot* s = &r->slots[i];
         if (s->state == kCached) {
-          c.cached.remove(s);
-          --kept;
+          unlink_cached(c, s);
         } else {
           c.released.remove(s);
-          --released_count;
+          --count[kReleased];
         }
       }
       if (c.carving == r) c.carving = nullptr;
@@ -365,11 +439,41 @@ struct StackPool::Core {
   }
 };
 
+namespace {
+
+// ThreadState is this thread's view of its pool, in one thread_local so
+// that each hot path computes its address once.
+struct ThreadState {
+  // The pool and its core, while it lives: plain pointers, so that the hot
+  // paths skip the thread_local object's initialisation guard.
+  StackPool* pool = nullptr;
+  StackPool::Core* core = nullptr;
+  // The core's class for the pool's default size and guard, once asked for
+  // (null again when either changes, and under memcheck): a spawn without a
+  // stack size goes straight to it, skipping the checks and the search.
+  StackPool::Core::SizeClass* default_class = nullptr;
+  // The stack below a task state, for the fiber the state builds next.
+  PendingStack pending_stack;
+  // The label the next allocate() gives its slot (set by a task being built).
+  PendingLabel pending_label;
+};
+constinit thread_local ThreadState this_thread{};
+
+}  // namespace
+
+StackSlot* StackPool::Core::take(std::size_t usable, std::size_t guard) {
+  PendingLabel label = std::exchange(this_thread.pending_label, PendingLabel{});
+  StackSlot* s = take_from(class_for(usable, guard));
+  s->holders = 1;
+  label_slot(s, label);
+  return s;
+}
+
 const std::size_t StackPool::kDefaultSize = kDefault;
 const std::size_t StackPool::kMinSize = kMin;
 
 StackPool& StackPool::local() {
-  if (StackPool* pool = local_pool) return *pool;
+  if (StackPool* pool = this_thread.pool) return *pool;
   return make_local();
 }
 
@@ -385,20 +489,21 @@ StackPool::StackPool(bool local) : core_(new Core), default_size_(kDefaultSize),
     // The thread whose pool this is runs its fibers: it needs the overflow
     // reporter's alternate signal stack.
     detail::enable_overflow_reports();
-    local_pool = this;
-    local_core = core_;
+    this_thread.pool = this;
+    this_thread.core = core_;
   }
 }
 
 StackPool::~StackPool() {
   if (local_) {
-    local_pool = nullptr;
-    local_core = nullptr;  // later frees go to the orphaned core
+    this_thread.pool = nullptr;
+    this_thread.core = nullptr;  // later frees go to the orphaned core
+    this_thread.default_class = nullptr;
   }
   core_->drain_remote();
   core_->shrink_to(0);
   core_->unmap_idle();
-  if (core_->in_use || core_->retained) {
+  if (core_->count[kInUse] || core_->count[kRetained]) {
     // A stack still running somewhere (a static Generator, one moved to
     // another thread), or holding a task state still referenced, keeps its
     // region and this core; both are leaked.
@@ -431,6 +536,7 @@ std::size_t StackPool::checked(std::size_t size, const char* who) const {
 
 void StackPool::set_default_size(std::size_t size) {
   default_size_ = checked(size, "StackPool::set_default_size");
+  if (local_) this_thread.default_class = nullptr;
 }
 
 void StackPool::set_guard_size(std::size_t size) {
@@ -440,6 +546,7 @@ void StackPool::set_guard_size(std::size_t size) {
                                 " bytes)");
   }
   guard_size_ = std::max(round_to_pages(size), page_size());
+  if (local_) this_thread.default_class = nullptr;
 }
 
 void StackPool::set_max_cached(std::size_t n) {
@@ -449,9 +556,9 @@ void StackPool::set_max_cached(std::size_t n) {
 }
 
 std::size_t StackPool::cached() const noexcept { return core_->cached_total(); }
-std::size_t StackPool::released() const noexcept { return core_->released_count; }
-std::size_t StackPool::in_use() const noexcept { return core_->in_use; }
-std::size_t StackPool::retained() const noexcept { return core_->retained; }
+std::size_t StackPool::released() const noexcept { return core_->count[kReleased]; }
+std::size_t StackPool::in_use() const noexcept { return core_->count[kInUse]; }
+std::size_t StackPool::retained() const noexcept { return core_->count[kRetained]; }
 
 boost::context::stack_context StackPool::allocate(std::size_t size) {
   std::size_t usable = size ? checked(size, "fiber stack") : default_size_;
@@ -474,7 +581,7 @@ void StackPool::release(void* inside, bool fiber) noexcept {
 
 void StackPool::release_slot(StackSlot* s, bool fiber) noexcept {
   Core* owner = Core::class_of(s).core;
-  if (owner == local_core) {
+  if (owner == this_thread.core) [[likely]] {
     owner->drop(s, fiber);
   } else {
     give_to_owner(s);
@@ -507,6 +614,29 @@ void StackPool::trim() noexcept {
   core_->cached_low = 0;
 }
 
+StackPool::Core::SizeClass& StackPool::Core::class_for_local(std::size_t stack_size) {
+  StackPool& pool = local();
+  std::size_t usable = stack_size ? pool.checked(stack_size, "fiber stack") : pool.default_size_;
+  Core::SizeClass& c = pool.core_->class_for(usable, pool.guard_size_);
+  // Under memcheck every take must pass by undefine(): no shortcut then.
+  if (!stack_size && !pool.core_->memcheck) this_thread.default_class = &c;
+  return c;
+}
+
+namespace {
+
+// local_class(stack_size) is the size class of this thread's pool that
+// take_fiber_stack() and allocate_with_stack() take from. Throws as
+// StackPool::allocate().
+inline StackPool::Core::SizeClass& local_class(std::size_t stack_size) {
+  StackPool::Core::SizeClass* c = this_thread.default_class;
+  if (!stack_size && c) [[likely]]
+    return *c;
+  return StackPool::Core::class_for_local(stack_size);
+}
+
+}  // namespace
+
 namespace detail {
 
 void give_back_fiber_stack(StackSlot* slot) noexcept {
@@ -515,54 +645,96 @@ void give_back_fiber_stack(StackSlot* slot) noexcept {
   StackPool::release_slot(slot, true);
 }
 
-FiberStack take_fiber_stack(std::size_t size) {
-  if (StackSlot* s = pending_stack.slot) {
-    // The stack below a task state placed by allocate_with_stack(): the
-    // fiber becomes the slot's second holder.
-    pending_stack.slot = nullptr;
-    ++s->holders;
-    label_slot(s, std::exchange(pending_label, PendingLabel{}));
-    return {pending_stack.stack, s};
-  }
-  StackPool& pool = StackPool::local();
-  std::size_t usable = size ? pool.checked(size, "fiber stack") : pool.default_size_;
-  StackSlot* s = pool.core_->take(usable, pool.guard_size_);
+namespace {
+
+// take_stack_slow() is take_fiber_stack() without a placed task state: a
+// Generator's stack, or any fiber's in sanitizer builds.
+[[gnu::noinline]] FiberStack take_stack_slow(std::size_t size) {
+  // Taken first: a size that throws must not leave the label to the next stack.
+  PendingLabel label = std::exchange(this_thread.pending_label, PendingLabel{});
+  StackPool::Core::SizeClass& c = local_class(size);
+  StackSlot* s = c.core->take_from(c);
+  s->holders = 1;
+  label_slot(s, label);
   return {StackPool::Core::context_of(s), s};
 }
 
-void* allocate_with_stack(std::size_t size, std::size_t align, std::size_t stack_size) {
-  align = std::max<std::size_t>(align, 16);
-  if (!kPlaceStates || size > kMaxPlacedState)
-    return ::operator new (size, std::align_val_t{align});
-  StackPool& pool = StackPool::local();
-  std::size_t usable = stack_size ? pool.checked(stack_size, "fiber stack") : pool.default_size_;
-  FiberStack whole{{}, pool.core_->take(usable, pool.guard_size_)};
-  whole.stack = StackPool::Core::context_of(whole.slot);
-  auto top = reinterpret_cast<std::uintptr_t>(whole.stack.sp);
-  // 16 bytes above the state hold the link to its slot (at most 8 of them
-  // past link_offset(size); the rest keeps the state's end off the top).
+}  // namespace
+
+FiberStack take_fiber_stack(std::size_t size) {
+  if (StackSlot* s = this_thread.pending_stack.slot) [[likely]] {
+    // The stack below a task state placed by allocate_with_stack(): the
+    // slot already counts the fiber as its second holder.
+    this_thread.pending_stack.slot = nullptr;
+    return {this_thread.pending_stack.stack, s};
+  }
+  return take_stack_slow(size);
+}
+
+namespace {
+
+// place_state() puts a task state of `size` bytes at the top of slot s and
+// leaves the rest of the stack pending for the state's fiber.
+[[gnu::always_inline]] inline void* place_state(StackPool::Core::SizeClass& c, StackSlot* s,
+                                                std::size_t size, std::size_t align) noexcept {
+  s->holders = 2;  // the state, and the fiber it builds next
+  auto top = reinterpret_cast<std::uintptr_t>(s->top);
+  // 16 bytes above the state: the link to its slot, and 8 that keep the
+  // state's end off the top.
   std::uintptr_t at = (top - size - 16) & ~(align - 1);
-  *reinterpret_cast<StackSlot**>(at + link_offset(size)) = whole.slot;
-  pending_stack.stack.sp = reinterpret_cast<void*>(at);
-  pending_stack.stack.size = whole.stack.size - (top - at);
-  pending_stack.slot = whole.slot;
+  link_below(top) = s;
+  this_thread.pending_stack.stack.sp = reinterpret_cast<void*>(at);
+  this_thread.pending_stack.stack.size = c.usable - (top - at);
+  this_thread.pending_stack.slot = s;
   return reinterpret_cast<void*>(at);
 }
 
+[[gnu::noinline]] void* allocate_with_stack_slow(std::size_t size, std::size_t align,
+                                                 std::size_t stack_size) {
+  if (!placed(size, align))
+    return ::operator new (size, std::align_val_t{std::max<std::size_t>(align, 16)});
+  StackPool::Core::SizeClass& c = local_class(stack_size);
+  return place_state(c, c.core->take_from(c), size, std::max<std::size_t>(align, 16));
+}
+
+}  // namespace
+
+void* allocate_with_stack(std::size_t size, std::size_t align, std::size_t stack_size) {
+  // The common spawn: the default size, a stack freed before. Nothing on
+  // this path calls out, so it saves no registers.
+  StackPool::Core::SizeClass* c = this_thread.default_class;
+  StackSlot* s;
+  if (!kPlaceStates || size > kMaxPlacedState || align > 16 || stack_size || !c ||
+      c->core->remote.load(std::memory_order_relaxed) || !(s = c->core->take_cached(*c)))
+      [[unlikely]]
+    return allocate_with_stack_slow(size, align, stack_size);
+  return place_state(*c, s, size, 16);
+}
+
 void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept {
-  align = std::max<std::size_t>(align, 16);
-  if (!kPlaceStates || size > kMaxPlacedState) {
-    ::operator delete (p, std::align_val_t{align});
+  if (!placed(size, align)) {
+    ::operator delete (p, std::align_val_t{std::max<std::size_t>(align, 16)});
     return;
   }
-  StackSlot* s = *reinterpret_cast<StackSlot**>(static_cast<char*>(p) + link_offset(size));
-  // The constructor threw before its fiber took the stack below.
-  if (pending_stack.slot == s) pending_stack.slot = nullptr;
+  StackSlot* s = link_below(top_above(p));
+  if (this_thread.pending_stack.slot == s) [[unlikely]] {
+    // The constructor threw before its fiber took the stack below: the
+    // fiber's hold goes with it.
+    this_thread.pending_stack.slot = nullptr;
+    --s->holders;
+  }
   StackPool::release_slot(s, false);
 }
 
 void label_next_stack(const std::string* name, std::uint64_t number) noexcept {
-  pending_label = {name, number, true};
+  if (StackSlot* s = this_thread.pending_stack.slot) {
+    // The stack a task state was just placed on: its fiber takes it next.
+    s->owner = StackOwner::task;
+    s->name = name;
+    s->number = number;
+    return;
+  }
+  this_thread.pending_label = {name, number, true};
 }
 }  // namespace detail
 

@@ -230,6 +230,22 @@ const std::map<std::string, void (*)()> kScenarios = {
        allocate_a_stack();
        fault_elsewhere();
      }},
+    {"task_on_a_reused_stack",
+     [] {
+       // The second task's state and fiber land on the slot the first freed.
+       fiberloop::EventLoop loop;
+       loop.run_until_complete(
+           loop.create_task(TaskOptions{"finished-first", 0}, [] { return 1; }));
+       loop.run_until_complete(
+           loop.create_task(TaskOptions{"overflows-second", 0}, [] { return recurse_forever(0); }));
+     }},
+    {"generator_on_a_task_stack",
+     [] {
+       fiberloop::EventLoop loop;
+       loop.run_until_complete(loop.create_task(TaskOptions{"finished-task", 0}, [] { return 1; }));
+       fiberloop::Generator<int> gen([](auto& g) { g.yield(recurse_forever(0)); });
+       gen.send();
+     }},
 };
 
 struct PlayScenario {
@@ -349,6 +365,23 @@ BOOST_AUTO_TEST_CASE(a_fault_elsewhere_dies_as_usual_without_a_report) {
   Death d = in_fresh_process("fault_elsewhere");
   BOOST_TEST(died_of_the_fault(d), d.err);
   BOOST_TEST(d.err.find("fiberloop:") == std::string::npos, d.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_task_on_a_stack_another_task_used_is_named_by_its_own_name) {
+  Death d = in_fresh_process("task_on_a_reused_stack");
+  BOOST_TEST(died_of_the_fault(d), d.err);
+  BOOST_TEST(
+      d.err.find("fiberloop: stack overflow in Task 'overflows-second'") != std::string::npos,
+      d.err);
+  BOOST_TEST(d.err.find("finished-first") == std::string::npos, d.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_generator_on_a_stack_a_task_used_says_generator) {
+  Death d = in_fresh_process("generator_on_a_task_stack");
+  BOOST_TEST(died_of_the_fault(d), d.err);
+  BOOST_TEST(d.err.find("fiberloop: stack overflow in Generator (stack ") != std::string::npos,
+             d.err);
+  BOOST_TEST(d.err.find("finished-task") == std::string::npos, d.err);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

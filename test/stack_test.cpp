@@ -779,4 +779,156 @@ BOOST_AUTO_TEST_CASE(running_out_of_address_space_fails_only_the_create_task_tha
   BOOST_TEST(sig == 0);
 }
 
+// The spawn path: a task's state is placed at the top of its own stack
+// (detail::allocate_with_stack), its fiber takes the rest
+// (detail::take_fiber_stack), and both give the slot back. Sanitizer builds
+// keep states on the heap; the counts below hold in both.
+namespace {
+namespace fd = fiberloop::detail;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kStatesPlaced = false;
+#else
+constexpr bool kStatesPlaced = true;
+#endif
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_placed_state_and_its_fiber_hold_one_slot_until_both_give_it_back) {
+  constexpr std::size_t kState = 200;
+  for (bool fiber_first : {true, false}) {
+    void* state = fd::allocate_with_stack(kState, 0, 0);
+    fd::FiberStack fs = fd::take_fiber_stack(0);
+    BOOST_TEST(pool.in_use() == 1u);
+    if (kStatesPlaced) {
+      // The fiber's stack ends where the state begins, in the same slot.
+      BOOST_TEST(fs.stack.sp == state);
+      std::size_t above = pool.default_size() - fs.stack.size;
+      BOOST_TEST(above >= kState + 16);
+      BOOST_TEST(above < kState + 32);
+    } else {
+      BOOST_TEST(fs.stack.size == pool.default_size());
+    }
+    // State and stack are wholly the caller's: the pool's link to the slot
+    // lies in neither.
+    std::memset(bottom_of(fs.stack), 0x5a, fs.stack.size);
+    std::memset(state, 0x6b, kState);
+    if (fiber_first) {
+      fd::give_back_fiber_stack(fs.slot);
+      BOOST_TEST(pool.in_use() == 0u);
+      BOOST_TEST(pool.retained() == (kStatesPlaced ? 1u : 0u));
+      fd::release_with_stack(state, kState, 0);
+    } else {
+      fd::release_with_stack(state, kState, 0);
+      BOOST_TEST(pool.in_use() == 1u);  // its fiber still runs on it
+      BOOST_TEST(pool.retained() == 0u);
+      fd::give_back_fiber_stack(fs.slot);
+    }
+    BOOST_TEST(pool.in_use() == 0u);
+    BOOST_TEST(pool.retained() == 0u);
+    BOOST_TEST(pool.cached() == 1u);  // the second round reused the first's slot
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_state_freed_before_its_fiber_took_the_stack_frees_the_slot) {
+  // A task constructor that throws before it builds its fiber.
+  void* state = fd::allocate_with_stack(100, 0, 0);
+  BOOST_TEST(pool.in_use() == (kStatesPlaced ? 1u : 0u));
+  fd::release_with_stack(state, 100, 0);
+  BOOST_TEST(pool.in_use() == 0u);
+  BOOST_TEST(pool.cached() == (kStatesPlaced ? 1u : 0u));
+  // The next fiber gets a whole stack of its own, not the part below a
+  // state that is gone.
+  fd::FiberStack fs = fd::take_fiber_stack(0);
+  BOOST_TEST(fs.stack.size == pool.default_size());
+  BOOST_TEST(pool.in_use() == 1u);
+  std::memset(bottom_of(fs.stack), 0x11, fs.stack.size);
+  fd::give_back_fiber_stack(fs.slot);
+  BOOST_TEST(pool.in_use() == 0u);
+  BOOST_TEST(pool.cached() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(placed_states_follow_set_default_size_and_set_guard_size) {
+  std::size_t guard = pool.guard_size();
+  auto spawn_and_free = [&] {
+    void* state = fd::allocate_with_stack(64, 0, 0);
+    fd::FiberStack fs = fd::take_fiber_stack(0);
+    BOOST_TEST(fs.stack.size <= pool.default_size());
+    BOOST_TEST(fs.stack.size + page_size() > pool.default_size());
+    std::memset(bottom_of(fs.stack), 0x22, fs.stack.size);
+    void* sp = fs.stack.sp;
+    fd::give_back_fiber_stack(fs.slot);
+    fd::release_with_stack(state, 64, 0);
+    return sp;
+  };
+  void* first = spawn_and_free();
+  BOOST_TEST(spawn_and_free() == first);  // the default size's stack, reused
+
+  pool.set_default_size(2 * StackPool::kMinSize);
+  void* smaller = spawn_and_free();
+  BOOST_TEST(smaller != first);
+  BOOST_TEST(spawn_and_free() == smaller);
+
+  // Another guard is another size class: the cached stack is not reused.
+  pool.set_guard_size(2 * guard);
+  void* wider_guard = spawn_and_free();
+  BOOST_TEST(wider_guard != smaller);
+  BOOST_TEST(spawn_and_free() == wider_guard);
+  pool.set_guard_size(guard);
+  BOOST_TEST(spawn_and_free() == smaller);
+  BOOST_TEST(pool.in_use() == 0u);
+  BOOST_TEST(pool.cached() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(over_aligned_states_are_aligned_and_given_back) {
+  for (std::size_t align :
+       {std::size_t{32}, std::size_t{64}, std::size_t{4096}, std::size_t{8192}}) {
+    void* state = fd::allocate_with_stack(300, align, 0);
+    BOOST_TEST(reinterpret_cast<std::uintptr_t>(state) % align == 0u, align);
+    fd::FiberStack fs = fd::take_fiber_stack(0);
+    // Up to a page of alignment the state still lives on its stack.
+    bool on_stack = kStatesPlaced && align <= 4096;
+    BOOST_TEST((fs.stack.sp == state) == on_stack, align);
+    BOOST_TEST(fs.stack.size + (on_stack ? align + 316 : 0) >= pool.default_size(), align);
+    std::memset(bottom_of(fs.stack), 0x33, fs.stack.size);
+    std::memset(state, 0x44, 300);
+    fd::give_back_fiber_stack(fs.slot);
+    fd::release_with_stack(state, 300, align);
+    BOOST_TEST(pool.in_use() == 0u);
+    BOOST_TEST(pool.retained() == 0u);
+  }
+  BOOST_TEST(pool.cached() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(set_max_cached_0_gives_back_the_most_recently_freed_stack_too) {
+  std::vector<StackContext> stacks;
+  for (int i = 0; i < 3; ++i) stacks.push_back(pool.allocate(StackPool::kMinSize));
+  std::vector<char*> bottoms;
+  for (auto& sc : stacks) {
+    std::memset(bottom_of(sc), 0x55, sc.size);
+    bottoms.push_back(bottom_of(sc));
+  }
+  for (auto& sc : stacks) pool.deallocate(sc);
+  pool.set_max_cached(0);
+  BOOST_TEST(pool.cached() == 3u);
+  BOOST_TEST(pool.released() == 3u);
+  for (char* b : bottoms) BOOST_TEST(!is_resident(b));
+  // Released stacks are reused, the most recently released first.
+  StackContext again = pool.allocate(StackPool::kMinSize);
+  BOOST_TEST(static_cast<void*>(bottom_of(again)) == static_cast<void*>(bottoms.back()));
+  BOOST_TEST(pool.released() == 2u);
+  pool.deallocate(again);
+}
+
+BOOST_AUTO_TEST_CASE(tasks_in_a_row_reuse_one_warm_stack) {
+  fiberloop::EventLoop loop;
+  std::vector<char*> frames;
+  for (int i = 0; i < 5; ++i) {
+    loop.run_until_complete(loop.create_task(
+        [&] { frames.push_back(static_cast<char*>(__builtin_frame_address(0))); }));
+  }
+  for (char* f : frames) BOOST_TEST(static_cast<void*>(f) == static_cast<void*>(frames[0]));
+  BOOST_TEST(pool.in_use() == 0u);
+  BOOST_TEST(pool.retained() == 0u);
+  BOOST_TEST(pool.cached() == 1u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -159,10 +159,11 @@ FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,
 // it also cancels a pending stack never taken (a constructor that threw).
 FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;
 
-// label_next_stack() names the owner of the next stack this thread
-// allocates: a task, whose name an overflow report prints (`name` must
-// outlive the stack; when it is empty, "Task-<number>" is printed). Stacks
-// allocated without a label belong to a Generator.
+// label_next_stack() names the owner of the next stack this thread hands a
+// fiber (the one below a task state allocate_with_stack() just placed, else
+// the next one allocated): a task, whose name an overflow report prints
+// (`name` must outlive the stack; when it is empty, "Task-<number>" is
+// printed). Stacks allocated without a label belong to a Generator.
 FIBERLOOP_API void label_next_stack(const std::string* name, std::uint64_t number) noexcept;
 }  // namespace detail
 
