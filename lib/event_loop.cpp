@@ -328,20 +328,30 @@ void EventLoop::queue_due_timers() {
 }
 
 // A ready queue this long gets prefetched for, this many entries ahead.
-constexpr std::size_t kPrefetchQueue = 16;
-constexpr std::size_t kPrefetchDistance = 4;
+constexpr std::size_t kPrefetchQueue = 64;
+constexpr std::size_t kPrefetchDistance = 5;
+// What a step touches around its entry (the task state it is part of, and
+// the fiber's entry object just below it), and above its fiber's saved
+// context (the frames of the wait it returns through), in bytes.
+constexpr std::ptrdiff_t kStateBefore = 256, kStateAfter = 512, kFrames = 1024;
 
 // prefetch_ahead() starts loading what the steps a few places ahead in the
-// ready queue will touch first: the step's entry (in its task), then the
-// task's fiber, then the fiber's saved context on its stack. With thousands
-// of tasks in flight each of these is a cache and TLB miss in turn (see
-// README "Fiber stacks"). At least kPrefetchDistance + 1 entries are queued.
+// ready queue will touch: first the entry, then (once that has arrived) the
+// rest of its task state, then the frames above its fiber's saved context.
+// With thousands of tasks in flight, each step lands on a stack page last
+// touched thousands of steps ago, and every line of it is a miss (see README
+// "Fiber stacks"). At least kPrefetchDistance + 1 entries are queued.
 inline void EventLoop::prefetch_ahead() const noexcept {
   __builtin_prefetch(ready_.at(kPrefetchDistance));
-  if (const HandleState* h = ready_.at(kPrefetchDistance - 1); h->is_task_step())
-    __builtin_prefetch(h->warm);
-  if (const HandleState* h = ready_.at(kPrefetchDistance - 2); h->is_task_step()) {
-    if (const void* context = *static_cast<void* const*>(h->warm)) __builtin_prefetch(context);
+  if (const HandleState* h = ready_.at(kPrefetchDistance - 1); h->is_task_step()) {
+    auto* entry = reinterpret_cast<const char*>(h);
+    for (std::ptrdiff_t at = -kStateBefore; at < kStateAfter; at += 64)
+      __builtin_prefetch(entry + at);
+  }
+  if (const HandleState* h = ready_.at(kPrefetchDistance - 3); h->is_task_step()) {
+    if (auto* context = *static_cast<const char* const*>(h->warm)) {
+      for (std::ptrdiff_t at = 0; at < kFrames; at += 64) __builtin_prefetch(context + at);
+    }
   }
 }
 
