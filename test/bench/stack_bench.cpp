@@ -2,7 +2,8 @@
 // tasks in flight, and memory per idle task.
 //
 //   stack_bench                 every case below
-//   stack_bench spawn N...      spawn+finish with N tasks kept in flight
+//   stack_bench spawn N...      spawn+finish with N tasks kept in flight, then
+//                               the same pattern on bare fibers (the baseline)
 //   stack_bench idle N [guard [shared]]  VmRSS / VmPTE per task parked on a future
 //
 // STACK_KIB / GUARD_KIB in the environment set the pool's default stack size
