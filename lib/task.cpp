@@ -14,7 +14,6 @@ constinit thread_local std::string* stepped_sink = nullptr;
 std::atomic<unsigned long> task_counter{0};
 
 // Entered marks a task as the one running its step, as asyncio's _enter_task.
-
 class Entered {
  public:
   // An eager first step (inside create_task) may run from another task's
