@@ -13,6 +13,12 @@ constinit thread_local TaskStateBase* current_task = nullptr;
 constinit thread_local std::string* stepped_sink = nullptr;
 std::atomic<unsigned long> task_counter{0};
 
+// rethrow_and_clear(e) throws e, leaving it empty: a step's rare path, out
+// of line so that the exception handling stays out of the step's frames.
+[[noreturn, gnu::noinline]] void rethrow_and_clear(std::exception_ptr& e) {
+  std::rethrow_exception(std::exchange(e, nullptr));
+}
+
 // Entered marks a task as the one running its step, as asyncio's _enter_task.
 class Entered {
  public:
@@ -161,7 +167,7 @@ void TaskStateBase::resume_body(bool eager) {
       unwind_unstarted();
     fiber_.resume();
     if (body_error_) [[unlikely]]
-      throw_body_error();
+      rethrow_and_clear(body_error_);
   } catch (...) {
     body_threw();
     return;
@@ -181,11 +187,7 @@ void TaskStateBase::resume_body(bool eager) {
 // thrown into before it started.
 [[gnu::noinline]] void TaskStateBase::unwind_unstarted() {
   fiber_.unwind();
-  std::rethrow_exception(std::exchange(step_exc_, nullptr));
-}
-
-[[gnu::noinline]] void TaskStateBase::throw_body_error() {
-  std::rethrow_exception(std::exchange(body_error_, nullptr));
+  rethrow_and_clear(step_exc_);
 }
 
 [[gnu::noinline]] void TaskStateBase::body_returned() {
@@ -214,11 +216,7 @@ void TaskStateBase::park(FutureStateBase* fut) {
   awaiting_ = fut;
   fiber_.suspend_unchecked();  // the callers checked: on this fiber, nothing unwinding
   if (step_exc_) [[unlikely]]
-    throw_step_exc();
-}
-
-[[gnu::noinline]] void TaskStateBase::throw_step_exc() {
-  std::rethrow_exception(std::exchange(step_exc_, nullptr));
+    rethrow_and_clear(step_exc_);
 }
 
 void TaskStateBase::wait_on(FutureStateBase* fut) {

@@ -134,11 +134,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // create_task (eager_start).
   void resume_body(bool eager);
   // resume_body()'s rare and last paths: unwind_unstarted() raises a
-  // cancellation in a task that never ran; throw_body_error() rethrows what
-  // the function threw; body_returned() finishes the task with its value,
-  // body_threw() (in a catch block) with what it threw.
+  // cancellation in a task that never ran; body_returned() finishes the task
+  // with its value, body_threw() (in a catch block) with what it threw.
   [[noreturn]] void unwind_unstarted();
-  [[noreturn]] void throw_body_error();
   void body_returned();
   void body_threw();
   // run_fiber() is the fiber's entry: the function, its exception kept.
@@ -149,10 +147,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   void wait_on(FutureStateBase* fut);
   // refuse_wait(fut) makes the await of fut raise: another loop's future,
   // or the task itself. cancel_awaited() passes a pending cancel() on to
-  // the future just awaited. throw_step_exc() throws step_exc_ at the await.
+  // the future just awaited.
   void refuse_wait(FutureStateBase* fut);
   void cancel_awaited();
-  [[noreturn]] void throw_step_exc();
   void end() noexcept;
   // abandon() is the loop closing under a pending task: unwind the fiber.
   void abandon() noexcept;
