@@ -274,6 +274,14 @@ struct StackPool::Core {
   // labelled by the pending label, with one holder.
   StackSlot* take(std::size_t usable, std::size_t guard);
 
+  // take_labelled(c, label) hands out a slot of class c with one holder.
+  StackSlot* take_labelled(SizeClass& c, const PendingLabel& label) {
+    StackSlot* s = take_from(c);
+    s->holders = 1;
+    label_slot(s, label);
+    return s;
+  }
+
   // take_from(c) hands out a slot of class c, the most recently freed
   // first; its holders and label are the caller's to set.
   StackSlot* take_from(SizeClass& c) {
@@ -463,10 +471,7 @@ constinit thread_local ThreadState this_thread{};
 
 StackSlot* StackPool::Core::take(std::size_t usable, std::size_t guard) {
   PendingLabel label = std::exchange(this_thread.pending_label, PendingLabel{});
-  StackSlot* s = take_from(class_for(usable, guard));
-  s->holders = 1;
-  label_slot(s, label);
-  return s;
+  return take_labelled(class_for(usable, guard), label);
 }
 
 const std::size_t StackPool::kDefaultSize = kDefault;
@@ -653,9 +658,7 @@ namespace {
   // Taken first: a size that throws must not leave the label to the next stack.
   PendingLabel label = std::exchange(this_thread.pending_label, PendingLabel{});
   StackPool::Core::SizeClass& c = local_class(size);
-  StackSlot* s = c.core->take_from(c);
-  s->holders = 1;
-  label_slot(s, label);
+  StackSlot* s = c.core->take_labelled(c, label);
   return {StackPool::Core::context_of(s), s};
 }
 
