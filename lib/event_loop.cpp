@@ -163,7 +163,7 @@ void EventLoop::call_soon_threadsafe(detail::InlineFunction<void(), 48> fn) {
 void EventLoop::run_forever() {
   RunningScope scope(*this);
   for (;;) {
-    run_once();
+    iterate();
     if (stopping_) break;
   }
 }
@@ -173,9 +173,16 @@ void EventLoop::run_once() {
     throw RuntimeError("run_once() called from inside a callback: loop iterations do not nest");
   if (!running_) {  // called on its own: be the running loop for one iteration
     RunningScope scope(*this);
-    run_once();
+    iterate();
     return;
   }
+  iterate();
+}
+
+// iterate() is run_once() for a running loop outside any callback. Inline,
+// with run_ready() inside it: run_forever() then saves its registers once,
+// not on every iteration.
+inline void EventLoop::iterate() {
   iterating_ = true;
   struct Done {
     bool& flag;
@@ -374,17 +381,24 @@ inline void EventLoop::run_next() {
   }
 }
 
-void EventLoop::run_ready() {
+// run_ready_prefetching(ntodo) runs a long batch, prefetching ahead, up to
+// its last kPrefetchDistance entries; it returns how many it ran. Out of
+// line: the short batch of an ordinary iteration runs inside run_once()
+// and pays nothing for it.
+[[gnu::noinline]] std::size_t EventLoop::run_ready_prefetching(std::size_t ntodo) {
+  std::size_t i = 0;
+  for (; i + kPrefetchDistance < ntodo; ++i) {
+    prefetch_ahead();
+    run_next();
+  }
+  return i;
+}
+
+inline void EventLoop::run_ready() {
   // Only what was ready when this iteration began: callbacks scheduled by
   // these callbacks wait for the next iteration.
   std::size_t ntodo = ready_.size();
-  std::size_t i = 0;
-  if (ntodo >= kPrefetchQueue) {
-    for (; i + kPrefetchDistance < ntodo; ++i) {
-      prefetch_ahead();
-      run_next();
-    }
-  }
+  std::size_t i = ntodo >= kPrefetchQueue ? run_ready_prefetching(ntodo) : 0;
   for (; i < ntodo; ++i) run_next();
 }
 
@@ -551,6 +565,7 @@ void EventLoop::close() {
   abandon_tasks();
   if (bridge_) bridge_->close();  // completers and the default executor (completer.hpp)
   closed_ = true;
+  checked_requeue_ = true;
   threadsafe_.close();
   drop_ready();
   while (!scheduled_.empty()) {
@@ -584,26 +599,6 @@ void EventLoop::drop_ready() noexcept {
     HandleState* h = ready_.pop_front();
     if (!h->is_task_step()) Ref<HandleState>::adopt(h);  // may queue more: loop
   }
-}
-
-void EventLoop::register_task(detail::TaskStateBase* t) noexcept {
-  t->add_ref();
-  t->next_task_ = tasks_;
-  if (tasks_) tasks_->prev_task_ = t;
-  tasks_ = t;
-}
-
-void EventLoop::unregister_task(detail::TaskStateBase* t) noexcept {
-  if (t->prev_task_) {
-    t->prev_task_->next_task_ = t->next_task_;
-  } else if (tasks_ == t) {
-    tasks_ = t->next_task_;
-  } else {
-    return;  // not registered
-  }
-  if (t->next_task_) t->next_task_->prev_task_ = t->prev_task_;
-  t->prev_task_ = t->next_task_ = nullptr;
-  Ref<detail::TaskStateBase>::adopt(t);  // drop the loop's reference
 }
 
 std::vector<AnyTask> EventLoop::all_tasks() const {

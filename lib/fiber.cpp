@@ -89,7 +89,7 @@ void Fiber::give_back_stack() noexcept {
   slot_ = nullptr;
 }
 
-Fiber::~Fiber() {
+void Fiber::destroy_unfinished() {
   if (state_ == State::running) die("a fiber was destroyed while running on its own stack");
   if (state_ == State::forwarding) die("a fiber was destroyed while its resumer waits for it");
   unwind();

@@ -56,10 +56,6 @@ void FutureStateBase::throw_not_settable(const char* operation) const {
   throw InvalidStateError(std::string(operation) + "(): " + describe() + " cannot be set");
 }
 
-void FutureStateBase::wake_first_waiter() {
-  std::exchange(first_waiter_, nullptr)->wakeup(*this);
-}
-
 void FutureStateBase::set_exception(std::exception_ptr e) {
   check_settable("set_exception");
   if (!e) throw std::invalid_argument("set_exception(): null exception_ptr");

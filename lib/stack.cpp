@@ -94,12 +94,6 @@ long now_seconds() noexcept {
   return ts.tv_sec;
 }
 
-struct PendingLabel {
-  const std::string* name = nullptr;
-  std::uint64_t number = 0;
-  bool set = false;
-};
-
 struct PendingStack {
   boost::context::stack_context stack;
   StackSlot* slot = nullptr;  // null: none pending
@@ -135,8 +129,8 @@ inline std::uintptr_t top_above(const void* state) noexcept {
   return (reinterpret_cast<std::uintptr_t>(state) | (kTopAlign - 1)) + 1;
 }
 
-void label_slot(StackSlot* s, const PendingLabel& label) noexcept {
-  s->owner = label.set ? StackOwner::task : StackOwner::generator;
+void label_slot(StackSlot* s, const detail::StackLabel& label) noexcept {
+  s->owner = label.number ? StackOwner::task : StackOwner::generator;
   s->name = label.name;
   s->number = label.number;
 }
@@ -275,7 +269,7 @@ struct StackPool::Core {
   StackSlot* take(std::size_t usable, std::size_t guard);
 
   // take_labelled(c, label) hands out a slot of class c with one holder.
-  StackSlot* take_labelled(SizeClass& c, const PendingLabel& label) {
+  StackSlot* take_labelled(SizeClass& c, const detail::StackLabel& label) {
     StackSlot* s = take_from(c);
     s->holders = 1;
     label_slot(s, label);
@@ -391,7 +385,7 @@ struct StackPool::Core {
 
   // put_back() makes slot s the most recently freed of its class. A free
   // slot is labelled a Generator's, so a task state placed on it later
-  // needs only its task's label (label_next_stack()).
+  // needs only its task's label (take_fiber_stack()).
   [[gnu::always_inline]] void put_back(StackSlot* s) noexcept {
     --count[s->state];
     s->state = kCached;
@@ -462,16 +456,13 @@ struct ThreadState {
   StackPool::Core::SizeClass* default_class = nullptr;
   // The stack below a task state, for the fiber the state builds next.
   PendingStack pending_stack;
-  // The label the next allocate() gives its slot (set by a task being built).
-  PendingLabel pending_label;
 };
 constinit thread_local ThreadState this_thread{};
 
 }  // namespace
 
 StackSlot* StackPool::Core::take(std::size_t usable, std::size_t guard) {
-  PendingLabel label = std::exchange(this_thread.pending_label, PendingLabel{});
-  return take_labelled(class_for(usable, guard), label);
+  return take_labelled(class_for(usable, guard), detail::StackLabel{});
 }
 
 const std::size_t StackPool::kDefaultSize = kDefault;
@@ -654,9 +645,7 @@ namespace {
 
 // take_stack_slow() is take_fiber_stack() without a placed task state: a
 // Generator's stack, or any fiber's in sanitizer builds.
-[[gnu::noinline]] FiberStack take_stack_slow(std::size_t size) {
-  // Taken first: a size that throws must not leave the label to the next stack.
-  PendingLabel label = std::exchange(this_thread.pending_label, PendingLabel{});
+[[gnu::noinline]] FiberStack take_stack_slow(std::size_t size, StackLabel label) {
   StackPool::Core::SizeClass& c = local_class(size);
   StackSlot* s = c.core->take_labelled(c, label);
   return {StackPool::Core::context_of(s), s};
@@ -664,14 +653,16 @@ namespace {
 
 }  // namespace
 
-FiberStack take_fiber_stack(std::size_t size) {
+FiberStack take_fiber_stack(std::size_t size, StackLabel label) {
   if (StackSlot* s = this_thread.pending_stack.slot) [[likely]] {
     // The stack below a task state placed by allocate_with_stack(): the
-    // slot already counts the fiber as its second holder.
+    // slot already counts the fiber as its second holder, and put_back()
+    // left it labelled a Generator's.
     this_thread.pending_stack.slot = nullptr;
+    if (label.number) label_slot(s, label);
     return {this_thread.pending_stack.stack, s};
   }
-  return take_stack_slow(size);
+  return take_stack_slow(size, label);
 }
 
 namespace {
@@ -729,16 +720,6 @@ void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept {
   StackPool::release_slot(s, false);
 }
 
-void label_next_stack(const std::string* name, std::uint64_t number) noexcept {
-  if (StackSlot* s = this_thread.pending_stack.slot) {
-    // The stack a task state was just placed on: its fiber takes it next.
-    s->owner = StackOwner::task;
-    s->name = name;
-    s->number = number;
-    return;
-  }
-  this_thread.pending_label = {name, number, true};
-}
 }  // namespace detail
 
 }  // namespace fiberloop

@@ -57,16 +57,15 @@ TaskStateBase::TaskStateBase(EventLoop& loop, const TaskOptions& options)
     : FutureStateBase(loop),
       number_(task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
       // (A copy of an empty name still costs a call.)
-      name_(options.name.empty() ? std::string() : options.name),
       step_(&loop),
+      name_(options.name.empty() ? std::string() : options.name),
       eager_start_(options.eager_start) {
   step_.callback.emplace([this] { step(); });
   step_.repeating = true;
   step_.warm = &fiber_;
   // The label makes the stack the fiber takes this task's: an overflow
   // report then prints the task's name (or Task-N, from the number).
-  label_next_stack(&name_, number_);
-  fiber_.create(options.stack_size, [this] { run_fiber(); });
+  fiber_.create(options.stack_size, [this] { run_fiber(); }, StackLabel{&name_, number_});
 }
 
 const std::string& TaskStateBase::name() const {
@@ -75,23 +74,57 @@ const std::string& TaskStateBase::name() const {
 }
 
 TaskStateBase::~TaskStateBase() {
-  if (log_traceback_) {
-    log_traceback_ = false;
-    ExceptionContext context{"Task exception was never retrieved", exception_, name()};
-    if (EventLoop* l = loop_or_null()) {
-      l->call_exception_handler(context);
-    } else {
-      EventLoop::default_exception_handler(context);
-    }
+  if (log_traceback_) [[unlikely]]
+    report_never_retrieved();
+}
+
+// Out of line, so that the report's frame stays out of every task's end.
+[[gnu::noinline]] void TaskStateBase::report_never_retrieved() noexcept {
+  log_traceback_ = false;
+  ExceptionContext context{"Task exception was never retrieved", exception_, name()};
+  if (EventLoop* l = loop_or_null()) {
+    l->call_exception_handler(context);
+  } else {
+    EventLoop::default_exception_handler(context);
   }
 }
 
 TaskStateBase* TaskStateBase::current() noexcept { return current_task; }
 
+}  // namespace fiberloop::detail
+
+namespace fiberloop {
+
+// The loop's list of live tasks, kept here beside the only code that
+// changes it, so that spawning and ending a task inline these.
+void EventLoop::register_task(detail::TaskStateBase* t) noexcept {
+  t->add_ref();
+  t->next_task_ = tasks_;
+  if (tasks_) tasks_->prev_task_ = t;
+  tasks_ = t;
+}
+
+void EventLoop::unregister_task(detail::TaskStateBase* t) noexcept {
+  if (t->prev_task_) {
+    t->prev_task_->next_task_ = t->next_task_;
+  } else if (tasks_ == t) {
+    tasks_ = t->next_task_;
+  } else {
+    return;  // not registered
+  }
+  if (t->next_task_) t->next_task_->prev_task_ = t->prev_task_;
+  t->prev_task_ = t->next_task_ = nullptr;
+  detail::Ref<detail::TaskStateBase>::adopt(t);  // drop the loop's reference
+}
+
+}  // namespace fiberloop
+
+namespace fiberloop::detail {
+
 std::string TaskStateBase::describe() const { return "Task '" + name() + "'"; }
 
 void TaskStateBase::start() {
-  EventLoop& l = loop();
+  EventLoop& l = *loop_or_null();  // live: create_task() checked it
   l.register_task(this);
   if (eager_start_ && l.is_running()) {
     resume_body(true);
@@ -191,14 +224,19 @@ void TaskStateBase::resume_body(bool eager) {
 }
 
 [[gnu::noinline]] void TaskStateBase::body_returned() {
-  if (must_cancel_) {  // cancelled right before it returned
-    must_cancel_ = false;
-    drop_value();
-    mark_cancelled(cancel_message());
+  if (must_cancel_) [[unlikely]] {
+    cancel_returned();
   } else {
     finish();
   }
   end();
+}
+
+// Cancelled right before it returned: the value goes, the task ends cancelled.
+[[gnu::noinline]] void TaskStateBase::cancel_returned() {
+  must_cancel_ = false;
+  drop_value();
+  mark_cancelled(cancel_message());
 }
 
 [[gnu::noinline]] void TaskStateBase::body_threw() {
@@ -220,7 +258,7 @@ void TaskStateBase::park(FutureStateBase* fut) {
 }
 
 void TaskStateBase::wait_on(FutureStateBase* fut) {
-  if (fut->loop_or_null() != loop_or_null() || fut == this) [[unlikely]] {
+  if (!fut->same_loop(*this) || fut == this) [[unlikely]] {
     refuse_wait(fut);
     return;
   }
@@ -246,11 +284,22 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
 }
 
 void TaskStateBase::wakeup(FutureStateBase& fut) {
-  // Most wakeups carry no exception, and step_exc_ is already empty then.
-  std::exception_ptr e = fut.waiter_exception();
-  if (e || step_exc_) [[unlikely]] step_exc_ = std::move(e);
+  // Most wakeups carry a value, and step_exc_ is already empty then.
+  if (!fut.has_value() || step_exc_) [[unlikely]] {
+    wakeup_slow(fut);
+    return;
+  }
   queue_step();
 }
+
+[[gnu::noinline]] void TaskStateBase::wakeup_slow(FutureStateBase& fut) {
+  step_exc_ = fut.waiter_exception();
+  queue_step();
+}
+
+// A future's member, defined here: completing a future awaited by one task
+// then queues the task's step without a call between them.
+void FutureStateBase::wake_first_waiter() { std::exchange(first_waiter_, nullptr)->wakeup(*this); }
 
 void die_if_unwinding(const char* what) noexcept {
   if (Fiber::current_chain_unwinding()) {

@@ -268,7 +268,10 @@ class FIBERLOOP_API EventLoop {
   // set_debug(true) reports callbacks that run longer than
   // slow_callback_duration() (default 0.1 s) through the exception handler,
   // and makes call_soon() from a foreign thread throw RuntimeError.
-  void set_debug(bool enabled) noexcept { debug_ = enabled; }
+  void set_debug(bool enabled) noexcept {
+    debug_ = enabled;
+    checked_requeue_ = closed_ || debug_;
+  }
   bool get_debug() const noexcept { return debug_; }
   void set_slow_callback_duration(double seconds) noexcept { slow_callback_duration_ = seconds; }
   double slow_callback_duration() const noexcept { return slow_callback_duration_; }
@@ -324,14 +327,14 @@ class FIBERLOOP_API EventLoop {
   // inline test; throwing, the debug-mode thread check and taking in
   // call_soon_threadsafe's posts (which must run first) are out of line.
   void requeue(detail::HandleState* h) {
-    if (closed_ || debug_ || threadsafe_.pending()) [[unlikely]]
+    if (checked_requeue_ || threadsafe_.pending()) [[unlikely]]
       requeue_slow();
     push_ready(h);
   }
   // requeue_step(h) is requeue() for a task's own step, which the queue
   // holds without a reference (see TaskStateBase::step_).
   void requeue_step(detail::HandleState* h) {
-    if (closed_ || debug_ || threadsafe_.pending()) [[unlikely]]
+    if (checked_requeue_ || threadsafe_.pending()) [[unlikely]]
       requeue_slow();
     ready_.push_back(h);
   }
@@ -348,13 +351,15 @@ class FIBERLOOP_API EventLoop {
   void orphan_event(int fd, bool has_entry);
   void rebuild_poller();
 
+  [[gnu::always_inline]] inline void iterate();
   // The phases of run_once().
   void drop_cancelled_timers();
   std::int64_t poll_timeout_ns() const;
   void poll_io(std::int64_t timeout_ns);
   void drain_threadsafe();
   void queue_due_timers();
-  void run_ready();
+  [[gnu::always_inline]] inline void run_ready();
+  std::size_t run_ready_prefetching(std::size_t ntodo);
   // Inline: a call to a function that only prefetches can be dropped whole,
   // as one that only reads.
   [[gnu::always_inline]] inline void prefetch_ahead() const noexcept;
@@ -389,6 +394,8 @@ class FIBERLOOP_API EventLoop {
   bool running_ = false;
   bool iterating_ = false;
   bool debug_ = false;
+  // checked_requeue_ is closed_ || debug_: requeue() tests both at once.
+  bool checked_requeue_ = false;
   double slow_callback_duration_ = 0.1;
   std::thread::id thread_id_;
 

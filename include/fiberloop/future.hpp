@@ -51,6 +51,7 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   bool done() const noexcept { return status_ != Status::pending; }
   bool cancelled() const noexcept { return status_ == Status::cancelled; }
   bool has_exception() const noexcept { return status_ == Status::finished && exception_; }
+  bool has_value() const noexcept { return status_ == Status::finished && !exception_; }
 
   // cancel() is Future.cancel(); Task overrides it.
   virtual bool cancel(std::string message);
@@ -109,6 +110,8 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // loop() throws RuntimeError once the loop is destroyed.
   EventLoop& loop() const;
   EventLoop* loop_or_null() const noexcept { return link_->loop; }
+  // same_loop(other): both belong to one loop (each loop has one link).
+  bool same_loop(const FutureStateBase& other) const noexcept { return link_ == other.link_; }
 
   // The flags come first, in the reference count's padding: every parked
   // task holds a future, so its size is memory per task.

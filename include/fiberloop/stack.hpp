@@ -13,10 +13,11 @@ namespace fiberloop {
 namespace detail {
 struct StackSlot;
 struct FiberStack;
+struct StackLabel;
 FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,
                                         std::size_t stack_size);
 FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;
-FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size);
+FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size, StackLabel label);
 FIBERLOOP_API void give_back_fiber_stack(StackSlot* slot) noexcept;
 }  // namespace detail
 
@@ -112,7 +113,7 @@ class FIBERLOOP_API StackPool {
  private:
   friend void detail::give_back_fiber_stack(detail::StackSlot*) noexcept;
   friend void detail::release_with_stack(void*, std::size_t, std::size_t) noexcept;
-  friend detail::FiberStack detail::take_fiber_stack(std::size_t);
+  friend detail::FiberStack detail::take_fiber_stack(std::size_t, detail::StackLabel);
   friend void* detail::allocate_with_stack(std::size_t, std::size_t, std::size_t);
   explicit StackPool(bool local);
   static StackPool& make_local();
@@ -137,10 +138,17 @@ struct FiberStack {
   boost::context::stack_context stack;
   StackSlot* slot;
 };
-// take_fiber_stack(size) is StackPool::local().allocate(size), or the stack
-// below a task state that allocate_with_stack() just placed. Throws as
-// StackPool::allocate().
-FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size);
+// StackLabel names the owner of a stack, for an overflow report: a task,
+// whose name it prints (`name` must outlive the stack; when it is empty,
+// "Task-<number>" is printed), or, with number 0, a Generator.
+struct StackLabel {
+  const std::string* name = nullptr;
+  std::uint64_t number = 0;
+};
+// take_fiber_stack(size, label) is StackPool::local().allocate(size), or the
+// stack below a task state that allocate_with_stack() just placed, labelled
+// `label`. Throws as StackPool::allocate().
+FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size, StackLabel label = {});
 // give_back_fiber_stack(slot) is the fiber's release of the stack it took
 // (from any thread): the stack's side-table entry travels with the fiber, so
 // giving back searches nothing.
@@ -159,12 +167,6 @@ FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,
 // it also cancels a pending stack never taken (a constructor that threw).
 FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;
 
-// label_next_stack() names the owner of the next stack this thread hands a
-// fiber (the one below a task state allocate_with_stack() just placed, else
-// the next one allocated): a task, whose name an overflow report prints
-// (`name` must outlive the stack; when it is empty, "Task-<number>" is
-// printed). Stacks allocated without a label belong to a Generator.
-FIBERLOOP_API void label_next_stack(const std::string* name, std::uint64_t number) noexcept;
 }  // namespace detail
 
 }  // namespace fiberloop

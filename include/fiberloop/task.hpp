@@ -125,6 +125,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // wakeup(fut) queues the step that resumes the task at its await of fut;
   // fut calls it (in its done-callback order) when it completes.
   void wakeup(FutureStateBase& fut);
+  void wakeup_slow(FutureStateBase& fut);
   void schedule_step(std::exception_ptr exc = nullptr);
   // queue_step() puts the task's step in the ready queue (the loop is live:
   // only a task that runs, or a future its loop completes, calls it).
@@ -138,6 +139,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // with its value, body_threw() (in a catch block) with what it threw.
   [[noreturn]] void unwind_unstarted();
   void body_returned();
+  void cancel_returned();
   void body_threw();
   // run_fiber() is the fiber's entry: the function, its exception kept.
   void run_fiber();
@@ -151,6 +153,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   void refuse_wait(FutureStateBase* fut);
   void cancel_awaited();
   void end() noexcept;
+  void report_never_retrieved() noexcept;
   // abandon() is the loop closing under a pending task: unwind the fiber.
   void abandon() noexcept;
 

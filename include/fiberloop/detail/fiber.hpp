@@ -36,13 +36,18 @@ class FIBERLOOP_API Fiber {
   Fiber() noexcept = default;
   Fiber(const Fiber&) = delete;
   Fiber& operator=(const Fiber&) = delete;
-  // ~Fiber() unwinds a suspended fiber (its RAII destructors run).
-  ~Fiber();
+  // ~Fiber() unwinds a suspended fiber (its RAII destructors run). Inline
+  // for the common end, a fiber that finished.
+  ~Fiber() {
+    if (state_ != State::finished) [[unlikely]]
+      destroy_unfinished();
+  }
 
-  // create() allocates the stack and places `entry` at its top; entry runs
-  // at the first resume(). entry may throw nothing but FiberUnwind.
+  // create() allocates the stack (labelled for overflow reports) and places
+  // `entry` at its top; entry runs at the first resume(). entry may throw
+  // nothing but FiberUnwind.
   template <class Entry>
-  void create(std::size_t stack_size, Entry&& entry);
+  void create(std::size_t stack_size, Entry&& entry, StackLabel label = {});
 
   // resume() switches to the fiber until it suspends or finishes. While the
   // fiber asks for forwarded calls (forward()), resume() makes them here, on
@@ -91,6 +96,7 @@ class FIBERLOOP_API Fiber {
   void switch_in();
   void serve_forwards();
   void give_back_stack() noexcept;
+  void destroy_unfinished();
   void destroy_entry() noexcept { destroy_(entry_); }
 
   // self_ stays the first member: the loop reads it through a task step's
@@ -119,10 +125,10 @@ class FIBERLOOP_API Fiber {
 };
 
 template <class Entry>
-void Fiber::create(std::size_t stack_size, Entry&& entry) {
+void Fiber::create(std::size_t stack_size, Entry&& entry, StackLabel label) {
   using Stored = std::decay_t<Entry>;
   static_assert(alignof(Stored) <= 64, "a fiber entry object is aligned to at most 64 bytes");
-  FiberStack taken = take_fiber_stack(stack_size);
+  FiberStack taken = take_fiber_stack(stack_size, label);
   stack_ = taken.stack;
   slot_ = taken.slot;
   auto top = reinterpret_cast<std::uintptr_t>(stack_.sp);
