@@ -135,10 +135,20 @@ void EventLoop::check_thread_slow() const {
   }
 }
 
-void EventLoop::requeue_slow() {
+void EventLoop::requeue_checks() {
   check_closed();
   check_thread();
   if (threadsafe_.pending()) drain_threadsafe();  // posted earlier: they run first
+}
+
+void EventLoop::requeue_slow(HandleState* h) {
+  requeue_checks();
+  push_ready(h);
+}
+
+void EventLoop::requeue_step_slow(HandleState* h) {
+  requeue_checks();
+  ready_.push_back(h);
 }
 
 void EventLoop::schedule_later(HandleState* h, double delay) {

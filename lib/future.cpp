@@ -38,8 +38,12 @@ void FutureStateBase::set_cancel_message(std::string message) {
   extras().cancel_message = std::move(message);
 }
 
+[[gnu::noinline]] void FutureStateBase::DeleteExtras::operator()(Extras* extras) const noexcept {
+  delete extras;
+}
+
 FutureStateBase::Extras& FutureStateBase::extras() {
-  if (!extras_) extras_ = std::make_unique<Extras>();
+  if (!extras_) extras_.reset(new Extras);
   return *extras_;
 }
 

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "fiber_tls.hpp"
+#include "fiber_switch.hpp"
 
 namespace fiberloop::detail {
 namespace {
@@ -165,7 +165,7 @@ int TaskStateBase::uncancel() noexcept {
 void TaskStateBase::step() {
   if (done() || must_cancel_) [[unlikely]]
     prepare_unusual_step();
-  fut_waiter_.reset();
+  fut_waiter_ = nullptr;
   resume_body(false);
 }
 
@@ -205,15 +205,9 @@ void TaskStateBase::resume_body(bool eager) {
     body_threw();
     return;
   }
-  if (fiber_.finished()) [[unlikely]] {
+  // Otherwise it parked, and its wait is registered (park()).
+  if (fiber_.finished()) [[unlikely]]
     body_returned();
-    return;
-  }
-  if (!awaiting_) {  // sleep(0): one trip through the ready queue
-    queue_step();
-    return;
-  }
-  wait_on(std::exchange(awaiting_, nullptr));
 }
 
 // Cancelled before its first step: the function never runs, as a generator
@@ -250,9 +244,15 @@ void TaskStateBase::resume_body(bool eager) {
   end();
 }
 
+// park() registers the wait before it switches out, as asyncio's __step
+// does right after the coroutine yields: nothing runs in between.
 void TaskStateBase::park(FutureStateBase* fut) {
-  awaiting_ = fut;
-  fiber_.suspend_unchecked();  // the callers checked: on this fiber, nothing unwinding
+  if (fut) {
+    wait_on(fut);
+  } else {
+    queue_step();  // sleep(0): one trip through the ready queue
+  }
+  fiber_.suspend_inline();  // the callers checked: on this fiber, nothing unwinding
   if (step_exc_) [[unlikely]]
     rethrow_and_clear(step_exc_);
 }
@@ -263,7 +263,7 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
     return;
   }
   fut->add_waiter(this);
-  fut_waiter_ = Ref(fut);
+  fut_waiter_ = fut;
   if (must_cancel_) [[unlikely]]
     cancel_awaited();
 }
@@ -364,9 +364,9 @@ void TaskStateBase::end() noexcept {
 
 void TaskStateBase::abandon() noexcept {
   Ref self(this);
+  // Before the unwinding: the wait that holds the awaited future goes with it.
+  if (fut_waiter_) std::exchange(fut_waiter_, nullptr)->remove_waiter(this);
   fiber_.unwind();  // the function's destructors run
-  if (fut_waiter_) fut_waiter_->remove_waiter(this);
-  fut_waiter_.reset();
   step_exc_ = nullptr;
   status_ = Status::cancelled;
   drop_callbacks();

@@ -327,18 +327,24 @@ class FIBERLOOP_API EventLoop {
   // inline test; throwing, the debug-mode thread check and taking in
   // call_soon_threadsafe's posts (which must run first) are out of line.
   void requeue(detail::HandleState* h) {
-    if (checked_requeue_ || threadsafe_.pending()) [[unlikely]]
-      requeue_slow();
+    if (checked_requeue_ || threadsafe_.pending()) [[unlikely]] {
+      requeue_slow(h);  // a tail call: the common requeue needs no frame
+      return;
+    }
     push_ready(h);
   }
   // requeue_step(h) is requeue() for a task's own step, which the queue
   // holds without a reference (see TaskStateBase::step_).
   void requeue_step(detail::HandleState* h) {
-    if (checked_requeue_ || threadsafe_.pending()) [[unlikely]]
-      requeue_slow();
+    if (checked_requeue_ || threadsafe_.pending()) [[unlikely]] {
+      requeue_step_slow(h);  // a tail call: the common requeue needs no frame
+      return;
+    }
     ready_.push_back(h);
   }
-  void requeue_slow();
+  void requeue_checks();
+  void requeue_slow(detail::HandleState* h);
+  void requeue_step_slow(detail::HandleState* h);
   std::int64_t deadline_after(double delay) const;
   static std::int64_t deadline_at(double when);
   std::int64_t now_ns() const noexcept;

@@ -172,7 +172,11 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
     std::vector<Callback> more_callbacks;
   };
   Extras& extras();
-  std::unique_ptr<Extras> extras_;
+  // Out of line: the destructor of a future that never made one stays short.
+  struct DeleteExtras {
+    void operator()(Extras* extras) const noexcept;
+  };
+  std::unique_ptr<Extras, DeleteExtras> extras_;
   CallbackId next_callback_id_ = 1;
   // link_ is the loop's LoopLink (one reference): a future outliving its
   // loop sees null there, and a future costs the loop no bookkeeping.

@@ -130,9 +130,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // queue_step() puts the task's step in the ready queue (the loop is live:
   // only a task that runs, or a future its loop completes, calls it).
   void queue_step() { loop_or_null()->requeue_step(&step_); }
-  // resume_body(eager) switches to the function until it awaits or returns,
-  // then waits or finishes the task; eager: the first step, run inside
-  // create_task (eager_start).
+  // resume_body(eager) switches to the function until it awaits (its wait
+  // registered) or returns (then finishes the task); eager: the first
+  // step, run inside create_task (eager_start).
   void resume_body(bool eager);
   // resume_body()'s rare and last paths: unwind_unstarted() raises a
   // cancellation in a task that never ran; body_returned() finishes the task
@@ -143,8 +143,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   void body_threw();
   // run_fiber() is the fiber's entry: the function, its exception kept.
   void run_fiber();
-  // park(fut), on the task's own fiber, hands fut to resume_body and
-  // switches to the loop until the next step; throws what that step throws in.
+  // park(fut), on the task's own fiber, registers the wait for fut (null:
+  // queues the next step) and switches to the loop until the next step;
+  // throws what that step throws in.
   void park(FutureStateBase* fut);
   void wait_on(FutureStateBase* fut);
   // refuse_wait(fut) makes the await of fut raise: another loop's future,
@@ -158,7 +159,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   void abandon() noexcept;
 
   unsigned long number_;
-  Ref<FutureStateBase> fut_waiter_;
+  // fut_waiter_ holds no reference: the wait that awaits it (on the task's
+  // fiber, parked) holds one until the task's next step, which clears it.
+  FutureStateBase* fut_waiter_ = nullptr;
   // step_ is this task's one entry in the ready queue, reused by every step
   // (a task is queued at most once at a time: the invariant above), and
   // part of the task, not a block of its own. The queue holds no reference
@@ -168,7 +171,6 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   HandleState step_;
   std::exception_ptr step_exc_;
   std::exception_ptr body_error_;          // what the function threw
-  FutureStateBase* awaiting_ = nullptr;   // what it awaits (null: sleep(0))
   mutable std::string name_;
   bool eager_start_;
   int cancels_requested_ = 0;

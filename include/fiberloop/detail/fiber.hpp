@@ -94,6 +94,10 @@ class FIBERLOOP_API Fiber {
   static void enter(transfer_t from) noexcept;
   [[noreturn]] void exit() noexcept;
   void switch_in();
+  // suspend_inline() is suspend_unchecked(), inline in a task's wait
+  // (lib/fiber_switch.hpp).
+  friend class TaskStateBase;
+  void suspend_inline();
   void serve_forwards();
   void give_back_stack() noexcept;
   void destroy_unfinished();

@@ -21,8 +21,10 @@ class RingQueue {
   std::size_t size() const noexcept { return size_; }
 
   void push_back(T v) {
-    if (size_ == capacity_) [[unlikely]]
-      grow();
+    if (size_ == capacity_) [[unlikely]] {
+      grow_and_push(std::move(v));  // a tail call: the common push needs no frame
+      return;
+    }
     slots_[(head_ + size_) & (capacity_ - 1)] = std::move(v);
     ++size_;
   }
@@ -39,7 +41,12 @@ class RingQueue {
   }
 
  private:
-  [[gnu::noinline]] void grow() {
+  [[gnu::noinline]] void grow_and_push(T v) {
+    grow();
+    slots_[size_] = std::move(v);  // grow() left the items at 0 .. size_ - 1
+    ++size_;
+  }
+  void grow() {
     std::size_t capacity = capacity_ ? capacity_ * 2 : 64;
     auto slots = std::make_unique<T[]>(capacity);
     for (std::size_t i = 0; i < size_; ++i)

@@ -1,0 +1,67 @@
+// fiber_switch.hpp (private): the sanitizer annotations of a switch, and the
+// switch out of a fiber, inline in a task's wait (out of line behind
+// suspend_unchecked() for everyone else: a Generator).
+#pragma once
+
+#include <utility>
+
+#include "fiber_tls.hpp"
+#include "fiberloop/detail/fiber.hpp"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define FIBERLOOP_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define FIBERLOOP_TSAN 1
+#endif
+
+namespace fiberloop::detail {
+
+// TSan wants each switch announced immediately before the jump, and a
+// function entered before the announcement left after it on the other side
+// corrupts its per-fiber shadow stacks: so every jump below is a bare
+// jump_fcontext right after tsan_switch(), on both sides.
+inline void tsan_switch(void* to) {
+#ifdef FIBERLOOP_TSAN
+  __tsan_switch_to_fiber(to, 0);  // 0: the switch orders memory, as it does
+#else
+  (void)to;
+#endif
+}
+
+// The ASan protocol: before each switch, name the stack we go to and park
+// the fake stack of the one we leave (nullptr: the leaving fiber dies);
+// right after it, restore ours and learn where we came from.
+inline void asan_start(void** fake_save, const void* bottom, std::size_t size) {
+#ifdef FIBERLOOP_ASAN
+  __sanitizer_start_switch_fiber(fake_save, bottom, size);
+#else
+  (void)fake_save, (void)bottom, (void)size;
+#endif
+}
+
+inline void asan_finish(void* fake, const void** bottom_old, std::size_t* size_old) {
+#ifdef FIBERLOOP_ASAN
+  __sanitizer_finish_switch_fiber(fake, bottom_old, size_old);
+#else
+  (void)fake, (void)bottom_old, (void)size_old;
+#endif
+}
+
+inline void Fiber::suspend_inline() {
+  current_fiber = resumer_;
+  asan_start(&fake_stack_, caller_bottom_, caller_size_);
+  tsan_switch(tsan_resumer_);
+  caller_ = boost::context::detail::jump_fcontext(std::exchange(caller_, nullptr), nullptr).fctx;
+  asan_finish(fake_stack_, &caller_bottom_, &caller_size_);
+  if (unwind_requested_) [[unlikely]] {
+    unwind_requested_ = false;
+    unwinding_ = true;
+    ++unwinding_fibers;
+    throw FiberUnwind();
+  }
+}
+
+}  // namespace fiberloop::detail
