@@ -9,13 +9,6 @@ namespace fiberloop::detail {
 
 void throw_empty_future() { throw InvalidStateError("operation on an empty Future handle"); }
 
-FutureStateBase::FutureStateBase(EventLoop& loop) : link_(loop.link().get()) { link_->add_ref(); }
-
-FutureStateBase::~FutureStateBase() {
-  if (log_traceback_) report_unretrieved("Future exception was never retrieved");
-  if (link_->release()) delete link_;
-}
-
 void FutureStateBase::report_unretrieved(const char* message) noexcept {
   log_traceback_ = false;
   ExceptionContext context{message, exception_, {}};

@@ -357,8 +357,8 @@ class FIBERLOOP_API EventLoop {
   void orphan_event(int fd, bool has_entry);
   void rebuild_poller();
 
+  // iterate() is run_once()'s body, inline in run_forever(); then its phases.
   [[gnu::always_inline]] inline void iterate();
-  // The phases of run_once().
   void drop_cancelled_timers();
   std::int64_t poll_timeout_ns() const;
   void poll_io(std::int64_t timeout_ns);
@@ -441,6 +441,12 @@ T EventLoop::run_until_complete(Future<T> future) {
   if (!future.done()) throw RuntimeError("Event loop stopped before Future completed.");
   return take_result(future);
 }
+
+namespace detail {
+inline FutureStateBase::FutureStateBase(EventLoop& loop) noexcept : link_(loop.link().get()) {
+  link_->add_ref();
+}
+}  // namespace detail
 
 }  // namespace fiberloop
 

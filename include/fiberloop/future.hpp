@@ -45,8 +45,14 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   using DoneCallback = InlineFunction<void(FutureStateBase&), 32>;
   enum class Status : std::uint8_t { pending, cancelled, finished };
 
-  explicit FutureStateBase(EventLoop& loop);
-  virtual ~FutureStateBase();
+  // Inline, as the destructor's common path: every future pays for them.
+  explicit FutureStateBase(EventLoop& loop) noexcept;  // defined in event_loop.hpp
+  virtual ~FutureStateBase() {
+    if (log_traceback_) [[unlikely]]
+      report_unretrieved("Future exception was never retrieved");
+    if (link_->release()) [[unlikely]]
+      delete link_;
+  }
 
   bool done() const noexcept { return status_ != Status::pending; }
   bool cancelled() const noexcept { return status_ == Status::cancelled; }
