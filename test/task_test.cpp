@@ -612,6 +612,41 @@ BOOST_AUTO_TEST_CASE(closing_drops_the_queued_steps_of_the_tasks_it_frees) {
   BOOST_TEST(local_reports == expected, boost::test_tools::per_element());
 }
 
+// A task holds the future it awaits through its parked wait only: here the
+// wait's frame holds the sole reference. Closing must drop the wait before
+// it unwinds that frame (ASan reports the future used after its free
+// otherwise), and a cancel must reach the future while the frame holds it.
+BOOST_AUTO_TEST_CASE(closing_abandons_a_task_whose_wait_alone_holds_its_future) {
+  int destroyed = 0;
+  Log local_reports;
+  {
+    EventLoop local;
+    local.set_exception_handler([&](EventLoop&, const ExceptionContext& ctx) {
+      local_reports.push_back(ctx.task + ": " + ctx.message);
+    });
+    local.create_task(TaskOptions{"lonely"}, [&local, &destroyed] {
+      Counted c(destroyed);
+      fiberloop::await(local.create_future<int>());
+    });
+    local.run_once();
+    BOOST_TEST(local.all_tasks().size() == 1u);
+  }
+  BOOST_TEST(destroyed == 1);
+  BOOST_TEST(local_reports == Log{"lonely: Task was destroyed but it is pending!"},
+             boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(cancelling_a_task_whose_wait_alone_holds_its_future) {
+  auto t = loop.create_task([this] { return fiberloop::await(loop.create_future<int>()); });
+  loop.run_once();  // parked on a future only its frame holds
+  BOOST_TEST(!t.done());
+  BOOST_TEST(t.cancel("stop"));
+  BOOST_CHECK_THROW(loop.run_until_complete(t), CancelledError);
+  BOOST_TEST(t.cancelled());
+  // The loop goes on: a new task runs to its end.
+  BOOST_TEST(loop.run_until_complete(loop.create_task([] { return 7; })) == 7);
+}
+
 BOOST_AUTO_TEST_CASE(task_awaiting_itself_gets_runtime_error) {
   Task<std::string> self;
   self = loop.create_task([&self] {
