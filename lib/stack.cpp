@@ -265,7 +265,7 @@ struct StackPool::Core {
   }
 
   // take() hands out a slot of `usable` bytes under guards of `guard`,
-  // labelled by the pending label, with one holder.
+  // labelled a Generator's, with one holder.
   StackSlot* take(std::size_t usable, std::size_t guard);
 
   // take_labelled(c, label) hands out a slot of class c with one holder.
