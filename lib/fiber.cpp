@@ -43,11 +43,8 @@ void Fiber::start(void* top) noexcept {
 #endif
 }
 
-void Fiber::give_back_stack() noexcept {
-  give_back_fiber_stack(slot_);
-  stack_ = {};
-  slot_ = nullptr;
-}
+// The stack and its slot stay named: restart() runs on them again.
+void Fiber::give_back_stack() noexcept { give_back_fiber_stack(slot_); }
 
 void Fiber::destroy_unfinished() {
   if (state_ == State::running) die("a fiber was destroyed while running on its own stack");

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <atomic>
 #include <memory>
 #include <new>
@@ -45,7 +46,9 @@ constexpr std::uint32_t kFirstRegionSlots = 16;
 constexpr std::size_t kMaxRegionBytes = std::size_t{256} << 20;
 
 // kRetained: the fiber ended, a finished task's state at the top still lives.
-enum SlotState : std::uint8_t { kInUse = 0, kCached = 1, kReleased = 2, kRetained = 3 };
+// kSpare: a finished task's state at the top waits for the next task of its
+// type (detail::keep_as_spare()); counted among the cached stacks.
+enum SlotState : std::uint8_t { kInUse = 0, kCached = 1, kReleased = 2, kRetained = 3, kSpare = 4 };
 
 std::size_t page_size() noexcept {
   static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
@@ -200,8 +203,9 @@ struct StackPool::Core {
   // Slots by SlotState over all size classes (so that a slot changing
   // state moves one count to another by its state byte alone): in use (a
   // fiber runs on it), cached (free, keeping its pages), released (free,
-  // pages given back), retained (kept only for a finished task's state).
-  std::size_t count[4] = {};
+  // pages given back), retained (kept only for a finished task's state),
+  // spare (a finished state kept for recycling).
+  std::size_t count[5] = {};
   std::size_t watermark = 256;  // StackPool::max_cached()
   // Stacks freed by other threads, pushed lock-free, taken by the owner.
   std::atomic<StackSlot*> remote{nullptr};
@@ -211,7 +215,9 @@ struct StackPool::Core {
   long epoch_start = 0;
   std::size_t cached_low = 0;  // fewest cached stacks seen this epoch
 
-  std::size_t cached_total() const noexcept { return count[kCached] + count[kReleased]; }
+  std::size_t cached_total() const noexcept {
+    return count[kCached] + count[kReleased] + count[kSpare];
+  }
 
   // class_for_local(stack_size) is the size class of this thread's pool for
   // stack_size (0: its default), remembered as default_class for 0. Throws
@@ -419,7 +425,8 @@ struct StackPool::Core {
     for (StackRegion* r : regions) {
       bool busy = false;
       for (std::uint32_t i = 0; i < r->carved && !busy; ++i)
-        busy = r->slots[i].state == kInUse || r->slots[i].state == kRetained;
+        busy = r->slots[i].state == kInUse || r->slots[i].state == kRetained ||
+               r->slots[i].state == kSpare;
       if (busy) {
         keep.push_back(r);
         continue;
@@ -456,8 +463,21 @@ struct ThreadState {
   StackPool::Core::SizeClass* default_class = nullptr;
   // The stack below a task state, for the fiber the state builds next.
   PendingStack pending_stack;
+  // The task types with a spare hook registered on this thread.
+  detail::SpareDropper* spares = nullptr;
 };
 constinit thread_local ThreadState this_thread{};
+
+// drop_spares() destroys every task type's spare on this thread: their
+// stacks become cached ones.
+void drop_spares() noexcept {
+  while (detail::SpareDropper* d = this_thread.spares) {
+    this_thread.spares = d->next;
+    d->next = nullptr;
+    d->registered = false;
+    d->drop();
+  }
+}
 
 }  // namespace
 
@@ -492,6 +512,7 @@ StackPool::StackPool(bool local) : core_(new Core), default_size_(kDefaultSize),
 
 StackPool::~StackPool() {
   if (local_) {
+    drop_spares();  // while their frees still find this pool
     this_thread.pool = nullptr;
     this_thread.core = nullptr;  // later frees go to the orphaned core
     this_thread.default_class = nullptr;
@@ -532,7 +553,10 @@ std::size_t StackPool::checked(std::size_t size, const char* who) const {
 
 void StackPool::set_default_size(std::size_t size) {
   default_size_ = checked(size, "StackPool::set_default_size");
-  if (local_) this_thread.default_class = nullptr;
+  if (local_) {
+    this_thread.default_class = nullptr;
+    drop_spares();
+  }
 }
 
 void StackPool::set_guard_size(std::size_t size) {
@@ -542,7 +566,10 @@ void StackPool::set_guard_size(std::size_t size) {
                                 " bytes)");
   }
   guard_size_ = std::max(round_to_pages(size), page_size());
-  if (local_) this_thread.default_class = nullptr;
+  if (local_) {
+    this_thread.default_class = nullptr;
+    drop_spares();
+  }
 }
 
 void StackPool::set_max_cached(std::size_t n) {
@@ -604,6 +631,7 @@ void StackPool::give_to_owner(StackSlot* s) noexcept {
 }
 
 void StackPool::trim() noexcept {
+  if (local_) drop_spares();
   core_->drain_remote();
   core_->shrink_to(0);
   core_->unmap_idle();
@@ -703,6 +731,34 @@ void* allocate_with_stack(std::size_t size, std::size_t align, std::size_t stack
       [[unlikely]]
     return allocate_with_stack_slow(size, align, stack_size);
   return place_state(*c, s, size, 16);
+}
+
+bool keep_as_spare(StackSlot* s) noexcept {
+  StackPool::Core::SizeClass* c = this_thread.default_class;
+  // Only this thread's pool can hand it out again, and only for the
+  // default size (under memcheck default_class stays null: no spares).
+  if (&StackPool::Core::class_of(s) != c) [[unlikely]]
+    return false;
+  assert(s->state == kRetained);  // the state holds it, its fiber has ended
+  s->state = kSpare;
+  --c->core->count[kRetained];
+  ++c->core->count[kSpare];
+  return true;
+}
+
+void retake_spare_stack(StackSlot* s, std::uint64_t number) noexcept {
+  StackPool::Core& core = *StackPool::Core::class_of(s).core;
+  s->holders = 2;  // the state, and its next fiber
+  s->state = kInUse;
+  --core.count[kSpare];
+  ++core.count[kInUse];
+  s->number = number;
+}
+
+void register_spare_dropper(SpareDropper* dropper) noexcept {
+  dropper->registered = true;
+  dropper->next = this_thread.spares;
+  this_thread.spares = dropper;
 }
 
 void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept {

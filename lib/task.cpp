@@ -68,6 +68,25 @@ TaskStateBase::TaskStateBase(EventLoop& loop, const TaskOptions& options)
   fiber_.create(options.stack_size, [this] { run_fiber(); }, StackLabel{&name_, number_});
 }
 
+void TaskStateBase::restart(EventLoop& loop, const TaskOptions& options) noexcept {
+  reset_for_reuse(loop);
+  number_ = task_counter.fetch_add(1, std::memory_order_relaxed) + 1;
+  step_.loop = &loop;
+  eager_start_ = options.eager_start;
+  cancels_requested_ = 0;
+  retake_spare_stack(fiber_.stack_slot(), number_);
+  fiber_.restart();
+}
+
+// Out of line: a task that was given a name, or asked for its own, is rare.
+[[gnu::noinline]] void TaskStateBase::clear_name() noexcept {
+  if (name_.capacity() > 64) {
+    name_ = std::string();  // a long name's memory is not kept for the next task
+  } else {
+    name_.clear();
+  }
+}
+
 const std::string& TaskStateBase::name() const {
   if (name_.empty()) name_ = "Task-" + std::to_string(number_);
   return name_;

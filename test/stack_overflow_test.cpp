@@ -9,6 +9,7 @@
 #include <boost/test/unit_test.hpp>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fiberloop/fiberloop.hpp>
@@ -239,6 +240,23 @@ const std::map<std::string, void (*)()> kScenarios = {
        loop.run_until_complete(
            loop.create_task(TaskOptions{"overflows-second", 0}, [] { return recurse_forever(0); }));
      }},
+    {"recycled_task",
+     [] {
+       // Both tasks are of one type: the second recycles the first's state
+       // (in builds that recycle) and must be reported by its own number.
+       fiberloop::EventLoop loop;
+       auto spawn = [&](bool deep) {
+         return loop.create_task([deep] { return deep ? recurse_forever(0) : 1; });
+       };
+       std::string first;
+       {
+         auto t = spawn(false);
+         loop.run_until_complete(t);
+         first = t.get_name();
+       }
+       std::fprintf(stderr, "first: %s\n", first.c_str());
+       loop.run_until_complete(spawn(true));
+     }},
     {"generator_on_a_task_stack",
      [] {
        fiberloop::EventLoop loop;
@@ -374,6 +392,17 @@ BOOST_AUTO_TEST_CASE(a_task_on_a_stack_another_task_used_is_named_by_its_own_nam
       d.err.find("fiberloop: stack overflow in Task 'overflows-second'") != std::string::npos,
       d.err);
   BOOST_TEST(d.err.find("finished-first") == std::string::npos, d.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_recycled_task_is_named_by_its_own_number) {
+  Death d = in_fresh_process("recycled_task");
+  BOOST_TEST(died_of_the_fault(d), d.err);
+  std::size_t at = d.err.find("first: Task-");
+  BOOST_REQUIRE_MESSAGE(at != std::string::npos, d.err);
+  unsigned long first = std::stoul(d.err.substr(at + 12));
+  std::string second = "fiberloop: stack overflow in Task 'Task-" + std::to_string(first + 1) + "'";
+  BOOST_TEST(d.err.find(second) != std::string::npos, d.err);
+  BOOST_TEST(count_of(d.err, "'Task-" + std::to_string(first) + "'") == 0, d.err);
 }
 
 BOOST_AUTO_TEST_CASE(a_generator_on_a_stack_a_task_used_says_generator) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <cassert>
 #include <chrono>
 #include <cmath>
 #include <concepts>
@@ -445,6 +446,18 @@ T EventLoop::run_until_complete(Future<T> future) {
 namespace detail {
 inline FutureStateBase::FutureStateBase(EventLoop& loop) noexcept : link_(loop.link().get()) {
   link_->add_ref();
+}
+
+inline void FutureStateBase::reset_for_reuse(EventLoop& loop) noexcept {
+  assert(!first_waiter_ && !first_callback_.id && !log_traceback_);
+  // (next_callback_id_ goes on: ids need only be unique per future.)
+  status_ = Status::pending;
+  result_taken_ = false;
+  if (LoopLink* link = loop.link().get(); link != link_) [[unlikely]] {
+    if (link_->release()) delete link_;
+    link_ = link;
+    link_->add_ref();
+  }
 }
 }  // namespace detail
 

@@ -131,6 +131,10 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   void* value_ = nullptr;  // the derived state's std::optional<T>; null for void
 
  protected:
+  // recyclable(): finished with a value, nothing made on the side (see
+  // TaskState::make()); reset_for_reuse(loop) makes it pending again, of loop.
+  bool recyclable() const noexcept { return has_value() && !extras_; }
+  void reset_for_reuse(EventLoop& loop) noexcept;  // defined in event_loop.hpp
   void mark_cancelled(std::string message);
   void schedule_callbacks();
   void drop_callbacks() noexcept;

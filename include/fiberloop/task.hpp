@@ -1,9 +1,11 @@
 // task.hpp: Task<T>, a Future<T> driven by a function running on its own fiber.
 #pragma once
 
+#include <cassert>
 #include <cstddef>
 #include <exception>
 #include <functional>
+#include <new>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -109,6 +111,32 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // start() registers the task with the loop and schedules its first step.
   void start();
 
+  // Recycling (TaskState::make()). spare_ready(): finished with a value,
+  // nothing pending on the side. clear_for_spare() lets go of the name.
+  // name_for_restart(options) takes the next task's name (it may throw:
+  // nothing else changed then); restart(loop, options) makes the rest of
+  // the state a new task's, pending, its fiber created again.
+  bool spare_ready() const noexcept {
+    if (!recyclable()) return false;
+    // Finished with a value: the function returned, so the fiber ended (and
+    // a task's entry is trivially destructible), and nothing is pending.
+    assert(fiber_.restartable() && !fut_waiter_ && !step_exc_ && !body_error_ &&
+           !must_cancel_ && !prev_task_ && !next_task_);
+    return true;
+  }
+  // become_spare(): spare_ready(), and the pool keeps the stack a spare's.
+  bool become_spare() noexcept { return spare_ready() && keep_as_spare(fiber_.stack_slot()); }
+  void clear_for_spare() noexcept {
+    if (!name_.empty()) [[unlikely]]
+      clear_name();
+  }
+  void clear_name() noexcept;
+  void name_for_restart(const TaskOptions& options) {
+    if (!options.name.empty()) [[unlikely]]
+      name_ = options.name;
+  }
+  void restart(EventLoop& loop, const TaskOptions& options) noexcept;
+
  private:
   friend class fiberloop::EventLoop;
   friend class FutureStateBase;  // wakeup()
@@ -183,12 +211,84 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   Fiber fiber_;
 };
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kRecyclingBuild = false;  // ASan must see each task state as a heap block
+#else
+inline constexpr bool kRecyclingBuild = true;
+#endif
+
+// TaskState<R, Call> is a task of one function type. A finished one whose
+// last handle goes may stay, whole, at the top of its stack as its type's
+// spare on this thread: the next create_task() of that type (default stack
+// size) resets the fields a run changed and starts a new fiber from the
+// parked context, instead of building a state, taking a stack and making a
+// context. Only states that finished with a value qualify.
 template <class R, class Call>
 class TaskState final : public TaskStateBase {
  public:
   TaskState(EventLoop& loop, const TaskOptions& options, Call call)
       : TaskStateBase(loop, options), call_(std::move(call)) {
     if constexpr (!std::is_void_v<R>) value_ = &value_slot_;
+  }
+
+  // make(loop, options, call) is this type's spare made a new task, or a new state.
+  static TaskState* make(EventLoop& loop, const TaskOptions& options, Call&& call) {
+    if constexpr (kRecycles) {
+      if (TaskState* s = spare_; s && !options.stack_size) [[likely]] {
+        spare_ = nullptr;
+        try {
+          s->name_for_restart(options);
+          s->call_.emplace(std::move(call));
+        } catch (...) {
+          s->clear_for_spare();
+          spare_ = s;
+          throw;
+        }
+        s->restart(loop, options);
+        return s;
+      }
+    }
+    if constexpr (kRecycles) {
+      if (!dropper_.registered) [[unlikely]]
+        register_spare_dropper(&dropper_);
+    }
+    OnStack where{options.stack_size};
+    return new (where) TaskState(loop, options, std::move(call));
+  }
+
+  // The last reference's delete keeps a finished state as the spare, if it
+  // qualifies and the type has none yet on this thread.
+  static void operator delete(TaskState* p, std::destroying_delete_t) noexcept {
+    if constexpr (kRecycles) {
+      // The value goes first: its destructor may spawn and end tasks. (A
+      // trivially destructible one is overwritten by the next run's.)
+      if constexpr (!std::is_trivially_destructible_v<R>) p->drop_value();
+      if (!spare_ && p->become_spare()) [[likely]] {
+        p->clear_for_spare();
+        spare_ = p;
+        return;
+      }
+    }
+    p->destroy();
+  }
+  using TaskStateBase::operator delete;  // a constructor's placement delete
+
+ private:
+  // kRecycles: states placed on their stacks (allocate_with_stack()) only.
+  static constexpr bool kRecycles =
+      kRecyclingBuild && sizeof(TaskState) <= 1024 && alignof(TaskState) <= 16;
+  static void drop_spare() noexcept {
+    if (TaskState* s = std::exchange(spare_, nullptr)) s->destroy();
+  }
+  static inline constinit thread_local TaskState* spare_ = nullptr;
+  static inline constinit thread_local SpareDropper dropper_{&TaskState::drop_spare};
+  void destroy() noexcept {
+    this->~TaskState();
+    if constexpr (alignof(TaskState) > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+      release_with_stack(this, sizeof(TaskState), alignof(TaskState));
+    } else {
+      release_with_stack(this, sizeof(TaskState), 0);
+    }
   }
 
  private:
@@ -300,8 +400,7 @@ auto EventLoop::create_task(const TaskOptions& options, Fn&& fn, Args&&... args)
     auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
       return std::invoke(std::move(fn), std::move(args)...);
     };
-    detail::TaskStateBase::OnStack where{options.stack_size};
-    auto* state = new (where) detail::TaskState<R, decltype(call)>(*this, options, std::move(call));
+    auto* state = detail::TaskState<R, decltype(call)>::make(*this, options, std::move(call));
     Task<R> task{detail::Ref<detail::FutureStateBase>(state)};
     state->start();  // with a handle held: an eager task may finish right here
     return task;
