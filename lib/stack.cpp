@@ -102,24 +102,6 @@ struct PendingStack {
   StackSlot* slot = nullptr;  // null: none pending
 };
 
-// A task state up to this size lives at the top of its own stack: a parked
-// task then touches one page, not a page and a heap block. Larger states
-// (big captures or results) would push the frames onto a second page.
-constexpr std::size_t kMaxPlacedState = 1024;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kPlaceStates = false;  // ASan must see task states as heap blocks
-#else
-constexpr bool kPlaceStates = true;
-#endif
-
-// kMaxPlacedAlign bounds the alignment of a placed state, so that it starts
-// at most 4 KiB below its stack's top.
-constexpr std::size_t kMaxPlacedAlign = 4096;
-
-constexpr bool placed(std::size_t size, std::size_t align) noexcept {
-  return kPlaceStates && size <= kMaxPlacedState && align <= kMaxPlacedAlign;
-}
-
 // A placed task state keeps its slot's address in the top 8 bytes of its
 // stack. Stack tops are page-aligned (multiples of 4 KiB), and the state
 // starts less than 4 KiB below its top, or exactly 4 KiB below when so
@@ -713,7 +695,7 @@ namespace {
 
 [[gnu::noinline]] void* allocate_with_stack_slow(std::size_t size, std::size_t align,
                                                  std::size_t stack_size) {
-  if (!placed(size, align))
+  if (!placed_on_stack(size, align))
     return ::operator new (size, std::align_val_t{std::max<std::size_t>(align, 16)});
   StackPool::Core::SizeClass& c = local_class(stack_size);
   return place_state(c, c.core->take_from(c), size, std::max<std::size_t>(align, 16));
@@ -762,7 +744,7 @@ void register_spare_dropper(SpareDropper* dropper) noexcept {
 }
 
 void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept {
-  if (!placed(size, align)) {
+  if (!placed_on_stack(size, align)) {
     ::operator delete (p, std::align_val_t{std::max<std::size_t>(align, 16)});
     return;
   }

@@ -31,7 +31,7 @@ bool recycles() {
 #ifdef FIBERLOOP_TEST_HAVE_VALGRIND
   if (RUNNING_ON_VALGRIND) return false;
 #endif
-  return fiberloop::detail::kRecyclingBuild;
+  return fiberloop::detail::kPlaceStates;
 }
 
 // Each call site of create_task is a task type of its own: these helpers

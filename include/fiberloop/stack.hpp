@@ -163,6 +163,21 @@ FIBERLOOP_API void give_back_fiber_stack(StackSlot* slot) noexcept;
 // free). Throws as StackPool::allocate().
 FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,
                                         std::size_t stack_size);
+// A task state up to kMaxPlacedState bytes lives at the top of its own stack
+// (allocate_with_stack()): a parked task then touches one page, not a page
+// and a heap block. Larger states (big captures or results) would push the
+// frames onto a second page. Not in sanitizer builds (kPlaceStates), where
+// ASan must see each task state as a heap block. The alignment bound keeps a
+// state within 4 KiB of its stack's top.
+inline constexpr std::size_t kMaxPlacedState = 1024;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kPlaceStates = false;
+#else
+inline constexpr bool kPlaceStates = true;
+#endif
+constexpr bool placed_on_stack(std::size_t size, std::size_t align) noexcept {
+  return kPlaceStates && size <= kMaxPlacedState && align <= 4096;
+}
 // release_with_stack(p, size) gives back what allocate_with_stack() returned;
 // it also cancels a pending stack never taken (a constructor that threw).
 FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;

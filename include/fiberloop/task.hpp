@@ -211,18 +211,12 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   Fiber fiber_;
 };
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-inline constexpr bool kRecyclingBuild = false;  // ASan must see each task state as a heap block
-#else
-inline constexpr bool kRecyclingBuild = true;
-#endif
-
 // TaskState<R, Call> is a task of one function type. A finished one whose
 // last handle goes may stay, whole, at the top of its stack as its type's
 // spare on this thread: the next create_task() of that type (default stack
-// size) resets the fields a run changed and starts a new fiber from the
-// parked context, instead of building a state, taking a stack and making a
-// context. Only states that finished with a value qualify.
+// size) resets the fields a run changed and makes its fiber a new context on
+// the same stack, instead of building a state and taking a stack. Only
+// states placed on their stacks that finished with a value qualify.
 template <class R, class Call>
 class TaskState final : public TaskStateBase {
  public:
@@ -247,8 +241,6 @@ class TaskState final : public TaskStateBase {
         s->restart(loop, options);
         return s;
       }
-    }
-    if constexpr (kRecycles) {
       if (!dropper_.registered) [[unlikely]]
         register_spare_dropper(&dropper_);
     }
@@ -274,9 +266,10 @@ class TaskState final : public TaskStateBase {
   using TaskStateBase::operator delete;  // a constructor's placement delete
 
  private:
-  // kRecycles: states placed on their stacks (allocate_with_stack()) only.
-  static constexpr bool kRecycles =
-      kRecyclingBuild && sizeof(TaskState) <= 1024 && alignof(TaskState) <= 16;
+  // kRecycles: states placed on their stacks (allocate_with_stack()), by
+  // the unaligned operator new, only.
+  static constexpr bool kRecycles = placed_on_stack(sizeof(TaskState), alignof(TaskState)) &&
+                                    alignof(TaskState) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
   static void drop_spare() noexcept {
     if (TaskState* s = std::exchange(spare_, nullptr)) s->destroy();
   }
