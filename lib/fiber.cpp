@@ -2,13 +2,13 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 
 #include "fiber_switch.hpp"
 
 namespace fiberloop::detail {
 
-constinit thread_local Fiber* current_fiber = nullptr;
-constinit thread_local int unwinding_fibers = 0;
+constinit thread_local FiberThread fiber_thread;
 
 namespace {
 
@@ -22,11 +22,16 @@ using boost::context::detail::make_fcontext;
 
 }  // namespace
 
-Fiber* Fiber::current() noexcept { return current_fiber; }
+Fiber* Fiber::current() noexcept { return fiber_thread.current; }
+
+int Fiber::uncaught_exceptions() const noexcept {
+  if (state_ == State::running) return std::uncaught_exceptions();
+  return static_cast<int>(exceptions_.uncaught);
+}
 
 bool Fiber::current_chain_unwinding() noexcept {
-  if (unwinding_fibers == 0) return false;
-  for (Fiber* f = current_fiber; f; f = f->resumer_) {
+  if (fiber_thread.unwinding == 0) return false;
+  for (Fiber* f = fiber_thread.current; f; f = f->resumer_) {
     if (f->unwinding_) return true;
   }
   return false;
@@ -55,19 +60,25 @@ void Fiber::destroy_unfinished() {
 // switch_in() is the caller's half of resume() and unwind(): it runs the
 // fiber until it suspends or ends, and gives back the stack of one that ended.
 void Fiber::switch_in() {
-  resumer_ = current_fiber;
-  current_fiber = this;
+  resumer_ = fiber_thread.current;
+  fiber_thread.current = this;
   state_ = State::running;
   void* fake = nullptr;
 #ifdef FIBERLOOP_TSAN
   tsan_resumer_ = __tsan_get_current_fiber();
 #endif
+  // The fiber's exception state in, ours parked in its place until it comes
+  // back: the fiber's side of a switch does nothing for it.
+  swap_exception_state(thread_exception_state(), &exceptions_);
   asan_start(&fake, static_cast<char*>(stack_.sp) - stack_.size, stack_.size);
   tsan_switch(tsan_fiber_);
   self_ = jump_fcontext(std::exchange(self_, nullptr), this).fctx;
   tsan_switch(tsan_resumer_);
   asan_finish(fake, nullptr, nullptr);
-  current_fiber = resumer_;
+  // Read again rather than kept in a register across the jump: cheaper
+  // than saving one more (and known filled now).
+  swap_exception_state(fiber_thread.exceptions, &exceptions_);
+  fiber_thread.current = resumer_;
   if (!exited_) {
     state_ = State::suspended;
     return;
@@ -108,7 +119,7 @@ void Fiber::resume() {
 }
 
 void Fiber::forward(ForwardFn fn, void* arg) {
-  if (current_fiber != this) die("forward() called outside the fiber");
+  if (fiber_thread.current != this) die("forward() called outside the fiber");
   forward_fn_ = fn;
   forward_arg_ = arg;
   suspend();
@@ -132,7 +143,7 @@ void Fiber::unwind() {
 }
 
 void Fiber::suspend() {
-  if (current_fiber != this) die("suspend() called outside the fiber");
+  if (fiber_thread.current != this) die("suspend() called outside the fiber");
   if (unwinding_) {
     die("a fiber tried to suspend (wait or yield) while it was being unwound: "
         "a catch (...) swallowed FiberUnwind, or a destructor waits during the unwinding");
@@ -159,10 +170,10 @@ void Fiber::enter(transfer_t from) noexcept {
 }
 
 void Fiber::exit() noexcept {
-  if (unwinding_) --unwinding_fibers;
+  if (unwinding_) --fiber_thread.unwinding;
   destroy_entry();
   exited_ = true;
-  current_fiber = resumer_;
+  fiber_thread.current = resumer_;
   fcontext_t to = caller_;
   caller_ = nullptr;
   tsan_switch(tsan_resumer_);

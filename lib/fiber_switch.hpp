@@ -3,6 +3,9 @@
 // suspend_unchecked() for everyone else: a Generator).
 #pragma once
 
+#include <cxxabi.h>
+
+#include <cstring>
 #include <utility>
 
 #include "fiber_tls.hpp"
@@ -50,8 +53,34 @@ inline void asan_finish(void* fake, const void** bottom_old, std::size_t* size_o
 #endif
 }
 
+#if defined(__ARM_EABI_UNWINDER__)
+#error "fiberloop: the ARM EHABI's __cxa_eh_globals has a third field; Fiber::ExceptionState does not mirror it"
+#endif
+static_assert(sizeof(Fiber::ExceptionState) == 16, "one vector load and store per side of a swap");
+
+// thread_exception_state() is the C++ runtime's per-thread exception record
+// (__cxa_get_globals(): its address never changes for a thread), kept in our
+// own thread-local so that a switch reads it with one load, not a call.
+inline Fiber::ExceptionState* thread_exception_state() noexcept {
+  Fiber::ExceptionState* state = fiber_thread.exceptions;
+  if (!state) [[unlikely]] {
+    state = reinterpret_cast<Fiber::ExceptionState*>(abi::__cxa_get_globals());
+    fiber_thread.exceptions = state;
+  }
+  return state;
+}
+
+// swap_exception_state(a, b): 16 bytes each way, no branch: cheaper than a
+// test for the usual case (both empty).
+inline void swap_exception_state(Fiber::ExceptionState* a, Fiber::ExceptionState* b) noexcept {
+  alignas(16) unsigned char held[16];
+  std::memcpy(held, a, 16);
+  std::memcpy(a, b, 16);
+  std::memcpy(b, held, 16);
+}
+
 inline void Fiber::suspend_inline() {
-  current_fiber = resumer_;
+  fiber_thread.current = resumer_;
   asan_start(&fake_stack_, caller_bottom_, caller_size_);
   tsan_switch(tsan_resumer_);
   caller_ = boost::context::detail::jump_fcontext(std::exchange(caller_, nullptr), nullptr).fctx;
@@ -59,7 +88,7 @@ inline void Fiber::suspend_inline() {
   if (unwind_requested_) [[unlikely]] {
     unwind_requested_ = false;
     unwinding_ = true;
-    ++unwinding_fibers;
+    ++fiber_thread.unwinding;
     throw FiberUnwind();
   }
 }

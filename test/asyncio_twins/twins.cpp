@@ -413,6 +413,76 @@ void nested_timeouts() {
   }
 }
 
+// what_is_handled() is Python's sys.exception() as a string.
+std::string what_is_handled() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+void exception_per_task() {
+  std::cout << "-- rethrow after awaits\n";
+  auto rethrows = [](std::string name, std::vector<double> delays) {
+    try {
+      throw std::runtime_error(name + "'s own error");
+    } catch (const std::runtime_error&) {
+      for (double d : delays) {
+        fl::sleep(d);
+        std::cout << name << " handles \"" << what_is_handled() << "\"\n";
+      }
+      throw;
+    }
+  };
+  auto a = fl::spawn(rethrows, "A", std::vector<double>{0, 0});
+  auto b = fl::spawn(rethrows, "B", std::vector<double>{0});
+  for (auto& t : {a, b}) {
+    try {
+      fl::await(t);
+    } catch (const std::runtime_error& e) {
+      std::cout << "task ended with: " << e.what() << "\n";
+    }
+  }
+  std::cout << "-- nested handlers\n";
+  auto nested = [](std::string name) {
+    try {
+      throw std::runtime_error(name + " outer");
+    } catch (const std::runtime_error&) {
+      fl::sleep(0);
+      try {
+        throw std::invalid_argument(name + " inner");
+      } catch (const std::invalid_argument&) {
+        fl::sleep(0);
+        std::cout << name << " inner handler sees " << what_is_handled() << "\n";
+      }
+      fl::sleep(0);
+      std::cout << name << " outer handler sees " << what_is_handled() << "\n";
+    }
+  };
+  auto x = fl::spawn(nested, "X");  // in this order: arguments' order is unspecified
+  auto y = fl::spawn(nested, "Y");
+  fl::gather(x, y);
+  std::cout << "-- cancel inside a handler\n";
+  auto blocker = fl::get_running_loop().create_future<void>();
+  auto c = fl::spawn([blocker] {
+    try {
+      throw std::runtime_error("handled");
+    } catch (const std::runtime_error&) {
+      fl::await(blocker);
+      throw;
+    }
+  });
+  fl::sleep(0);
+  c.cancel();
+  try {
+    fl::await(c);
+  } catch (const fl::CancelledError&) {
+    std::cout << "cancelled: " << py(c.cancelled()) << " blocker cancelled: "
+              << py(blocker.cancelled()) << "\n";
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -423,6 +493,7 @@ int main(int argc, char** argv) {
       {"gather_cancel", gather_cancel},
       {"task_group_failure", task_group_failure},
       {"nested_timeouts", nested_timeouts},
+      {"exception_per_task", exception_per_task},
   };
   if (argc != 2 || !scenarios.count(argv[1])) {
     std::cerr << "usage: twins <scenario>; scenarios:";

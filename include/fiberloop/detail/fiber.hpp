@@ -24,6 +24,12 @@ namespace fiberloop::detail {
 // FiberUnwind thrown at its suspension point. Generator and Task build on
 // it; nothing else switches stacks.
 //
+// Each fiber has its own C++ exception state: the exceptions being handled
+// (what `throw;` and std::current_exception() see) and the count in flight
+// (std::uncaught_exceptions()). The runtime keeps them per thread, so every
+// switch swaps the thread's record with the fiber's (ExceptionState): a
+// catch block that waits, then rethrows, rethrows its own exception.
+//
 // Invariant: state_ is created (never resumed), running (on this thread's
 // stack now), suspended, forwarding (suspended while its resumer runs a wait
 // on its behalf, see forward()) or finished (stack given back). A Fiber
@@ -93,6 +99,17 @@ class FIBERLOOP_API Fiber {
   bool finished() const noexcept { return state_ == State::finished; }
   // unwinding(): FiberUnwind was raised in it (its destructors are running).
   bool unwinding() const noexcept { return unwinding_; }
+  // uncaught_exceptions() is std::uncaught_exceptions() as the fiber's own
+  // code sees it: its saved count while parked, the thread's while it runs.
+  int uncaught_exceptions() const noexcept;
+
+  // ExceptionState mirrors the Itanium C++ ABI's __cxa_eh_globals (g++'s
+  // libsupc++ and LLVM's libc++abi lay it out alike): the stack of caught
+  // exceptions and the count of those in flight. Swapped whole, 16 bytes.
+  struct alignas(16) ExceptionState {
+    void* caught = nullptr;
+    unsigned int uncaught = 0;
+  };
 
   // current() is the fiber running on this thread, or nullptr on a thread stack.
   static Fiber* current() noexcept;
@@ -145,6 +162,9 @@ class FIBERLOOP_API Fiber {
   std::size_t caller_size_ = 0;
   void* tsan_fiber_ = nullptr;
   void* tsan_resumer_ = nullptr;
+  // The fiber's exception state while it is parked; its resumer's while it
+  // runs (switch_in() swaps them on the way in and on the way back).
+  ExceptionState exceptions_;
 };
 
 template <class Entry>
