@@ -162,14 +162,17 @@ void TaskStateBase::schedule_step(std::exception_ptr exc) {
   queue_step();
 }
 
-bool TaskStateBase::cancel(std::string message) {
+bool TaskStateBase::request_cancel(std::string message, int depth) {
   log_traceback_ = false;
   if (done()) return false;
   ++cancels_requested_;
   // Leave fut_waiter_ set: it may be a task that ignores the cancellation,
   // to be cancelled again later.
-  if (fut_waiter_ && fut_waiter_->cancel(message)) return true;
-  // Then step() is scheduled already; it will raise CancelledError.
+  if (fut_waiter_ && fiber_.uncaught_exceptions() <= depth && fut_waiter_->cancel(message))
+    return true;
+  // Then step() is scheduled already, or the request is held: the first
+  // step or wait where it may be raised raises CancelledError.
+  if (!must_cancel_ || depth > cancel_depth_) cancel_depth_ = depth;
   must_cancel_ = true;
   set_cancel_message(std::move(message));
   return true;
@@ -194,6 +197,7 @@ void TaskStateBase::step() {
     step_exc_ = nullptr;
     throw InvalidStateError("step(): " + describe() + " is already done");
   }
+  if (cancel_held()) return;  // the step resumes the unwinding's wait as it ended
   if (!step_exc_ || !is_cancellation(step_exc_))
     step_exc_ = std::make_exception_ptr(CancelledError(cancel_message()));
   must_cancel_ = false;
@@ -299,6 +303,7 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
 }
 
 [[gnu::noinline]] void TaskStateBase::cancel_awaited() {
+  if (cancel_held()) return;
   if (fut_waiter_->cancel(cancel_message())) must_cancel_ = false;
 }
 
@@ -333,7 +338,7 @@ void die_if_unwinding(const char* what) noexcept {
 }
 
 TaskStateBase& TaskStateBase::require_current(const char* what) {
-  if (current_task && unwinding_fibers == 0) [[likely]] return *current_task;
+  if (current_task && fiber_thread.unwinding == 0) [[likely]] return *current_task;
   return require_current_slow(what);
 }
 
@@ -356,7 +361,7 @@ TaskStateBase& TaskStateBase::require_current(const char* what) {
 
 void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what) {
   TaskStateBase* task = current_task;
-  if (task && current_fiber == &task->fiber_ && unwinding_fibers == 0) [[likely]] {
+  if (task && fiber_thread.current == &task->fiber_ && fiber_thread.unwinding == 0) [[likely]] {
     task->park(fut);
     return;
   }

@@ -47,7 +47,10 @@ void Timeout::reschedule(std::optional<double> when) {
 }
 
 void Timeout::on_timeout() {
-  task_.cancel();
+  // Raised only at this scope's own depth: a destructor that waits inside
+  // the scope while an exception unwinds it holds the expiry, as any
+  // cancellation, until the unwinding is over.
+  task_.state().request_cancel({}, uncaught_);
   state_ = State::expiring;
   handle_ = Handle();
 }

@@ -67,13 +67,22 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
 
   // cancel() is Task.cancel(): cancel the awaited future, or make the next
   // step raise CancelledError. False if the task is done.
-  bool cancel(std::string message) override;
+  bool cancel(std::string message) override { return request_cancel(std::move(message), 0); }
+  // request_cancel(message, depth) is cancel() for a request that may be
+  // raised while at most `depth` exceptions are in flight in the task (a
+  // Timeout's: its own depth). Deeper, in a destructor run by an unwinding,
+  // a CancelledError would end in std::terminate: the request is held until
+  // the unwinding is over (README "Cancellation").
+  bool request_cancel(std::string message, int depth);
   std::string describe() const override;
 
   // name() is the name given, else "Task-N", built on first use: most tasks
   // are never asked, and spawning should not pay for the string.
   const std::string& name() const;
   void set_name(std::string name) { name_ = std::move(name); }
+  // label() names the task as name() does, without building a string: what
+  // a signal handler may read (an empty name stands for "Task-<number>").
+  StackLabel label() const noexcept { return {&name_, number_}; }
   int cancelling() const noexcept { return cancels_requested_; }
   int uncancel() noexcept;
 
@@ -181,6 +190,9 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   // the future just awaited.
   void refuse_wait(FutureStateBase* fut);
   void cancel_awaited();
+  // cancel_held(): a pending cancel() may not be raised yet, the task being
+  // deeper in an unwinding than the request allows.
+  bool cancel_held() const noexcept { return fiber_.uncaught_exceptions() > cancel_depth_; }
   void end() noexcept;
   void report_never_retrieved() noexcept;
   // abandon() is the loop closing under a pending task: unwind the fiber.
@@ -203,6 +215,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   bool eager_start_;
   int cancels_requested_ = 0;
   bool must_cancel_ = false;
+  int cancel_depth_ = 0;  // must_cancel_'s depth (request_cancel())
   TaskStateBase* prev_task_ = nullptr;  // the loop's list of live tasks
   TaskStateBase* next_task_ = nullptr;
   // The function's fiber, driven directly (not through a Generator: each
@@ -356,6 +369,7 @@ class AnyTask {
   int uncancel() const noexcept { return state_->uncancel(); }
   std::exception_ptr exception() const { return state_->exception(); }
   EventLoop& get_loop() const { return state_->loop(); }
+  detail::TaskStateBase& state() const noexcept { return *state_; }
   friend bool operator==(const AnyTask& a, const AnyTask& b) noexcept {
     return a.state_ == b.state_;
   }
