@@ -90,7 +90,9 @@ void report(const GuardHit& hit) noexcept {
     // The task stepping on this thread is the one that drove the generator.
     if (const TaskStateBase* task = TaskStateBase::current()) {
       line.add(" driven by ");
-      line.add_task(&task->name(), 0);
+      // Its label, not name(): that may build "Task-N", allocating here.
+      StackLabel label = task->label();
+      line.add_task(label.name, label.number);
     }
   }
   line.add(" (stack ");

@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fiberloop/fiberloop.hpp>
+#include <cctype>
 #include <map>
 #include <string>
 #include <thread>
@@ -185,6 +187,14 @@ const std::map<std::string, void (*)()> kScenarios = {
          return *gen.send();
        });
      }},
+    {"generator_in_unnamed_task",
+     [] {
+       run_task(TaskOptions{}, [] {
+         fiberloop::Generator<int> gen([](auto& g) { g.yield(recurse_forever(0)); },
+                                       2 * StackPool::kMinSize);
+         return *gen.send();
+       });
+     }},
     {"big_frames_wide_guard",
      [] {
        run_task(TaskOptions{"big-frames", 4 * StackPool::kMinSize},
@@ -328,6 +338,20 @@ BOOST_AUTO_TEST_CASE(a_generator_driven_by_a_task_names_the_task_too) {
   BOOST_TEST(d.err.find("fiberloop: stack overflow in Generator driven by Task 'driver' (stack ") !=
                  std::string::npos,
              d.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_generator_driven_by_an_unnamed_task_names_it_task_n) {
+  // The handler prints the task's number itself: building "Task-N" would
+  // allocate inside the signal handler.
+  Death d = in_fresh_process("generator_in_unnamed_task");
+  BOOST_TEST(died_of_the_fault(d), d.err);
+  std::string head = "fiberloop: stack overflow in Generator driven by Task 'Task-";
+  std::size_t at = d.err.find(head);
+  BOOST_TEST_REQUIRE(at != std::string::npos, d.err);
+  std::size_t digits = at + head.size();
+  BOOST_TEST(std::isdigit(static_cast<unsigned char>(d.err[digits])), d.err);
+  BOOST_TEST(d.err.find("' (stack ", digits) != std::string::npos, d.err);
+  BOOST_TEST(count_of(d.err, "fiberloop: stack overflow") == 1, d.err);
 }
 
 BOOST_AUTO_TEST_CASE(an_overflow_on_another_thread_is_named_too) {
