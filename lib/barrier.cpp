@@ -1,16 +1,50 @@
 #include "fiberloop/barrier.hpp"
 
-#include <mutex>
 #include <stdexcept>
 
 namespace fiberloop {
+namespace {
+
+// BarrierLock holds the barrier's lock for a scope, as std::lock_guard does,
+// except once the barrier is destroyed: the lock went with it.
+class BarrierLock {
+ public:
+  BarrierLock(Condition& cond, const detail::Watch& alive, const char* call)
+      : cond_(cond), alive_(alive) {
+    try {
+      cond_.acquire();
+    } catch (const detail::WaitedOnDestroyed&) {
+      throw detail::WaitedOnDestroyed("Barrier", call);
+    }
+  }
+  BarrierLock(const BarrierLock&) = delete;
+  BarrierLock& operator=(const BarrierLock&) = delete;
+  ~BarrierLock() {
+    if (!alive_.gone()) cond_.release();
+  }
+
+ private:
+  Condition& cond_;
+  const detail::Watch& alive_;
+};
+
+}  // namespace
 
 Barrier::Barrier(std::size_t parties) : parties_(parties) {
   if (parties == 0) throw std::invalid_argument("Barrier: parties must be > 0");
 }
 
 std::size_t Barrier::wait() {
-  std::lock_guard guard(cond_);
+  detail::Watch alive(watches_);
+  BarrierLock locked(cond_, alive, "wait()");
+  try {
+    return wait_locked(alive);
+  } catch (const detail::WaitedOnDestroyed&) {
+    throw detail::WaitedOnDestroyed("Barrier", "wait()");  // not the inner Condition's
+  }
+}
+
+std::size_t Barrier::wait_locked(const detail::Watch& alive) {
   block();  // while the previous round drains or resets
   std::size_t index = count_++;
   std::exception_ptr error;
@@ -23,12 +57,15 @@ std::size_t Barrier::wait() {
       wait_released();
     }
   } catch (const FiberUnwind&) {
-    --count_;
-    exit();
+    if (!alive.gone()) {
+      --count_;
+      exit();
+    }
     throw;
   } catch (...) {
     error = std::current_exception();
   }
+  if (alive.gone()) detail::leave_destroyed(error, "Barrier", "wait()");
   --count_;
   exit();
   if (error) std::rethrow_exception(error);
@@ -55,7 +92,8 @@ void Barrier::exit() {
 }
 
 void Barrier::reset() {
-  std::lock_guard guard(cond_);
+  detail::Watch alive(watches_);
+  BarrierLock locked(cond_, alive, "reset()");
   if (count_ > 0) {
     if (state_ != State::resetting) state_ = State::resetting;
   } else {
@@ -65,7 +103,8 @@ void Barrier::reset() {
 }
 
 void Barrier::abort() {
-  std::lock_guard guard(cond_);
+  detail::Watch alive(watches_);
+  BarrierLock locked(cond_, alive, "abort()");
   state_ = State::broken;
   cond_.notify_all();
 }

@@ -1,34 +1,67 @@
 #include "fiberloop/condition.hpp"
 
 namespace fiberloop {
+namespace {
+
+// leave_destroyed(error) ends a wait() whose condition was destroyed: without
+// touching the condition nor its lock, which may have gone with it.
+[[noreturn]] void leave_destroyed(const std::exception_ptr& error) {
+  detail::leave_destroyed(error, "Condition", "wait()");
+}
+
+// reacquire(lock, alive, error) takes the lock back after the wait for a
+// notification, as wait() must even when that wait failed (error); a
+// cancellation meanwhile replaces error, to be raised afterwards.
+std::exception_ptr reacquire(Lock& lock, const detail::Watch& alive, std::exception_ptr error) {
+  for (;;) {
+    try {
+      lock.acquire();
+      break;
+    } catch (const CancelledError&) {
+      error = std::current_exception();
+    } catch (const detail::WaitedOnDestroyed&) {
+      // Our own lock, destroyed with the condition; else a shared lock
+      // destroyed before the condition it serves.
+      if (alive.gone()) leave_destroyed(error);
+      throw;
+    }
+    if (alive.gone()) leave_destroyed(error);
+  }
+  if (alive.gone()) {
+    // A shared lock outlives the condition: leave it as a waiter woken by
+    // the destruction does, not held.
+    lock.release();
+    leave_destroyed(error);
+  }
+  return error;
+}
+
+}  // namespace
+
+void Condition::acquire() {
+  bool own_lock = own_.has_value();  // read now: it is gone with the condition
+  try {
+    lock_->acquire();
+  } catch (const detail::WaitedOnDestroyed&) {
+    if (own_lock) throw detail::WaitedOnDestroyed("Condition", "acquire()");
+    throw;
+  }
+}
 
 void Condition::wait() {
   if (!locked()) throw RuntimeError("Condition::wait(): cannot wait on an un-acquired lock");
   detail::TaskStateBase::require_current("Condition::wait()");
+  // Covers the reacquisition too: once the condition is gone, its lock may be.
+  detail::Watch alive(waiters_.watches());
+  Lock& lock = *lock_;
   release();
-  std::exception_ptr error;
+  std::exception_ptr error = wait_for_notification();
+  if (alive.gone()) leave_destroyed(error);
   try {
-    Future<void> fut = waiters_.add();
-    error = detail::wait_on(waiters_, fut);
-    waiters_.remove(fut);
+    // The lock must be held again even if the wait was cancelled.
+    error = reacquire(lock, alive, std::move(error));
   } catch (const FiberUnwind&) {
-    throw;
-  } catch (...) {
-    error = std::current_exception();
-  }
-  // The lock must be held again even if the wait was cancelled; a
-  // cancellation during the reacquisition is kept and raised afterwards.
-  try {
-    for (;;) {
-      try {
-        acquire();
-        break;
-      } catch (const CancelledError&) {
-        error = std::current_exception();
-      }
-    }
-  } catch (const FiberUnwind&) {
-    wake(1);
+    if (!alive.gone()) wake(1);
     throw;
   }
   if (error) {
@@ -36,6 +69,21 @@ void Condition::wait() {
     // another waiter gets the notification instead.
     wake(1);
     std::rethrow_exception(error);
+  }
+}
+
+// wait_for_notification() returns what the wait ended with, null when
+// notified; a destruction meanwhile too (the caller's watch tells).
+std::exception_ptr Condition::wait_for_notification() {
+  try {
+    Future<void> fut = waiters_.add();
+    std::exception_ptr error = detail::wait_on(waiters_, fut, "Condition", "wait()");
+    waiters_.remove(fut);
+    return error;
+  } catch (const FiberUnwind&) {
+    throw;
+  } catch (...) {
+    return std::current_exception();
   }
 }
 

@@ -21,4 +21,11 @@ ExceptionGroup::ExceptionGroup(const std::string& message,
   if (exceptions_.empty()) throw std::invalid_argument("ExceptionGroup: no exceptions");
 }
 
+namespace detail {
+
+WaitedOnDestroyed::WaitedOnDestroyed(const char* primitive, const char* call)
+    : RuntimeError(std::string(primitive) + " destroyed while a task was waiting in " + call) {}
+
+}  // namespace detail
+
 }  // namespace fiberloop

@@ -6,7 +6,7 @@ void Event::wait() {
   if (value_) return;
   detail::TaskStateBase::require_current("Event::wait()");
   Future<void> fut = waiters_.add();
-  std::exception_ptr error = detail::wait_on(waiters_, fut);
+  std::exception_ptr error = detail::wait_on(waiters_, fut, "Event", "wait()");
   waiters_.remove(fut);
   if (error) std::rethrow_exception(error);
 }

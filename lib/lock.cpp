@@ -8,7 +8,7 @@ void Lock::acquire() {
   if (try_lock()) return;
   detail::TaskStateBase::require_current("Lock::acquire()");
   Future<void> fut = waiters_.add();
-  std::exception_ptr error = detail::wait_on(waiters_, fut);
+  std::exception_ptr error = detail::wait_on(waiters_, fut, "Lock", "acquire()");
   waiters_.remove(fut);
   if (error) {
     // Woken and cancelled at once: the lock was handed to us, pass it on.

@@ -19,7 +19,7 @@ void QueueCore::wait_for_room() {
     if (shutdown_) throw QueueShutDown();
     TaskStateBase::require_current("Queue::put()");
     Future<void> putter = putters_.add();
-    std::exception_ptr error = wait_on(putters_, putter);
+    std::exception_ptr error = wait_on(putters_, putter, name_, "put()");
     if (error) {
       putter.cancel();          // in case it is not done yet
       putters_.remove(putter);  // a get_nowait() or shutdown() may have popped it
@@ -35,7 +35,7 @@ void QueueCore::wait_for_item() {
     if (shutdown_) throw QueueShutDown();
     TaskStateBase::require_current("Queue::get()");
     Future<void> getter = getters_.add();
-    std::exception_ptr error = wait_on(getters_, getter);
+    std::exception_ptr error = wait_on(getters_, getter, name_, "get()");
     if (error) {
       getter.cancel();
       getters_.remove(getter);
@@ -72,7 +72,13 @@ void QueueCore::task_done() {
 }
 
 void QueueCore::join() {
-  if (unfinished_tasks_ > 0) finished_.wait();
+  if (unfinished_tasks_ == 0) return;
+  const char* name = name_;  // once the queue is destroyed, nothing of it may be read
+  try {
+    finished_.wait();
+  } catch (const WaitedOnDestroyed&) {
+    throw WaitedOnDestroyed(name, "join()");  // not "Event ... wait()": finished_ is ours
+  }
 }
 
 void QueueCore::shutdown(bool immediate) {

@@ -4,7 +4,7 @@
 
 namespace fiberloop {
 
-Semaphore::Semaphore(int value) : value_(value) {
+Semaphore::Semaphore(int value, const char* name) : value_(value), name_(name) {
   if (value < 0) throw std::invalid_argument("Semaphore initial value must be >= 0");
 }
 
@@ -23,7 +23,7 @@ void Semaphore::acquire() {
   }
   detail::TaskStateBase::require_current("Semaphore::acquire()");
   Future<void> fut = waiters_.add();
-  std::exception_ptr error = detail::wait_on(waiters_, fut);
+  std::exception_ptr error = detail::wait_on(waiters_, fut, name_, "acquire()");
   // Out of the queue before waking anyone, so the wake-up cannot be ours.
   waiters_.remove(fut);
   // A unit handed to us that we cannot take goes back to the pool.

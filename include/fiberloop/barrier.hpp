@@ -29,7 +29,8 @@ class FIBERLOOP_API Barrier {
   // wait() waits until `parties` tasks wait, and returns this task's arrival
   // index in [0, parties). A task arriving while the previous round drains
   // waits for the next round. Throws BrokenBarrierError if the barrier is or
-  // becomes broken, or is reset while waiting; CancelledError if cancelled.
+  // becomes broken, or is reset while waiting; CancelledError if cancelled;
+  // RuntimeError if the barrier is destroyed while the task waits.
   std::size_t wait();
   // reset() returns the barrier to its empty state; the tasks waiting get
   // BrokenBarrierError. May wait for the internal lock.
@@ -45,6 +46,7 @@ class FIBERLOOP_API Barrier {
 
  private:
   enum class State { filling, draining, resetting, broken };
+  std::size_t wait_locked(const detail::Watch& alive);
   void block();
   void wait_released();
   void exit();
@@ -53,6 +55,8 @@ class FIBERLOOP_API Barrier {
   std::size_t parties_;
   State state_ = State::filling;
   std::size_t count_ = 0;
+  // Watches of the calls in progress, which must not touch a destroyed barrier.
+  detail::WatchList watches_;
 };
 
 }  // namespace fiberloop

@@ -34,7 +34,9 @@ class FIBERLOOP_API Condition {
   Condition(const Condition&) = delete;
   Condition& operator=(const Condition&) = delete;
 
-  void acquire() { lock_->acquire(); }
+  // acquire() is the lock's; a waiter whose condition is destroyed gets
+  // RuntimeError, as in wait().
+  void acquire();
   void release() { lock_->release(); }
   bool locked() const noexcept { return lock_->locked(); }
   void lock() { acquire(); }
@@ -46,7 +48,8 @@ class FIBERLOOP_API Condition {
   // still reacquires the lock, then throws CancelledError. Whatever ends a
   // wait with an exception passes a pending notification on to the next
   // waiter (a spurious wake-up rather than a lost one). Throws RuntimeError
-  // if the lock is not held.
+  // if the lock is not held, or — without the lock — if the condition is
+  // destroyed while the task waits.
   void wait();
   // wait_for(pred) waits until pred() is true (checked first, then after each
   // wake-up) and returns its last value. Same errors as wait().
@@ -66,6 +69,7 @@ class FIBERLOOP_API Condition {
   void notify_all() { notify(waiters_.size()); }
 
  private:
+  std::exception_ptr wait_for_notification();
   void wake(std::size_t n);
 
   std::optional<Lock> own_;

@@ -131,4 +131,15 @@ class FIBERLOOP_API QueueShutDown : public Error {
   QueueShutDown() : Error("queue is shut down") {}
 };
 
+namespace detail {
+// WaitedOnDestroyed ends a wait whose primitive (a lock, queue, ...) was
+// destroyed meanwhile: "<primitive> destroyed while a task was waiting in
+// <call>". A RuntimeError for the user; its own type lets the composite
+// primitives pass it through without touching themselves.
+class FIBERLOOP_API WaitedOnDestroyed : public RuntimeError {
+ public:
+  WaitedOnDestroyed(const char* primitive, const char* call);
+};
+}  // namespace detail
+
 }  // namespace fiberloop

@@ -23,7 +23,8 @@ class FIBERLOOP_API Event {
 
   // wait() returns at once if the flag is set, else waits for set(). Throws
   // CancelledError if the task is cancelled while it waits, RuntimeError
-  // outside a task (when it has to wait).
+  // outside a task (when it has to wait) or if the event is destroyed while
+  // the task waits.
   void wait();
   // set() sets the flag and wakes every waiter.
   void set();

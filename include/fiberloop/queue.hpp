@@ -43,7 +43,10 @@ class FIBERLOOP_API QueueCore {
   void shutdown(bool immediate = false);
 
  protected:
-  explicit QueueCore(std::size_t maxsize) : maxsize_(maxsize) { finished_.set(); }
+  // name is the queue class's, for the error of a waiter whose queue is destroyed.
+  QueueCore(std::size_t maxsize, const char* name) : maxsize_(maxsize), name_(name) {
+    finished_.set();
+  }
   ~QueueCore() = default;
 
   virtual void drop_one() noexcept = 0;
@@ -61,6 +64,7 @@ class FIBERLOOP_API QueueCore {
   static void wake_up_next(Waiters& waiters);
 
   std::size_t maxsize_;
+  const char* name_;
   std::size_t unfinished_tasks_ = 0;
   bool shutdown_ = false;
   Event finished_;
@@ -73,6 +77,7 @@ class FIBERLOOP_API QueueCore {
 template <class T>
 class FifoStore {
  public:
+  static constexpr const char* queue_name = "Queue";  // the queue over this store
   std::size_t size() const noexcept { return size_; }
   void push(T item) {
     if (size_ == slots_.size()) grow();
@@ -106,6 +111,7 @@ class FifoStore {
 template <class T>
 class LifoStore {
  public:
+  static constexpr const char* queue_name = "LifoQueue";
   std::size_t size() const noexcept { return items_.size(); }
   void push(T item) { items_.push_back(std::move(item)); }
   T pop() {
@@ -122,6 +128,7 @@ class LifoStore {
 template <class T, class Compare>
 class HeapStore {
  public:
+  static constexpr const char* queue_name = "PriorityQueue";
   std::size_t size() const noexcept { return items_.size(); }
   void push(T item) {
     items_.push_back(std::move(item));
@@ -147,7 +154,7 @@ template <class T, class Store>
 class BasicQueue : public QueueCore {
  public:
   // BasicQueue(maxsize): 0 (the default) means unbounded.
-  explicit BasicQueue(std::size_t maxsize = 0) : QueueCore(maxsize) {}
+  explicit BasicQueue(std::size_t maxsize = 0) : QueueCore(maxsize, Store::queue_name) {}
   ~BasicQueue() = default;
 
   std::size_t qsize() const noexcept final { return store_.size(); }
@@ -191,7 +198,10 @@ class BasicQueue : public QueueCore {
 }  // namespace detail
 
 // Queue<T> is asyncio.Queue: first in, first out, bounded by maxsize (0:
-// unbounded). Move-only T works. Not copyable, not movable.
+// unbounded). Move-only T works. Not copyable, not movable. A task waiting in
+// put(), get() or join() when the queue is destroyed gets RuntimeError
+// ("Queue destroyed while a task was waiting in get()"; likewise LifoQueue,
+// PriorityQueue).
 //
 // Example:
 //   fiberloop::Queue<std::string> q(10);

@@ -20,14 +20,15 @@ namespace fiberloop {
 class FIBERLOOP_API Semaphore {
  public:
   // Semaphore(value) throws std::invalid_argument if value < 0.
-  explicit Semaphore(int value = 1);
+  explicit Semaphore(int value = 1) : Semaphore(value, "Semaphore") {}
   Semaphore(const Semaphore&) = delete;
   Semaphore& operator=(const Semaphore&) = delete;
   virtual ~Semaphore() = default;
 
   // acquire() takes a unit, waiting until one is free. Throws CancelledError
   // if cancelled while waiting (no unit is then taken), RuntimeError outside a
-  // task. Never allocates nor yields when a unit is free and nobody waits.
+  // task or if the semaphore is destroyed while the task waits. Never
+  // allocates nor yields when a unit is free and nobody waits.
   void acquire();
   // release() gives a unit back and wakes the first waiter.
   virtual void release();
@@ -40,11 +41,15 @@ class FIBERLOOP_API Semaphore {
   void unlock() { release(); }
 
  protected:
+  // name is the class's, for the error of a waiter whose semaphore is destroyed.
+  Semaphore(int value, const char* name);
+
   int value_;
 
  private:
   bool wake_up_next();
 
+  const char* name_;
   detail::Waiters waiters_;
 };
 
@@ -52,7 +57,7 @@ class FIBERLOOP_API Semaphore {
 // when it would raise the counter above its initial value.
 class FIBERLOOP_API BoundedSemaphore : public Semaphore {
  public:
-  explicit BoundedSemaphore(int value = 1) : Semaphore(value), bound_(value) {}
+  explicit BoundedSemaphore(int value = 1) : Semaphore(value, "BoundedSemaphore"), bound_(value) {}
   void release() override;
 
  private:
