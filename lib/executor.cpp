@@ -1,10 +1,44 @@
 #include "fiberloop/executor.hpp"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <stdexcept>
 #include <system_error>
 
 namespace fiberloop {
+namespace {
+
+// AsyncSignalsBlocked blocks, while it lives, every signal on the calling
+// thread but the synchronous ones (a fault is delivered to the thread that
+// caused it: the stack-overflow reporter's SIGSEGV/SIGBUS handlers, a crash
+// in a job). A thread started meanwhile inherits that mask from its first
+// instruction, so no asynchronous signal (SIGINT, SIGTERM, SIGCHLD...) is
+// ever delivered to a library thread: they reach the application's threads
+// -- the loop thread, its signalfd, its handlers -- as if the library had
+// none. Blocking inside the new thread instead would leave a window. The
+// creator's mask comes back when the guard goes.
+class AsyncSignalsBlocked {
+ public:
+  AsyncSignalsBlocked() noexcept {
+    sigset_t async;
+    ::sigfillset(&async);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) ::sigdelset(&async, sig);
+    restore_ = ::pthread_sigmask(SIG_BLOCK, &async, &saved_) == 0;
+  }
+  ~AsyncSignalsBlocked() {
+    if (restore_) ::pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
+  }
+  AsyncSignalsBlocked(const AsyncSignalsBlocked&) = delete;
+  AsyncSignalsBlocked& operator=(const AsyncSignalsBlocked&) = delete;
+
+ private:
+  sigset_t saved_;
+  bool restore_;
+};
+
+}  // namespace
 
 ThreadPoolExecutor::ThreadPoolExecutor(std::size_t max_workers) : max_workers_(max_workers) {
   if (max_workers == 0) throw std::invalid_argument("ThreadPoolExecutor: max_workers must be > 0");
@@ -29,6 +63,7 @@ void ThreadPoolExecutor::submit(std::unique_ptr<detail::ExecutorJob> job) {
   // Start a thread only when the idle ones cannot take every queued job.
   if (idle_ < queue_.size() && threads_.size() < max_workers_) {
     try {
+      AsyncSignalsBlocked born_blocked;  // the worker never takes the process's signals
       threads_.emplace_back([this] { worker_main(); });
     } catch (...) {
       if (threads_.empty()) {  // nobody would ever run it

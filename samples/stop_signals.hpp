@@ -8,9 +8,10 @@
 #include <fiberloop/fiberloop.hpp>
 #include <system_error>
 
-// StopSignals blocks SIGINT and SIGTERM (construct it before any thread
-// starts) and delivers them through a signalfd, which the loop watches
-// like a socket: wait() suspends the calling task until one arrives.
+// StopSignals blocks SIGINT and SIGTERM (construct it before any thread of
+// your own starts; fiberloop's executor threads block them anyway) and
+// delivers them through a signalfd, which the loop watches like a socket:
+// wait() suspends the calling task until one arrives.
 class StopSignals {
  public:
   StopSignals() {

@@ -38,7 +38,10 @@ class FIBERLOOP_API ExecutorJob {
 // ThreadPoolExecutor is a bounded pool of threads, asyncio's default executor
 // (concurrent.futures.ThreadPoolExecutor): threads start on demand, up to
 // max_workers, and stay until shutdown(). Every loop has a default one (see
-// default_executor()), which its close() shuts down.
+// default_executor()), which its close() shuts down. Its threads are born
+// with every asynchronous signal blocked (all but SIGSEGV, SIGBUS, SIGFPE,
+// SIGILL, SIGTRAP, SIGSYS): SIGINT and the like reach the application's own
+// threads (the loop thread, a signalfd), never a worker.
 //
 // Example:
 //   fiberloop::ThreadPoolExecutor pool(4);
