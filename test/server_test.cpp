@@ -1,6 +1,7 @@
 // start_server / start_unix_server and Server (net/server.hpp) over loopback.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -255,6 +256,47 @@ BOOST_AUTO_TEST_CASE(unix_server_and_its_socket_file) {
     server.close();
     server.wait_closed();
     BOOST_TEST(::access(path.c_str(), F_OK) != 0);  // removed on close (3.13)
+  });
+}
+
+BOOST_AUTO_TEST_CASE(the_library_s_tasks_carry_names) {
+  // all_tasks() of a serving loop: the acceptors and the connection handlers
+  // say what they are, not "Task-N".
+  std::string path = "/tmp/fiberloop_server_names_" + std::to_string(::getpid());
+  run([&] {
+    Server tcp = net::start_server(echo_lines, "127.0.0.1", 0);
+    Server unix_server = net::start_unix_server(echo_lines, path);
+    std::string listening = tcp.sockets()[0].to_string();
+    auto [r, w] = net::open_connection("127.0.0.1", tcp.sockets()[0].port());
+    auto [ur, uw] = net::open_unix_connection(path);
+    w.write("hi\n");
+    BOOST_TEST(r.readline() == "hi\n");  // its handler runs
+    uw.write("hi\n");
+    BOOST_TEST(ur.readline() == "hi\n");
+    std::string client = w.get_extra_info("sockname")->to_string();
+
+    std::vector<std::string> names;
+    auto self = fiberloop::current_task();
+    for (const auto& t : fiberloop::get_running_loop().all_tasks()) {
+      if (t == *self) continue;
+      names.push_back(t.get_name());
+    }
+    auto has = [&](const std::string& n) {
+      return std::find(names.begin(), names.end(), n) != names.end();
+    };
+    BOOST_TEST(has("fiberloop.server accept " + listening), "names: " << LoopFixture::join(names));
+    BOOST_TEST(has("fiberloop.server connection " + client), "names: " << LoopFixture::join(names));
+    BOOST_TEST(has("fiberloop.server accept " + path), "names: " << LoopFixture::join(names));
+    BOOST_TEST(has("fiberloop.server connection " + path), "names: " << LoopFixture::join(names));
+    BOOST_TEST(names.size() == 4u, "names: " << LoopFixture::join(names));
+    for (const std::string& n : names) BOOST_TEST(n.rfind("fiberloop.", 0) == 0u, n);
+
+    w.close();
+    uw.close();
+    tcp.close();
+    unix_server.close();
+    tcp.wait_closed();
+    unix_server.wait_closed();
   });
 }
 

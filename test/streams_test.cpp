@@ -2,7 +2,9 @@
 // CPython's test_asyncio/test_streams.py.
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <functional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -283,6 +285,96 @@ BOOST_AUTO_TEST_CASE(a_reader_waiting_when_its_writer_closes_sees_the_end) {
     fiberloop::sleep(0.005);
     p.writer.close();
     BOOST_TEST(fiberloop::await(reading) == "");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(a_second_reading_task_is_refused_and_the_first_gets_its_data) {
+  // asyncio: "readuntil() called while another coroutine is already waiting
+  // for incoming data". Each read call names itself; the waiting reader is
+  // left alone and its data still comes to it.
+  struct Call {
+    const char* name;
+    std::function<void(StreamReader&)> call;
+  };
+  const std::vector<Call> calls = {
+      {"read", [](StreamReader& r) { r.read(); }},
+      {"read", [](StreamReader& r) { r.read(10); }},
+      {"read", [](StreamReader& r) { r.read(8192); }},  // the straight-to-the-result path
+      {"read_into",
+       [](StreamReader& r) {
+         char buf[16];
+         r.read_into(buf, sizeof buf);
+       }},
+      {"readline", [](StreamReader& r) { r.readline(); }},
+      {"readexactly", [](StreamReader& r) { r.readexactly(4); }},
+      {"readuntil", [](StreamReader& r) { r.readuntil("|"); }},
+  };
+  run([&] {
+    Pair p = connected();
+    int round = 0;
+    for (const Call& c : calls) {
+      auto first = fiberloop::spawn([&] { return p.reader.readline(); });
+      fiberloop::sleep(0.005);  // the first reader now waits for data
+      BOOST_REQUIRE(!first.done());
+      std::string expected = std::string("StreamReader::") + c.name +
+                             "() called while another task is already waiting for incoming data";
+      BOOST_CHECK_EXCEPTION(c.call(p.reader), RuntimeError, [&](const RuntimeError& e) {
+        BOOST_TEST(e.what() == expected);
+        return true;
+      });
+      std::string line = "line " + std::to_string(round++) + "\n";
+      net::sock_sendall(p.raw, line);
+      BOOST_TEST(fiberloop::await(first) == line);
+    }
+    // A copy of the reader is the same stream: refused too.
+    auto first = fiberloop::spawn([&] { return p.reader.readexactly(3); });
+    fiberloop::sleep(0.005);
+    StreamReader copy = p.reader;
+    BOOST_CHECK_THROW(copy.readline(), RuntimeError);
+    net::sock_sendall(p.raw, "abc");
+    BOOST_TEST(fiberloop::await(first) == "abc");
+    // One reader at a time is fine again.
+    net::sock_sendall(p.raw, "free\n");
+    BOOST_TEST(copy.readline() == "free\n");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(two_tasks_may_drain_one_writer_at_once) {
+  // asyncio allows concurrent drain() (each waiter is woken): so does this.
+  run([] {
+    Pair p = connected();
+    p.writer.set_write_buffer_limits(64 * 1024, 16 * 1024);
+    std::string chunk(256 * 1024, 'd');
+    while (p.writer.write_buffer_size() <= 64 * 1024) p.writer.write(chunk);
+    auto a = fiberloop::spawn([&] { p.writer.drain(); });
+    auto b = fiberloop::spawn([&] { p.writer.drain(); });
+    fiberloop::sleep(0.02);
+    BOOST_TEST(!a.done());
+    BOOST_TEST(!b.done());
+    char buf[65536];
+    while (!a.done() || !b.done()) {
+      net::sock_recv_into(p.raw, buf, sizeof buf);
+      fiberloop::sleep(0);
+    }
+    fiberloop::await(a);
+    fiberloop::await(b);
+    BOOST_TEST(p.writer.write_buffer_size() <= 16u * 1024);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(the_background_writer_is_a_named_task) {
+  run([] {
+    Pair p = connected();
+    std::string chunk(256 * 1024, 'w');
+    while (p.writer.write_buffer_size() == 0) p.writer.write(chunk);  // the kernel is full
+    std::string expected =
+        "fiberloop.stream flush " + p.writer.get_extra_info("peername")->to_string();
+    std::vector<std::string> names;
+    for (const auto& t : fiberloop::get_running_loop().all_tasks()) names.push_back(t.get_name());
+    BOOST_TEST(std::count(names.begin(), names.end(), expected) == 1,
+               "names: " << LoopFixture::join(names));
+    p.writer.abort();
+    fiberloop::sleep(0.01);  // the writer wakes with the socket closed and ends
   });
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fiberloop/event_loop.hpp"
 #include "fiberloop/future.hpp"
 #include "fiberloop/net/socket.hpp"
 #include "fiberloop/net/streams.hpp"
@@ -20,6 +21,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
+
+  // describe() names the connection for the library's task names: the peer,
+  // else (an unnamed unix peer) the local address.
+  std::string describe() const;
 
   // Read side.
   std::size_t buffered() const noexcept { return rend - rbeg; }
@@ -41,10 +46,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<char> rbuf;
   std::size_t rbeg = 0, rend = 0;
   bool eof = false;
+  // reading: a task is inside a StreamReader call, so (the call suspended)
+  // waiting for data; a second task's read is refused meanwhile.
+  bool reading = false;
 
   std::string wbuf;
   std::size_t wbeg = 0;
   bool flushing = false;
+  TaskOptions flush_task;  // its name, made on the first flush: later flushes reuse it
   bool eof_requested = false;
   bool closing = false;
   bool closed = false;

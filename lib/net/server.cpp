@@ -36,10 +36,16 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   void check_all_closed();
 };
 
+// The library's tasks are named "fiberloop.<part> <role> <address>", so that
+// all_tasks() tells them from the application's: "fiberloop.server accept
+// 127.0.0.1:8080" (one per listening socket), "fiberloop.server connection
+// 127.0.0.1:53124" (a handler, named by its peer; by the socket path on a
+// unix server), "fiberloop.stream flush <peer>" (streams.cpp).
 void ServerState::start() {
   for (std::size_t i = 0; i < listeners.size(); ++i) {
+    TaskOptions named{.name = "fiberloop.server accept " + addresses[i].to_string()};
     acceptors.push_back(
-        loop->create_task([self = shared_from_this(), i] { self->accept_loop(i); }));
+        loop->create_task(named, [self = shared_from_this(), i] { self->accept_loop(i); }));
   }
 }
 
@@ -68,12 +74,14 @@ void ServerState::accept_loop(std::size_t index) {
 
 void ServerState::serve(Socket sock) {
   auto c = std::make_shared<Connection>(std::move(sock), options.stream);
+  // One string per connection, whose task is far bigger anyway.
+  TaskOptions named{.name = "fiberloop.server connection " + c->describe()};
   connections.insert(c.get());
   c->on_closed = [self = shared_from_this()](Connection* gone) {
     self->connections.erase(gone);
     self->check_all_closed();
   };
-  loop->create_task([c, self = shared_from_this()] {
+  loop->create_task(named, [c, self = shared_from_this()] {
     StreamWriter writer(c);
     try {
       self->handler(StreamReader(c), writer);

@@ -29,6 +29,17 @@ Connection::~Connection() {
   if (!closed) finish_close();
 }
 
+std::string Connection::describe() const {
+  Address a = sock.peer();
+  try {
+    if (a.family() == AF_UNSPEC && sock) a = sock.getpeername();
+    if (a.family() == AF_UNIX && a.host().empty() && sock) a = sock.getsockname();
+  } catch (const std::system_error&) {
+    // Not connected any more: what is known is what there is.
+  }
+  return a.to_string();
+}
+
 std::string Connection::take(std::size_t n) {
   std::string out(rdata(), n);
   rbeg += n;
@@ -87,8 +98,9 @@ void Connection::write(std::string_view data) {
 
 void Connection::flush_in_background() {
   if (flushing) return;
+  if (flush_task.name.empty()) flush_task.name = "fiberloop.stream flush " + describe();
   flushing = true;
-  get_running_loop().create_task([self = shared_from_this()] {
+  get_running_loop().create_task(flush_task, [self = shared_from_this()] {
     Connection& c = *self;
     struct Done {
       Connection& c;
@@ -180,11 +192,58 @@ detail::Connection& need(const std::shared_ptr<detail::Connection>& c) {
   if (!c) throw InvalidStateError("operation on an empty StreamReader/StreamWriter");
   return *c;
 }
+
+// ReadCall marks, for the length of a StreamReader call, the task making it
+// as the connection's reader. A call that suspends is waiting for data, and
+// a read by another task meanwhile is refused before it touches the buffer
+// or the socket, as asyncio's "readuntil() called while another coroutine is
+// already waiting for incoming data": the waiting reader keeps its data.
+class ReadCall {
+ public:
+  ReadCall(detail::Connection& c, const char* what) : c_(c) {
+    if (c.reading) [[unlikely]]
+      refuse(what);
+    c.reading = true;
+  }
+  ~ReadCall() { c_.reading = false; }
+  ReadCall(const ReadCall&) = delete;
+  ReadCall& operator=(const ReadCall&) = delete;
+
+ private:
+  [[noreturn]] static void refuse(const char* what) {
+    throw RuntimeError(std::string("StreamReader::") + what +
+                       " called while another task is already waiting for incoming data");
+  }
+  detail::Connection& c_;
+};
+
+// readuntil() without the ReadCall: readline() holds it.
+std::string read_until(detail::Connection& c, std::string_view sep) {
+  std::size_t searched = 0;  // bytes known not to start the separator
+  for (;;) {
+    std::size_t avail = c.buffered();
+    if (avail >= sep.size()) {
+      std::string_view view(c.rdata(), avail);
+      std::size_t at = view.find(sep, searched);
+      if (at != std::string_view::npos) {
+        if (at > c.opt.limit)
+          throw LimitOverrunError("Separator is found, but chunk is longer than limit", at);
+        return c.take(at + sep.size());
+      }
+      searched = avail + 1 - sep.size();
+      if (searched > c.opt.limit)
+        throw LimitOverrunError("Separator is not found, and chunk exceed the limit", searched);
+    }
+    if (c.eof) throw IncompleteReadError(c.take(avail), std::nullopt);
+    c.fill();
+  }
+}
 }  // namespace
 
 std::string StreamReader::read(std::ptrdiff_t n) {
   detail::Connection& c = need(conn_);
   if (n == 0) return {};
+  ReadCall reading(c, "read()");
   if (n < 0) {
     while (c.fill() > 0) {
     }
@@ -212,6 +271,7 @@ std::string StreamReader::read(std::ptrdiff_t n) {
 std::size_t StreamReader::read_into(void* buf, std::size_t len) {
   detail::Connection& c = need(conn_);
   if (len == 0) return 0;
+  ReadCall reading(c, "read_into()");
   if (c.buffered() == 0) {
     if (c.error) std::rethrow_exception(c.error);
     if (c.eof) return 0;
@@ -235,30 +295,15 @@ std::size_t StreamReader::read_into(void* buf, std::size_t len) {
 std::string StreamReader::readuntil(std::string_view sep) {
   detail::Connection& c = need(conn_);
   if (sep.empty()) throw std::invalid_argument("readuntil(): the separator is empty");
-  std::size_t searched = 0;  // bytes known not to start the separator
-  for (;;) {
-    std::size_t avail = c.buffered();
-    if (avail >= sep.size()) {
-      std::string_view view(c.rdata(), avail);
-      std::size_t at = view.find(sep, searched);
-      if (at != std::string_view::npos) {
-        if (at > c.opt.limit)
-          throw LimitOverrunError("Separator is found, but chunk is longer than limit", at);
-        return c.take(at + sep.size());
-      }
-      searched = avail + 1 - sep.size();
-      if (searched > c.opt.limit)
-        throw LimitOverrunError("Separator is not found, and chunk exceed the limit", searched);
-    }
-    if (c.eof) throw IncompleteReadError(c.take(avail), std::nullopt);
-    c.fill();
-  }
+  ReadCall reading(c, "readuntil()");
+  return read_until(c, sep);
 }
 
 std::string StreamReader::readline() {
   detail::Connection& c = need(conn_);
+  ReadCall reading(c, "readline()");
   try {
-    return readuntil("\n");
+    return read_until(c, "\n");
   } catch (IncompleteReadError& e) {
     return std::move(e.partial);
   } catch (const LimitOverrunError& e) {
@@ -274,6 +319,8 @@ std::string StreamReader::readline() {
 
 std::string StreamReader::readexactly(std::size_t n) {
   detail::Connection& c = need(conn_);
+  if (n == 0) return {};
+  ReadCall reading(c, "readexactly()");
   while (c.buffered() < n) {
     if (c.eof) throw IncompleteReadError(c.take(c.buffered()), n);
     c.fill();

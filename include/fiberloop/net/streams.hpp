@@ -27,9 +27,12 @@ class Connection;
 }
 
 // StreamReader reads from a connection, as asyncio.StreamReader. A cheap
-// handle: copies share the connection. One task reads at a time. Reads throw
-// std::system_error naming the peer (e.g. ECONNRESET); a connection closed
-// by this side reads as end of stream.
+// handle: copies share the connection. One task reads at a time: a read
+// call while another task waits for data in one throws RuntimeError
+// ("StreamReader::readline() called while another task is already waiting
+// for incoming data", as asyncio's), leaving the waiting reader and its data
+// alone. Reads throw std::system_error naming the peer (e.g. ECONNRESET); a
+// connection closed by this side reads as end of stream.
 class FIBERLOOP_API StreamReader {
  public:
   StreamReader() = default;
@@ -79,7 +82,8 @@ class FIBERLOOP_API StreamWriter {
   }
   // drain() waits while more than high_water bytes are unsent, until at most
   // low_water remain. Throws std::system_error if the connection broke
-  // (EPIPE, ECONNRESET). Inside a task.
+  // (EPIPE, ECONNRESET). Inside a task; several tasks may drain at once
+  // (each is woken), as in asyncio.
   void drain();
   // write_eof() half-closes (shutdown(SHUT_WR)) once the buffer is sent.
   void write_eof();
