@@ -2,12 +2,11 @@
 
 #include <algorithm>
 
+#include "fiberloop/wait.hpp"
+
 namespace fiberloop::detail {
 
 void GatheringState::add(FutureStateBase* child) {
-  for (auto& c : children_) {
-    if (c.get() == child) return;
-  }
   children_.emplace_back(child);
   if (child->done()) {
     done_at_start_.push_back(child);
@@ -52,8 +51,12 @@ void GatheringState::child_done(FutureStateBase& child) {
     }
   }
   if (finished_ < children_.size()) return;
-  for (auto& c : children_) {
-    if (!c->cancelled()) c->exception();  // the results are collected: all retrieved
+  if (return_exceptions_) {
+    // The results are collected: all retrieved. (Without return_exceptions
+    // every child has a value here: a failure ended the gathering already.)
+    for (auto& c : children_) {
+      if (!c->cancelled()) c->exception();
+    }
   }
   if (cancel_requested_) {
     // A cancelled gather ends cancelled, whatever return_exceptions says.
@@ -67,7 +70,18 @@ void GatheringState::child_done(FutureStateBase& child) {
 void await_gathering(EventLoop& loop, bool return_exceptions,
                      const std::vector<FutureStateBase*>& children) {
   Ref<GatheringState> outer(new GatheringState(loop, return_exceptions));
-  for (FutureStateBase* child : children) outer->add(child);
+  // A repeated child counts once, as in asyncio's set of futures: the
+  // repeats are found in expected O(n), not by a scan per child.
+  std::vector<std::size_t> repeats = repeated_positions(children);
+  outer->reserve(children.size() - repeats.size());
+  std::size_t r = 0;
+  for (std::size_t i = 0; i < children.size(); ++i) {
+    if (r < repeats.size() && repeats[r] == i) {
+      ++r;
+      continue;
+    }
+    outer->add(children[i]);
+  }
   outer->start();
   await(Future<void>(Ref<FutureStateBase>(outer)));
 }

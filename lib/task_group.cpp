@@ -7,16 +7,43 @@
 namespace fiberloop {
 namespace detail {
 
-void GroupState::abort() {
-  aborting = true;
-  for (auto& t : tasks) {
-    if (!t.done()) t.cancel();
+std::size_t GroupState::add(TaskStateBase* task) {
+  std::size_t i;
+  if (free_slots != npos) {
+    i = free_slots;
+    free_slots = slots[i].next;
+  } else {
+    i = slots.size();
+    slots.emplace_back();
   }
+  Slot& s = slots[i];
+  s.task = Ref<TaskStateBase>(task);
+  s.prev = tail;
+  s.next = npos;
+  (tail == npos ? head : slots[tail].next) = i;
+  tail = i;
+  ++live;
+  return i;
 }
 
-void GroupState::on_task_done(const AnyTask& task) {
-  tasks.erase(std::remove(tasks.begin(), tasks.end(), task), tasks.end());
-  if (on_completed.valid() && tasks.empty() && !on_completed.done()) on_completed.set_result();
+void GroupState::abort() {
+  aborting = true;
+  for_each([](const AnyTask& t) {
+    if (!t.done()) t.cancel();
+  });
+}
+
+void GroupState::on_task_done(std::size_t slot) {
+  Slot& s = slots[slot];
+  AnyTask task(s.task.get());
+  (s.prev == npos ? head : slots[s.prev].next) = s.next;
+  (s.next == npos ? tail : slots[s.next].prev) = s.prev;
+  s.task.reset();
+  s.prev = npos;
+  s.next = free_slots;
+  free_slots = slot;
+  --live;
+  if (on_completed.valid() && empty() && !on_completed.done()) on_completed.set_result();
   if (task.cancelled()) return;
   std::exception_ptr e = task.exception();
   if (!e) return;
@@ -36,7 +63,7 @@ void GroupState::on_task_done(const AnyTask& task) {
 }
 
 void check_can_spawn(const GroupState& group) {
-  if (group.exiting && group.tasks.empty())
+  if (group.exiting && group.empty())
     throw RuntimeError("TaskGroup::spawn(): the group is finished");
   if (group.aborting) throw RuntimeError("TaskGroup::spawn(): the group is shutting down");
 }
@@ -56,7 +83,7 @@ void TaskGroup::exit(std::exception_ptr body_error) {
   std::exception_ptr propagate_cancellation = body_cancelled ? body_error : nullptr;
   if (body_error && !g.aborting) g.abort();  // the parent is cancelled, or the body failed
 
-  while (!g.tasks.empty()) {
+  while (!g.empty()) {
     if (!g.on_completed.valid()) g.on_completed = g.parent->get_loop().create_future<void>();
     std::exception_ptr e;
     try {
@@ -95,9 +122,9 @@ void TaskGroup::exit(std::exception_ptr body_error) {
 void TaskGroup::abandon() noexcept {
   state_->exiting = true;
   state_->aborting = true;
-  for (auto& t : state_->tasks) {
+  state_->for_each([](const AnyTask& t) {
     if (!t.done()) t.cancel();
-  }
+  });
 }
 
 }  // namespace fiberloop

@@ -1,5 +1,7 @@
 #include "fiberloop/wait.hpp"
 
+#include <cstdint>
+
 #include "fiberloop/detail/waiters.hpp"
 
 namespace fiberloop::detail {
@@ -48,10 +50,47 @@ void wait_core(const std::vector<FutureStateBase*>& futures, std::optional<doubl
     std::vector<CallbackId>& ids;
     ~Cleanup() {
       state.timeout.cancel();
+      if (state.counter == 0) return;  // every callback ran: nothing left to remove
       for (std::size_t i = 0; i < futures.size(); ++i) futures[i]->remove_done_callback(ids[i]);
     }
   } cleanup{*state, futures, ids};
   await(state->waiter);
+}
+
+std::vector<std::size_t> repeated_positions(const std::vector<FutureStateBase*>& states) {
+  std::vector<std::size_t> repeats;
+  const std::size_t n = states.size();
+  if (n <= 16) {
+    // A few: a scan allocates nothing (gather(a, b) is the common case).
+    for (std::size_t i = 1; i < n; ++i) {
+      for (std::size_t j = 0; j < i; ++j) {
+        if (states[j] == states[i]) {
+          repeats.push_back(i);
+          break;
+        }
+      }
+    }
+    return repeats;
+  }
+  // Open addressing, linear probing, at most half full: one allocation.
+  unsigned bits = 1;
+  while ((std::size_t{1} << bits) < 2 * n) ++bits;
+  const std::size_t mask = (std::size_t{1} << bits) - 1;
+  std::vector<const FutureStateBase*> table(mask + 1, nullptr);
+  for (std::size_t i = 0; i < n; ++i) {
+    const FutureStateBase* p = states[i];
+    // Fibonacci hashing of the address: states come from a pool, evenly spaced.
+    auto h = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(p) >> 4) *
+             0x9E3779B97F4A7C15ull;
+    std::size_t slot = static_cast<std::size_t>(h >> (64 - bits));
+    while (table[slot] && table[slot] != p) slot = (slot + 1) & mask;
+    if (table[slot]) {
+      repeats.push_back(i);
+    } else {
+      table[slot] = p;
+    }
+  }
+  return repeats;
 }
 
 void cancel_and_wait(FutureStateBase* fut) {
@@ -70,35 +109,38 @@ void cancel_and_wait(FutureStateBase* fut) {
 }
 
 struct AsCompletedCore::Shared {
+  // todo[i] is the future at position i until it completes (or the timeout
+  // came): null after. Each done-callback knows its position, so a
+  // completion costs O(1) whatever the number of futures.
   std::vector<Ref<FutureStateBase>> todo;
   std::vector<CallbackId> ids;
-  std::deque<FutureStateBase*> done;  // null: the timeout's mark
-  Future<void> waiter;                // set while next() waits
+  std::size_t pending = 0;        // non-null entries of todo
+  std::vector<std::size_t> done;  // positions in completion order; npos: the timeout's mark
+  std::size_t taken = 0;          // done[0, taken) were returned by next()
+  Future<void> waiter;            // set while next() waits
   TimerHandle timeout;
+
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
   void wake() {
     if (waiter.valid() && !waiter.done()) waiter.set_result();
   }
-  void on_completion(FutureStateBase& f) {
-    if (todo.empty()) return;  // the timeout came first
-    for (std::size_t i = 0; i < todo.size(); ++i) {
-      if (todo[i].get() == &f) {
-        todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(i));
-        ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(i));
-        break;
-      }
-    }
-    done.push_back(&f);
-    if (todo.empty()) timeout.cancel();
+  void on_completion(std::size_t i) {
+    if (!todo[i]) return;  // the timeout came first
+    todo[i].reset();
+    --pending;
+    done.push_back(i);
+    if (pending == 0) timeout.cancel();
     wake();
   }
   void on_timeout() {
     for (std::size_t i = 0; i < todo.size(); ++i) {
+      if (!todo[i]) continue;
       todo[i]->remove_done_callback(ids[i]);
-      done.push_back(nullptr);
+      todo[i].reset();
+      done.push_back(npos);
     }
-    todo.clear();
-    ids.clear();
+    pending = 0;
     wake();
   }
 };
@@ -107,15 +149,21 @@ AsCompletedCore::AsCompletedCore(const std::vector<FutureStateBase*>& futures,
                                  std::optional<double> timeout)
     : shared_(std::make_shared<Shared>()), left_(futures.size()) {
   std::weak_ptr<Shared> weak = shared_;
-  for (FutureStateBase* f : futures) {
-    shared_->todo.emplace_back(f);
-    shared_->ids.push_back(f->add_done_callback([weak](FutureStateBase& done) {
-      if (auto s = weak.lock()) s->on_completion(done);
+  Shared& s = *shared_;
+  s.todo.reserve(futures.size());
+  s.ids.reserve(futures.size());
+  s.done.reserve(futures.size());
+  s.pending = futures.size();
+  for (std::size_t i = 0; i < futures.size(); ++i) {
+    FutureStateBase* f = futures[i];
+    s.todo.emplace_back(f);
+    s.ids.push_back(f->add_done_callback([weak, i](FutureStateBase&) {
+      if (auto sh = weak.lock()) sh->on_completion(i);
     }));
   }
   if (!futures.empty() && timeout) {
-    shared_->timeout = get_running_loop().call_later(*timeout, [weak] {
-      if (auto s = weak.lock()) s->on_timeout();
+    s.timeout = get_running_loop().call_later(*timeout, [weak] {
+      if (auto sh = weak.lock()) sh->on_timeout();
     });
   }
 }
@@ -123,12 +171,12 @@ AsCompletedCore::AsCompletedCore(const std::vector<FutureStateBase*>& futures,
 AsCompletedCore::~AsCompletedCore() {
   shared_->timeout.cancel();
   for (std::size_t i = 0; i < shared_->todo.size(); ++i) {
-    shared_->todo[i]->remove_done_callback(shared_->ids[i]);
+    if (shared_->todo[i]) shared_->todo[i]->remove_done_callback(shared_->ids[i]);
   }
 }
 
-FutureStateBase* AsCompletedCore::next() {
-  while (shared_->done.empty()) {
+std::size_t AsCompletedCore::next() {
+  while (shared_->taken == shared_->done.size()) {
     shared_->waiter = get_running_loop().create_future<void>();
     Future<void> w = shared_->waiter;
     try {
@@ -139,11 +187,10 @@ FutureStateBase* AsCompletedCore::next() {
     }
     shared_->waiter = Future<void>();
   }
-  FutureStateBase* f = shared_->done.front();
-  shared_->done.pop_front();
+  std::size_t i = shared_->done[shared_->taken++];
   --left_;
-  if (!f) throw TimeoutError("as_completed(): timed out");
-  return f;
+  if (i == Shared::npos) throw TimeoutError("as_completed(): timed out");
+  return i;
 }
 
 }  // namespace fiberloop::detail

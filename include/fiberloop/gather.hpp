@@ -65,7 +65,10 @@ class FIBERLOOP_API GatheringState final : public FutureStateBase {
   GatheringState(EventLoop& loop, bool return_exceptions)
       : FutureStateBase(loop), return_exceptions_(return_exceptions) {}
 
-  // add(child) takes one argument of gather(); a repeated child counts once.
+  // reserve(n) makes room for n children.
+  void reserve(std::size_t n) { children_.reserve(n); }
+  // add(child) takes one argument of gather(); the caller passes each child
+  // once (await_gathering() drops the repeats first: they count once).
   void add(FutureStateBase* child);
   // start() runs the completion of the children that were done already.
   void start();
@@ -185,6 +188,7 @@ template <bool ReturnAll, class R>
 auto gather_range(R&& range) {
   using T = typename std::ranges::range_value_t<R>::value_type;
   std::vector<Future<T>> futs;
+  if constexpr (std::ranges::sized_range<R>) futs.reserve(std::ranges::size(range));
   for (auto&& f : range) futs.push_back(Future<T>(f));
   using Item = std::conditional_t<ReturnAll, Outcome<T>, Gathered<T>>;
   std::vector<Item> results;

@@ -1,6 +1,7 @@
 // task_group.hpp: TaskGroup, asyncio.TaskGroup — structured concurrency.
 #pragma once
 
+#include <cstddef>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -22,27 +23,49 @@ namespace detail {
 // it lives until the last of them ran.
 struct FIBERLOOP_API GroupState {
   std::optional<AnyTask> parent;
-  std::vector<AnyTask> tasks;
   std::vector<std::exception_ptr> errors;
   Future<void> on_completed;
   bool exiting = false;
   bool aborting = false;
   bool parent_cancel_requested = false;
 
+  // The children still running, in spawn order: a list threaded through a
+  // vector of slots (freed slots are reused), so that a child's done-callback,
+  // which knows its slot, unlinks it in O(1) and nothing allocates per child
+  // beyond the vector's growth.
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  struct Slot {
+    Ref<TaskStateBase> task;  // null: a free slot
+    std::size_t prev = npos;
+    std::size_t next = npos;  // in the free list too
+  };
+  std::vector<Slot> slots;
+  std::size_t head = npos;
+  std::size_t tail = npos;
+  std::size_t free_slots = npos;
+  std::size_t live = 0;
+
+  bool empty() const noexcept { return live == 0; }
+  // add(task) links a new child last and returns its slot.
+  std::size_t add(TaskStateBase* task);
+  // for_each(fn) calls fn(AnyTask) for the children still running, in spawn order.
+  template <class Fn>
+  void for_each(Fn&& fn) const {
+    for (std::size_t i = head; i != npos; i = slots[i].next) fn(AnyTask(slots[i].task.get()));
+  }
+
   void abort();
-  void on_task_done(const AnyTask& task);
+  void on_task_done(std::size_t slot);
 };
 
 // register_child(group, task) tracks a new child: its end reaches the
 // group through a done-callback that does not keep the group alive.
 template <class T>
 void register_child(const std::shared_ptr<GroupState>& group, const Task<T>& task) {
-  group->tasks.push_back(AnyTask(task));
+  std::size_t slot = group->add(static_cast<TaskStateBase*>(task.state_ptr()));
   std::weak_ptr<GroupState> weak = group;
-  task.add_done_callback([weak](const Future<T>& done) {
-    if (auto g = weak.lock()) {
-      g->on_task_done(AnyTask(static_cast<TaskStateBase*>(done.state_ptr())));
-    }
+  task.state_ptr()->add_done_callback([weak, slot](FutureStateBase&) {
+    if (auto g = weak.lock()) g->on_task_done(slot);
   });
 }
 FIBERLOOP_API void check_can_spawn(const GroupState& group);

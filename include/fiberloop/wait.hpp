@@ -43,16 +43,25 @@ FIBERLOOP_API void wait_core(const std::vector<FutureStateBase*>& futures,
 // end cancelled: a task can refuse). Does not throw what fut ended with.
 FIBERLOOP_API void cancel_and_wait(FutureStateBase* fut);
 
-// AsCompletedState is shared with the done-callbacks of the futures.
+// repeated_positions(states) is the positions, ascending, of the entries
+// that repeat an earlier one: asyncio's set() of the futures, in the order
+// given. Expected O(n) (a hash of the state pointers); allocates nothing when
+// there is no repeat and at most 16 entries.
+FIBERLOOP_API std::vector<std::size_t> repeated_positions(
+    const std::vector<FutureStateBase*>& states);
+
+// AsCompletedCore is what AsCompleted<F> shares with the done-callbacks of
+// the futures: each callback knows its future's position, so a completion
+// costs O(1).
 class FIBERLOOP_API AsCompletedCore {
  public:
   AsCompletedCore(const std::vector<FutureStateBase*>& futures, std::optional<double> timeout);
   AsCompletedCore(const AsCompletedCore&) = delete;
   AsCompletedCore& operator=(const AsCompletedCore&) = delete;
   ~AsCompletedCore();
-  // next() waits for the next future to complete and returns it; throws
-  // TimeoutError once the timeout passed.
-  FutureStateBase* next();
+  // next() waits for the next future to complete and returns its position
+  // in `futures`; throws TimeoutError once the timeout passed.
+  std::size_t next();
   std::size_t left() const noexcept { return left_; }
 
  private:
@@ -67,13 +76,29 @@ concept Awaitable = requires {
 }
 &&std::is_base_of_v<Future<typename std::decay_t<F>::value_type>, std::decay_t<F>>;
 
+// unique_futures(range) is the futures of range, each first occurrence
+// kept, in order.
 template <class R>
 std::vector<std::ranges::range_value_t<R>> unique_futures(R&& range) {
   std::vector<std::ranges::range_value_t<R>> v;
-  for (auto&& f : range) {
-    bool seen = false;
-    for (auto& g : v) seen = seen || g.state_ptr() == f.state_ptr();
-    if (!seen) v.push_back(f);
+  if constexpr (std::ranges::sized_range<R>) v.reserve(std::ranges::size(range));
+  for (auto&& f : range) v.push_back(f);
+  std::vector<FutureStateBase*> states;
+  states.reserve(v.size());
+  for (auto& f : v) states.push_back(f.state_ptr());
+  std::vector<std::size_t> repeats = repeated_positions(states);
+  if (!repeats.empty()) {
+    std::size_t out = 0;
+    std::size_t r = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (r < repeats.size() && repeats[r] == i) {
+        ++r;
+      } else {
+        if (out != i) v[out] = std::move(v[i]);
+        ++out;
+      }
+    }
+    v.erase(v.begin() + static_cast<std::ptrdiff_t>(out), v.end());
   }
   return v;
 }
@@ -98,6 +123,7 @@ auto wait(R&& futures, std::optional<double> timeout = std::nullopt,
   auto fs = detail::unique_futures(futures);
   if (fs.empty()) throw std::invalid_argument("wait(): the set of futures is empty");
   std::vector<detail::FutureStateBase*> states;
+  states.reserve(fs.size());
   for (auto& f : fs) states.push_back(f.state_ptr());
   detail::wait_core(states, timeout, return_when);
   WaitResult<std::ranges::range_value_t<R>> result;
@@ -178,11 +204,7 @@ class AsCompleted {
   // returned, CancelledError if the waiting task is cancelled.
   F next() {
     if (core_.left() == 0) throw std::out_of_range("as_completed(): every future was returned");
-    detail::FutureStateBase* s = core_.next();
-    for (auto& f : futures_) {
-      if (f.state_ptr() == s) return f;
-    }
-    throw std::logic_error("as_completed(): unknown future");
+    return futures_[core_.next()];
   }
   // left() is how many futures next() has still to return.
   std::size_t left() const noexcept { return core_.left(); }
@@ -217,6 +239,7 @@ class AsCompleted {
  private:
   static std::vector<detail::FutureStateBase*> states(const std::vector<F>& fs) {
     std::vector<detail::FutureStateBase*> v;
+    v.reserve(fs.size());
     for (auto& f : fs) v.push_back(f.state_ptr());
     return v;
   }
