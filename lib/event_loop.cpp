@@ -1,5 +1,6 @@
 #include "fiberloop/event_loop.hpp"
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -194,6 +195,7 @@ void EventLoop::run_once() {
 // not on every iteration.
 inline void EventLoop::iterate() {
   iterating_ = true;
+  ++iteration_;
   struct Done {
     bool& flag;
     ~Done() { flag = false; }
@@ -488,6 +490,24 @@ bool EventLoop::remove_io(int fd, std::uint32_t kind) {
   return true;
 }
 
+namespace {
+
+// still_hung_up(fd, kind) asks the kernel whether the hang-up or error
+// reported earlier for this direction still holds (or the fd is ready
+// anyway): a wait then returns at once, as an edge-triggered registration
+// brings no new edge for a state that lasts. A TCP hang-up lasts for good;
+// a datagram socket's error (EPOLLERR: an ICMP port-unreachable on a
+// connected UDP socket) ends once a receive or send reports it. One poll(2),
+// paid only by waits on a fd that was reported hung up.
+bool still_hung_up(int fd, std::uint32_t kind) noexcept {
+  pollfd p{fd, static_cast<short>(kind == Poller::kReadable ? (POLLIN | POLLRDHUP) : POLLOUT), 0};
+  ++detail::syscall_counts().polls;
+  int n = ::poll(&p, 1, 0);
+  return n != 0;  // ready, hung up, in error, closed (POLLNVAL), or poll failed: don't wait
+}
+
+}  // namespace
+
 void EventLoop::wait_io(int fd, std::uint32_t kind) {
   const char* what = kind == Poller::kReadable ? "wait_readable()" : "wait_writable()";
   detail::TaskStateBase::require_current(what);
@@ -512,7 +532,13 @@ void EventLoop::wait_io(int fd, std::uint32_t kind) {
     entry->registered = mask;
     entry->tag = tag;
   }
-  if (entry->hung_up & kind) return;
+  if (entry->hung_up & kind) {
+    if (still_hung_up(fd, kind)) return;
+    // The state ended: a transient error (EPOLLERR on a UDP socket, an ICMP
+    // port-unreachable) that a receive or send has consumed. From now on
+    // the fd waits for its next edge like any other.
+    entry->hung_up &= ~kind;
+  }
   if (entry->ready & kind) {
     entry->ready &= ~kind;
     return;

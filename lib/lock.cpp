@@ -3,6 +3,9 @@
 namespace fiberloop {
 
 void Lock::acquire() {
+  // Counted even uncontended (the cooperative budget), before the check a
+  // yield could change.
+  detail::TaskStateBase::spend_budget();
   // Free, and nobody is owed it: a woken waiter that has not run yet holds a
   // done (not cancelled) future and keeps its place.
   if (try_lock()) return;

@@ -15,6 +15,7 @@ void QueueCore::wake_up_next(Waiters& waiters) {
 }
 
 void QueueCore::wait_for_room() {
+  TaskStateBase::spend_budget();  // before the check: a yield may change the answer
   while (full()) {
     if (shutdown_) throw QueueShutDown();
     TaskStateBase::require_current("Queue::put()");
@@ -31,6 +32,7 @@ void QueueCore::wait_for_room() {
 }
 
 void QueueCore::wait_for_item() {
+  TaskStateBase::spend_budget();
   while (empty()) {
     if (shutdown_) throw QueueShutDown();
     TaskStateBase::require_current("Queue::get()");

@@ -17,6 +17,7 @@ bool Semaphore::locked() const noexcept {
 }
 
 void Semaphore::acquire() {
+  detail::TaskStateBase::spend_budget();  // as Lock::acquire()
   if (!locked()) {
     --value_;
     return;

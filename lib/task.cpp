@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "fiber_switch.hpp"
+#include "fiberloop/detail/pending_flush.hpp"
 
 namespace fiberloop::detail {
 namespace {
@@ -211,6 +212,10 @@ void TaskStateBase::run_fiber() {
   } catch (...) {
     body_error_ = std::current_exception();
   }
+  // What the task wrote goes before it ends (here, on its fiber, where a
+  // step's end already keeps a frame).
+  if (fiber_thread.flushes_queued) [[unlikely]]
+    run_pending_flushes();
 }
 
 // resume_body() takes no reference to the task: finishing drops the loop's,
@@ -361,7 +366,7 @@ TaskStateBase& TaskStateBase::require_current(const char* what) {
 
 void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what) {
   TaskStateBase* task = current_task;
-  if (task && fiber_thread.current == &task->fiber_ && fiber_thread.unwinding == 0) [[likely]] {
+  if (task && fiber_thread.current == &task->fiber_ && wait_is_plain()) [[likely]] {
     task->park(fut);
     return;
   }
@@ -371,6 +376,9 @@ void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what) {
 [[gnu::noinline]] void TaskStateBase::suspend_current_slow(FutureStateBase* fut,
                                                           const char* what) {
   TaskStateBase& task = require_current(what);
+  // Coalesced writes reach the kernel before the task waits: request and
+  // response code cannot deadlock on bytes still in a buffer.
+  if (fiber_thread.flushes_queued) run_pending_flushes();
   if (Fiber::current() == &task.fiber_) {
     task.park(fut);
     return;
@@ -382,8 +390,59 @@ void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what) {
                             fut);
 }
 
+void TaskStateBase::spend_budget() {
+  TaskStateBase* task = current_task;
+  if (!task) return;
+  EventLoop* loop = task->loop_or_null();
+  if (!loop || loop->task_budget_ == 0) return;
+  // A step runs within one iteration, and a task steps at most once per
+  // iteration but for an eager start: counting per iteration is per step.
+  if (task->budget_iteration_ != loop->iteration_) {
+    task->budget_iteration_ = loop->iteration_;
+    task->budget_left_ = loop->task_budget_;
+  }
+  if (--task->budget_left_ > 0) return;
+  if (Fiber::current_chain_unwinding()) return;  // no wait can be made there
+  task->budget_left_ = loop->task_budget_;
+  suspend_current(nullptr, "the cooperative budget's yield");
+}
+
 void TaskStateBase::end() noexcept {
   if (EventLoop* l = loop_or_null()) l->unregister_task(this);
+}
+
+void queue_flush(PendingFlush* f) noexcept {
+  if (f->queued) return;
+  f->queued = true;
+  f->next = nullptr;
+  f->prev = fiber_thread.flushes_tail;
+  if (f->prev) {
+    f->prev->next = f;
+  } else {
+    fiber_thread.flushes_head = f;
+  }
+  fiber_thread.flushes_tail = f;
+  fiber_thread.flushes_queued = 1;
+}
+
+void unqueue_flush(PendingFlush* f) noexcept {
+  if (!f->queued) return;
+  f->queued = false;
+  (f->prev ? f->prev->next : fiber_thread.flushes_head) = f->next;
+  (f->next ? f->next->prev : fiber_thread.flushes_tail) = f->prev;
+  f->prev = f->next = nullptr;
+  fiber_thread.flushes_queued = fiber_thread.flushes_head != nullptr;
+}
+
+void run_pending_flushes() noexcept {
+  // One pass over what is queued now: a node that queues itself again (or
+  // another) while it runs waits for the next check.
+  PendingFlush* last = fiber_thread.flushes_tail;
+  while (PendingFlush* f = fiber_thread.flushes_head) {
+    unqueue_flush(f);
+    f->run(f);
+    if (f == last) break;
+  }
 }
 
 void TaskStateBase::abandon() noexcept {

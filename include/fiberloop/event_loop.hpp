@@ -238,12 +238,15 @@ class FIBERLOOP_API EventLoop {
   // registered until forget_fd(fd): no epoll_ctl per wait. Readiness that
   // arrives while nobody waits is kept for the next wait, which then returns
   // at once; one readiness report may cover data already consumed, so
-  // retry the operation and wait again on EAGAIN. One task at a time may
-  // wait per direction. Throws RuntimeError outside a task, for a second
-  // waiter, or for an fd that has add_reader/add_writer callbacks;
-  // std::system_error (epoll_ctl) for an fd epoll cannot watch;
-  // CancelledError if the task is cancelled; std::system_error(EBADF) if
-  // forget_fd(fd) is called while it waits.
+  // retry the operation and wait again on EAGAIN. After a hang-up or error
+  // report, waits in that direction return at once while the kernel (one
+  // poll(2) per such wait) says the state holds: for good after a TCP
+  // hang-up, until a receive or send has reported it for a datagram
+  // socket's error (EPOLLERR). One task at a time may wait per direction.
+  // Throws RuntimeError outside a task, for a second waiter, or for an fd
+  // that has add_reader/add_writer callbacks; std::system_error (epoll_ctl)
+  // for an fd epoll cannot watch; CancelledError if the task is cancelled;
+  // std::system_error(EBADF) if forget_fd(fd) is called while it waits.
   void wait_readable(int fd) { wait_io(fd, Poller::kReadable); }
   void wait_writable(int fd) { wait_io(fd, Poller::kWritable); }
 
@@ -276,6 +279,16 @@ class FIBERLOOP_API EventLoop {
   bool get_debug() const noexcept { return debug_; }
   void set_slow_callback_duration(double seconds) noexcept { slow_callback_duration_ = seconds; }
   double slow_callback_duration() const noexcept { return slow_callback_duration_; }
+
+  // The cooperative budget (tokio's coop budget): a task that keeps
+  // completing operations without waiting — stream reads, socket sends and
+  // receives, accepts, datagrams, a Lock or Semaphore taken uncontended, a
+  // Queue get/put that finds an item or room — yields to the loop (as
+  // sleep(0) does) once it has made task_budget() of them in one step, so
+  // that one busy peer cannot freeze the other tasks. 0: never yield.
+  static constexpr std::size_t kDefaultTaskBudget = 128;
+  void set_task_budget(std::size_t operations) noexcept { task_budget_ = operations; }
+  std::size_t task_budget() const noexcept { return task_budget_; }
 
  private:
   friend class detail::FutureStateBase;
@@ -404,6 +417,8 @@ class FIBERLOOP_API EventLoop {
   // checked_requeue_ is closed_ || debug_: requeue() tests both at once.
   bool checked_requeue_ = false;
   double slow_callback_duration_ = 0.1;
+  std::size_t task_budget_ = kDefaultTaskBudget;
+  std::uint64_t iteration_ = 0;  // counts iterate(): a task's budget is per step
   std::thread::id thread_id_;
 
   Poller poller_;

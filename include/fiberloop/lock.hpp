@@ -27,7 +27,8 @@ class FIBERLOOP_API Lock {
   // acquire() waits until the lock is free and takes it. Throws
   // CancelledError if the task is cancelled while it waits (the lock is then
   // not held), RuntimeError outside a task or if the lock is destroyed while
-  // the task waits. Uncontended, it never allocates and never yields.
+  // the task waits. Uncontended, it never allocates, and yields only for the
+  // cooperative budget (EventLoop::task_budget()).
   void acquire();
   // release() frees the lock and wakes the first waiter. Throws RuntimeError
   // if the lock is not held.

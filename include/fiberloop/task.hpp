@@ -102,6 +102,11 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   static TaskStateBase& require_current_slow(const char* what);
   // current() is the task whose step is running on this thread, or null.
   static TaskStateBase* current() noexcept;
+  // spend_budget() counts one operation that completes without waiting
+  // against the running task's budget (EventLoop::task_budget()), and
+  // yields for one iteration when it is spent. Outside a task, or where no
+  // wait can be made, it does nothing. May throw CancelledError.
+  static void spend_budget();
 
   // LastStepped records, while it lives, the name of the last task that
   // stepped on this thread (debug mode names slow task steps with it).
@@ -216,6 +221,8 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase {
   int cancels_requested_ = 0;
   bool must_cancel_ = false;
   int cancel_depth_ = 0;  // must_cancel_'s depth (request_cancel())
+  std::size_t budget_left_ = 0;        // spend_budget(): operations left in this step
+  std::uint64_t budget_iteration_ = 0;  // the loop iteration budget_left_ counts in
   TaskStateBase* prev_task_ = nullptr;  // the loop's list of live tasks
   TaskStateBase* next_task_ = nullptr;
   // The function's fiber, driven directly (not through a Generator: each

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fiberloop/detail/pending_flush.hpp"
 #include "fiberloop/event_loop.hpp"
 #include "fiberloop/future.hpp"
 #include "fiberloop/net/socket.hpp"
@@ -28,13 +29,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Read side.
   std::size_t buffered() const noexcept { return rend - rbeg; }
-  const char* rdata() const noexcept { return rbuf.data() + rbeg; }
-  std::string take(std::size_t n);
-  std::size_t fill();  // reads more; 0 at end of stream
+  const char* rdata() const noexcept { return rbuf.get() + rbeg; }
+  std::string take(std::size_t n);       // n buffered bytes, in a string of their size
+  void consume(std::size_t n) noexcept;  // drops n buffered bytes
+  // fill() reads more into the buffer: the count (> 0), 0 at end of stream.
+  // It drops what skip_line says is left of a refused line.
+  std::size_t fill();
+  // recv_into(buf, len) reads straight from the socket, past the (empty)
+  // buffer: 0 at end of stream, or once this side closed the connection.
+  std::size_t recv_into(void* buf, std::size_t len);
 
   // Write side.
   std::size_t pending() const noexcept { return wbuf.size() - wbeg; }
   void write(std::string_view data);
+  // flush_now() sends what write() coalesced, in one send; what the kernel
+  // does not take now goes on in the background sender.
+  void flush_now() noexcept;
   void flush_in_background();
   void lose(std::exception_ptr e);
   void wake_drainers();
@@ -43,9 +53,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Socket sock;
   StreamOptions opt;
-  std::vector<char> rbuf;
+  // The read buffer: rcap bytes, not value-initialised, allocated on the
+  // first fill (16 KiB) and grown only when a refill would have little room;
+  // freed when it empties after growing past 64 KiB.
+  std::unique_ptr<char[]> rbuf;
+  std::size_t rcap = 0;
   std::size_t rbeg = 0, rend = 0;
   bool eof = false;
+  // skip_line: readline() refused a line longer than the limit before its
+  // newline arrived; fill() drops the rest of it, through the newline.
+  bool skip_line = false;
   // reading: a task is inside a StreamReader call, so (the call suspended)
   // waiting for data; a second task's read is refused meanwhile.
   bool reading = false;
@@ -54,6 +71,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t wbeg = 0;
   bool flushing = false;
   TaskOptions flush_task;  // its name, made on the first flush: later flushes reuse it
+  // Queued on the thread while write() holds coalesced bytes: they go at the
+  // writing task's next wait, yield or end (or the iteration's end), and
+  // `keep` holds the connection until then, so dropping the writer first
+  // loses nothing.
+  struct CoalescedFlush : fiberloop::detail::PendingFlush {
+    std::shared_ptr<Connection> keep;
+  } coalesced;
   bool eof_requested = false;
   bool closing = false;
   bool closed = false;

@@ -4,7 +4,10 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <memory>
+#include <string>
 #include <system_error>
 
 #include "fiberloop/await.hpp"
@@ -24,6 +27,58 @@ namespace {
 }
 
 bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+
+// spend_budget(): each socket call counts against the task's cooperative
+// budget, so that a peer that keeps a socket full cannot freeze the loop.
+void spend_budget() { fiberloop::detail::TaskStateBase::spend_budget(); }
+
+// pending_network_error(err): accept(2) on Linux passes a new connection's
+// pending network error on as accept's own (ENETDOWN, EPROTO, ENOPROTOOPT,
+// EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH; EPERM when a
+// firewall rule refused it): that connection is gone, the listener is fine,
+// and the man page says to retry as for EAGAIN.
+bool pending_network_error(int err) {
+  switch (err) {
+    case ENETDOWN:
+    case EPROTO:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+    case EPERM:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// kScratch / scratch(): the thread's receive area for sock_recv and
+// sock_recvfrom. A receive lands there and is copied out at its exact size,
+// so the 3 bytes of a datagram or of a short read hold 3 bytes, not the
+// 64 KiB (or 1 MiB) asked for, and nothing is zero-filled first. The tasks
+// of a thread share it: nothing suspends between the receive into it and
+// the copy out. Its pages are touched only as receives write them.
+constexpr std::size_t kScratch = 256 * 1024;
+char* scratch() {
+  thread_local std::unique_ptr<char[]> area(new char[kScratch]);
+  return area.get();
+}
+
+// ReceiveArea(max) is where a receive of up to max bytes goes: the thread's
+// scratch, or for a larger max a buffer of its own (not zero-filled either,
+// so only the pages written cost memory), freed once the bytes are copied out.
+class ReceiveArea {
+ public:
+  explicit ReceiveArea(std::size_t max) {
+    if (max > kScratch) own_ = std::make_unique_for_overwrite<char[]>(max);
+  }
+  char* data() { return own_ ? own_.get() : scratch(); }
+
+ private:
+  std::unique_ptr<char[]> own_;
+};
 
 void check_open(const Socket& s, const char* call) {
   if (!s)
@@ -115,6 +170,14 @@ void Socket::setsockopt(int level, int name, int value) {
   if (::setsockopt(fd_, level, name, &value, sizeof value) != 0) fail(errno, "setsockopt", *this);
 }
 
+int Socket::getsockopt(int level, int name) const {
+  check_open(*this, "getsockopt");
+  int value = 0;
+  socklen_t len = sizeof value;
+  if (::getsockopt(fd_, level, name, &value, &len) != 0) fail(errno, "getsockopt", *this);
+  return value;
+}
+
 Address Socket::getsockname() const {
   check_open(*this, "getsockname");
   sockaddr_storage ss{};
@@ -133,31 +196,53 @@ Address Socket::getpeername() const {
   return Address(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
+ssize_t Socket::recv_now(void* buf, std::size_t len) {
+  if (read_drained_) {
+    // The last read was short: the kernel buffer was empty, so wait first
+    // instead of paying for a recv that would say EAGAIN.
+    read_drained_ = false;
+    errno = EAGAIN;
+    return -1;
+  }
+  for (;;) {
+    ++fiberloop::detail::syscall_counts().reads;
+    ssize_t n = ::recv(fd_, buf, len, 0);
+    if (n >= 0) {
+      auto got = static_cast<std::size_t>(n);
+      // Only a stream's short read says the buffer is empty (a datagram
+      // is short by nature; 0 is the end, which stays readable).
+      if (got > 0 && got < len && type_ == SOCK_STREAM) read_drained_ = true;
+      return n;
+    }
+    if (errno == EINTR) continue;
+    if (!would_block(errno)) fail(errno, "sock_recv", *this, "from");
+    return -1;
+  }
+}
+
 std::size_t sock_recv_into(Socket& s, void* buf, std::size_t len) {
   check_open(s, "sock_recv");
+  spend_budget();
   for (;;) {
-    if (!s.read_drained_) {
-      ++fiberloop::detail::syscall_counts().reads;
-      ssize_t n = ::recv(s.fd_, buf, len, 0);
-      if (n >= 0) {
-        auto got = static_cast<std::size_t>(n);
-        // Only a stream's short read says the buffer is empty (a datagram
-        // is short by nature; 0 is the end, which stays readable).
-        if (got > 0 && got < len && s.type_ == SOCK_STREAM) s.read_drained_ = true;
-        return got;
-      }
-      if (errno == EINTR) continue;
-      if (!would_block(errno)) fail(errno, "sock_recv", s, "from");
-    }
-    s.read_drained_ = false;
+    ssize_t n = s.recv_now(buf, len);
+    if (n >= 0) return static_cast<std::size_t>(n);
     s.wait(Poller::kReadable);
   }
 }
 
 std::string sock_recv(Socket& s, std::size_t max) {
-  std::string data(max, '\0');
-  data.resize(sock_recv_into(s, data.data(), max));
-  return data;
+  check_open(s, "sock_recv");
+  spend_budget();
+  // A stream may return less than asked anyway: it reads at most the
+  // scratch's 256 KiB per call (as asyncio's transports do), with no buffer
+  // of its own. A datagram or record socket gets the whole max.
+  if (s.type() == SOCK_STREAM) max = std::min(max, kScratch);
+  ReceiveArea area(max);
+  for (;;) {
+    ssize_t n = s.recv_now(area.data(), max);
+    if (n >= 0) return std::string(area.data(), static_cast<std::size_t>(n));
+    s.wait(Poller::kReadable);
+  }
 }
 
 std::size_t try_send(Socket& s, std::string_view data) {
@@ -173,6 +258,7 @@ std::size_t try_send(Socket& s, std::string_view data) {
 }
 
 void sock_sendall(Socket& s, std::string_view data) {
+  spend_budget();
   while (!data.empty()) {
     std::size_t n = try_send(s, data);
     data.remove_prefix(n);
@@ -203,13 +289,21 @@ void sock_connect(Socket& s, const Address& address) {
   }
 }
 
+detail::Accept4Function& detail::accept4_function() noexcept {
+  static thread_local Accept4Function fn = nullptr;
+  return fn;
+}
+
 std::pair<Socket, Address> sock_accept(Socket& s) {
   check_open(s, "sock_accept");
+  spend_budget();
   for (;;) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     ++fiberloop::detail::syscall_counts().reads;
-    int fd = ::accept4(s.fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    detail::Accept4Function accept_fn = detail::accept4_function();
+    int fd = (accept_fn ? accept_fn : ::accept4)(s.fd_, reinterpret_cast<sockaddr*>(&ss), &len,
+                                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       Socket conn;
       conn.fd_ = fd;
@@ -219,7 +313,7 @@ std::pair<Socket, Address> sock_accept(Socket& s) {
       conn.peer_ = peer;
       return {std::move(conn), peer};
     }
-    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EINTR || errno == ECONNABORTED || pending_network_error(errno)) continue;
     if (!would_block(errno)) fail(errno, "sock_accept", s);
     s.wait(Poller::kReadable);
   }
@@ -227,6 +321,7 @@ std::pair<Socket, Address> sock_accept(Socket& s) {
 
 std::size_t sock_sendto(Socket& s, std::string_view data, const Address& address) {
   check_open(s, "sock_sendto");
+  spend_budget();
   for (;;) {
     ++fiberloop::detail::syscall_counts().writes;
     ssize_t n =
@@ -243,15 +338,16 @@ std::size_t sock_sendto(Socket& s, std::string_view data, const Address& address
 
 std::pair<std::string, Address> sock_recvfrom(Socket& s, std::size_t max) {
   check_open(s, "sock_recvfrom");
-  std::string data(max, '\0');
+  spend_budget();
+  ReceiveArea area(max);
   for (;;) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     ++fiberloop::detail::syscall_counts().reads;
-    ssize_t n = ::recvfrom(s.fd(), data.data(), max, 0, reinterpret_cast<sockaddr*>(&ss), &len);
+    ssize_t n = ::recvfrom(s.fd(), area.data(), max, 0, reinterpret_cast<sockaddr*>(&ss), &len);
     if (n >= 0) {
-      data.resize(static_cast<std::size_t>(n));
-      return {std::move(data), Address(reinterpret_cast<sockaddr*>(&ss), len)};
+      return {std::string(area.data(), static_cast<std::size_t>(n)),
+              Address(reinterpret_cast<sockaddr*>(&ss), len)};
     }
     if (errno == EINTR) continue;
     if (!would_block(errno)) fail(errno, "sock_recvfrom", s, "from");

@@ -17,8 +17,50 @@ namespace fiberloop::net {
 namespace detail {
 
 namespace {
-constexpr std::size_t kMinRead = 16 * 1024;  // the smallest recv a refill asks for
+constexpr std::size_t kMinRead = 16 * 1024;   // the first buffer; a refill grows it below half
+constexpr std::size_t kKeepRead = 64 * 1024;  // a buffer larger than this is freed once empty
+
+// kScratch / scratch(): the thread's receive area for read(n) with n >= 4096
+// and nothing buffered. The bytes are copied out at their exact size, so a
+// one-byte answer to read(1 MiB) holds one byte, not a mebibyte (and nothing
+// is zero-filled). Tasks of a thread share it: nothing suspends between the
+// recv into it and the copy out. Its pages are touched only as recv writes
+// them. 256 KiB per call at most, as asyncio's transports read.
+constexpr std::size_t kScratch = 256 * 1024;
+char* scratch() {
+  thread_local std::unique_ptr<char[]> area(new char[kScratch]);
+  return area.get();
 }
+
+// peer_reset(s, e) is the error a lost send reports. After the peer's RST a
+// send says ECONNRESET once (the socket's pending error), EPIPE from then
+// on, and a reader's recv may have taken the ECONNRESET first; a peer that
+// half-closed before resetting leaves EPIPE as the pending error. So EPIPE
+// on a TCP socket whose connection is gone (TCP_CLOSE: this side shuts its
+// write half only once nothing is left to send) is the peer's reset, and is
+// reported as ECONNRESET (asyncio's ConnectionResetError), with the same
+// message: the call and the peer. Anything else is e itself.
+std::exception_ptr peer_reset(const Socket& s, std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::system_error& err) {
+    if (err.code() != std::errc::broken_pipe || !s) return e;
+    if (s.family() != AF_INET && s.family() != AF_INET6) return e;
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(s.fd(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return e;
+    if (info.tcpi_state != TCP_CLOSE) return e;
+    std::string what = err.what();
+    std::string tail = ": " + err.code().message();
+    if (what.size() > tail.size() &&
+        what.compare(what.size() - tail.size(), tail.size(), tail) == 0)
+      what.resize(what.size() - tail.size());
+    return std::make_exception_ptr(std::system_error(ECONNRESET, std::generic_category(), what));
+  } catch (...) {
+  }
+  return e;
+}
+}  // namespace
 
 Connection::Connection(Socket s, StreamOptions o) : sock(std::move(s)), opt(o) {
   if (opt.low_water > opt.high_water)
@@ -26,6 +68,7 @@ Connection::Connection(Socket s, StreamOptions o) : sock(std::move(s)), opt(o) {
 }
 
 Connection::~Connection() {
+  fiberloop::detail::unqueue_flush(&coalesced);
   if (!closed) finish_close();
 }
 
@@ -41,10 +84,20 @@ std::string Connection::describe() const {
 }
 
 std::string Connection::take(std::size_t n) {
+  if (n == 0) return {};
   std::string out(rdata(), n);
-  rbeg += n;
-  if (rbeg == rend) rbeg = rend = 0;
+  consume(n);
   return out;
+}
+
+void Connection::consume(std::size_t n) noexcept {
+  rbeg += n;
+  if (rbeg != rend) return;
+  rbeg = rend = 0;
+  if (rcap > kKeepRead) {  // a burst grew it: an idle connection keeps none of that
+    rbuf.reset();
+    rcap = 0;
+  }
 }
 
 std::size_t Connection::fill() {
@@ -52,26 +105,47 @@ std::size_t Connection::fill() {
   // connection_lost sets the reader's exception); the kernel would say 0.
   if (error) std::rethrow_exception(error);
   if (eof) return 0;
-  if (rbuf.size() - rend < kMinRead) {
-    if (rbeg > 0) {  // slide the unread bytes to the front before growing
-      std::memmove(rbuf.data(), rbuf.data() + rbeg, rend - rbeg);
-      rend -= rbeg;
+  for (;;) {
+    if (rcap - rend < kMinRead / 2) {
+      std::size_t kept = rend - rbeg;
+      if (rcap - kept < kMinRead / 2) {  // grow, uninitialised, moving the unread bytes
+        std::size_t cap = std::max(rcap * 2, kept + kMinRead);
+        std::unique_ptr<char[]> grown(new char[cap]);
+        if (kept > 0) std::memcpy(grown.get(), rbuf.get() + rbeg, kept);
+        rbuf = std::move(grown);
+        rcap = cap;
+      } else if (kept > 0) {  // room enough once the unread bytes slide to the front
+        std::memmove(rbuf.get(), rbuf.get() + rbeg, kept);
+      }
       rbeg = 0;
+      rend = kept;
     }
-    if (rbuf.size() - rend < kMinRead) rbuf.resize(std::max(rbuf.size() * 2, rend + kMinRead));
+    std::size_t n = recv_into(rbuf.get() + rend, rcap - rend);
+    if (n == 0) return 0;
+    if (skip_line) {  // the rest of a refused line: dropped through its newline
+      char* fresh = rbuf.get() + rend;
+      const void* nl = std::memchr(fresh, '\n', n);
+      if (!nl) continue;
+      std::size_t dropped = static_cast<const char*>(nl) - fresh + 1;
+      skip_line = false;
+      if (dropped == n) continue;
+      std::memmove(fresh, fresh + dropped, n - dropped);
+      n -= dropped;
+    }
+    rend += n;
+    return n;
   }
+}
+
+std::size_t Connection::recv_into(void* buf, std::size_t len) {
   std::size_t n = 0;
   try {
-    n = sock_recv_into(sock, rbuf.data() + rend, rbuf.size() - rend);
+    n = sock_recv_into(sock, buf, len);
   } catch (const std::system_error&) {
-    if (closed) {  // closed by this side while waiting: the end of the stream
-      eof = true;
-      return 0;
-    }
-    throw;
+    if (!closed) throw;
+    n = 0;  // closed by this side while waiting: the end of the stream
   }
   if (n == 0) eof = true;
-  rend += n;
   return n;
 }
 
@@ -79,21 +153,51 @@ void Connection::write(std::string_view data) {
   if (closing) throw RuntimeError("StreamWriter::write(): the writer is closed");
   if (eof_requested) throw RuntimeError("StreamWriter::write(): called after write_eof()");
   if (error || data.empty()) return;
-  if (pending() == 0) {
-    try {
-      data.remove_prefix(try_send(sock, data));
-    } catch (const std::system_error&) {
-      lose(std::current_exception());
-      return;
-    }
-    if (data.empty()) return;
-  }
   if (wbeg > 0 && wbeg >= wbuf.size() / 2) {
     wbuf.erase(0, wbeg);
     wbeg = 0;
   }
   wbuf.append(data);
-  flush_in_background();
+  if (flushing) return;  // the background sender takes it with the rest
+  // Coalesced until the writing task waits: a reply per command costs one
+  // send per batch, as Redis's before-sleep write does. Past the high-water
+  // mark, or outside a task (no wait to come), it goes now.
+  if (pending() > opt.high_water || !fiberloop::detail::TaskStateBase::current()) {
+    flush_now();
+    return;
+  }
+  if (!coalesced.queued) {
+    coalesced.run = [](fiberloop::detail::PendingFlush* f) noexcept {
+      auto keep = std::move(static_cast<CoalescedFlush*>(f)->keep);
+      keep->flush_now();
+    };
+    coalesced.keep = shared_from_this();
+    fiberloop::detail::queue_flush(&coalesced);
+  }
+}
+
+void Connection::flush_now() noexcept {
+  // Flushed now, the queued flush has nothing left to do: taken back here,
+  // a drain() per reply costs the next wait nothing. (The hold outlives
+  // every use of `this`: it may be the connection's last owner.)
+  std::shared_ptr<Connection> hold;
+  if (coalesced.queued) {
+    fiberloop::detail::unqueue_flush(&coalesced);
+    hold = std::move(coalesced.keep);
+  }
+  if (flushing || pending() == 0 || error || !sock) return;
+  try {
+    wbeg += try_send(sock, std::string_view(wbuf).substr(wbeg));
+    if (wbeg == wbuf.size()) {
+      wbuf.clear();
+      wbeg = 0;
+      if (eof_requested) ::shutdown(sock.fd(), SHUT_WR);
+      return;
+    }
+    flush_in_background();
+  } catch (...) {
+    lose(std::current_exception());
+  }
 }
 
 void Connection::flush_in_background() {
@@ -139,7 +243,7 @@ void Connection::flush_in_background() {
 }
 
 void Connection::lose(std::exception_ptr e) {
-  if (!error) error = std::move(e);
+  if (!error) error = peer_reset(sock, std::move(e));
   wbuf.clear();
   wbeg = 0;
   wake_drainers();
@@ -163,6 +267,7 @@ void Connection::close(bool abort) {
   }
   if (closed) return;
   closing = true;
+  if (!abort) flush_now();  // coalesced bytes first; the rest in the background
   if (!flushing || abort) finish_close();
 }
 
@@ -201,6 +306,12 @@ detail::Connection& need(const std::shared_ptr<detail::Connection>& c) {
 class ReadCall {
  public:
   ReadCall(detail::Connection& c, const char* what) : c_(c) {
+    if (c.reading) [[unlikely]]
+      refuse(what);
+    // Each reader call counts against the task's cooperative budget: a
+    // connection that stays full would otherwise never let the task yield.
+    // (Its yield lets others run: they may start reading meanwhile.)
+    fiberloop::detail::TaskStateBase::spend_budget();
     if (c.reading) [[unlikely]]
       refuse(what);
     c.reading = true;
@@ -250,19 +361,12 @@ std::string StreamReader::read(std::ptrdiff_t n) {
     return c.take(c.buffered());
   }
   auto want = static_cast<std::size_t>(n);
-  if (c.buffered() == 0 && !c.eof && !c.error && want >= 4096) {
-    // Straight from the socket into the result: no copy through the buffer.
-    std::string out(want, '\0');
-    std::size_t got;
-    try {
-      got = sock_recv_into(c.sock, out.data(), want);
-    } catch (const std::system_error&) {
-      if (!c.closed) throw;
-      got = 0;
-    }
-    if (got == 0) c.eof = true;
-    out.resize(got);
-    return out;
+  if (c.buffered() == 0 && !c.eof && !c.error && !c.skip_line && want >= 4096) {
+    // Past the buffer, through the thread's scratch: the result is the size
+    // of what came, whatever was asked for.
+    char* area = detail::scratch();
+    std::size_t got = c.recv_into(area, std::min(want, detail::kScratch));
+    return std::string(area, got);
   }
   if (c.buffered() == 0) c.fill();
   return c.take(std::min(want, c.buffered()));
@@ -275,20 +379,12 @@ std::size_t StreamReader::read_into(void* buf, std::size_t len) {
   if (c.buffered() == 0) {
     if (c.error) std::rethrow_exception(c.error);
     if (c.eof) return 0;
-    std::size_t got;
-    try {
-      got = sock_recv_into(c.sock, buf, len);
-    } catch (const std::system_error&) {
-      if (!c.closed) throw;
-      got = 0;
-    }
-    if (got == 0) c.eof = true;
-    return got;
+    if (!c.skip_line) return c.recv_into(buf, len);  // straight into the caller's memory
+    if (c.fill() == 0) return 0;                     // the rest of a refused line goes first
   }
   std::size_t n = std::min(len, c.buffered());
   std::memcpy(buf, c.rdata(), n);
-  c.rbeg += n;
-  if (c.rbeg == c.rend) c.rbeg = c.rend = 0;
+  c.consume(n);
   return n;
 }
 
@@ -307,11 +403,14 @@ std::string StreamReader::readline() {
   } catch (IncompleteReadError& e) {
     return std::move(e.partial);
   } catch (const LimitOverrunError& e) {
+    // The whole line goes, through its newline, so that one over-long line
+    // is one error and the next readline() returns the line after it.
     std::string_view view(c.rdata(), c.buffered());
     if (view.substr(e.consumed, 1) == "\n") {
-      c.take(e.consumed + 1);
+      c.consume(e.consumed + 1);
     } else {
-      c.take(c.buffered());
+      c.consume(c.buffered());  // no newline buffered ("not found"): the rest
+      c.skip_line = true;       // is dropped as it arrives, by fill()
     }
     throw;
   }
@@ -339,6 +438,7 @@ void StreamWriter::write(std::string_view data) { need(conn_).write(data); }
 
 void StreamWriter::drain() {
   detail::Connection& c = need(conn_);
+  c.flush_now();  // an explicit flush of what write() coalesced
   if (!c.error && c.pending() <= c.opt.high_water) return;  // the common case: no wait
   auto self = conn_;  // the connection outlives the wait even if the writer is reassigned
   while (!c.error && c.pending() > c.opt.high_water) {
@@ -352,6 +452,7 @@ void StreamWriter::drain() {
 void StreamWriter::write_eof() {
   detail::Connection& c = need(conn_);
   if (c.eof_requested || c.closing) return;
+  c.flush_now();  // the coalesced bytes go before the end of the stream
   c.eof_requested = true;
   if (c.pending() == 0 && !c.flushing && c.sock) ::shutdown(c.sock.fd(), SHUT_WR);
 }
@@ -380,6 +481,8 @@ std::optional<Address> StreamWriter::get_extra_info(std::string_view name) const
   }
   return std::nullopt;
 }
+
+Socket& StreamWriter::socket() const { return need(conn_).sock; }
 
 std::size_t StreamWriter::write_buffer_size() const { return need(conn_).pending(); }
 
