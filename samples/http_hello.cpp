@@ -1,5 +1,6 @@
 // http_hello PORT [SECONDS]: a minimal HTTP/1.1 server on 127.0.0.1:PORT
-// with keep-alive, as plain sequential code. Runs for SECONDS, or until
+// with keep-alive (HTTP/1.1's default; HTTP/1.0's "Connection: keep-alive",
+// as `ab -k` sends), as plain sequential code. Runs for SECONDS, or until
 // SIGINT / SIGTERM. PORT 0 picks a free port; the first line says which.
 #include <algorithm>
 #include <cctype>
@@ -18,7 +19,8 @@ std::string lower(std::string s) {
   return s;
 }
 
-// header(head, name) is the value of a request header ("" if absent).
+// header(head, name) is the value of a request header, lowercase and
+// trimmed ("" if absent). name is lowercase.
 std::string header(const std::string& head, const std::string& name) {
   std::string h = lower(head);
   std::size_t at = h.find("\r\n" + name + ":");
@@ -26,15 +28,45 @@ std::string header(const std::string& head, const std::string& name) {
   std::size_t begin = at + name.size() + 3;
   std::size_t end = h.find("\r\n", begin);
   std::string value = h.substr(begin, end - begin);
-  value.erase(0, value.find_first_not_of(' '));
+  value.erase(0, value.find_first_not_of(" \t"));
+  value.erase(value.find_last_not_of(" \t") + 1);
   return value;
 }
 
+// has_token(value, token): a comma-separated header value such as
+// "keep-alive, upgrade" lists token.
+bool has_token(const std::string& value, const std::string& token) {
+  std::size_t begin = 0;
+  while (begin <= value.size()) {
+    std::size_t end = std::min(value.find(',', begin), value.size());
+    std::string item = value.substr(begin, end - begin);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (item == token) return true;
+    begin = end + 1;
+  }
+  return false;
+}
+
+// keeps_alive(request_line, connection): HTTP/1.1 keeps the connection
+// unless the client says "Connection: close"; HTTP/1.0 (what `ab -k` sends)
+// only if it says "Connection: keep-alive".
+bool keeps_alive(const std::string& request_line, const std::string& connection) {
+  std::string version = request_line.substr(request_line.rfind(' ') + 1);
+  if (version == "HTTP/1.1") return !has_token(connection, "close");
+  return has_token(connection, "keep-alive");
+}
+
+// respond writes a reply with its Content-Length and, always, a Connection
+// header saying what happens next: an HTTP/1.0 client that asked for
+// keep-alive waits for "Connection: keep-alive" before sending again. HEAD
+// gets the headers without the body.
 void respond(net::StreamWriter& w, const std::string& status, const std::string& body,
-             bool keep_alive) {
+             bool keep_alive, bool head_only = false) {
   w.write("HTTP/1.1 " + status +
           "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
-          (keep_alive ? "\r\n" : "\r\nConnection: close\r\n") + "\r\n" + body);
+          (keep_alive ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n") +
+          (head_only ? std::string() : body));
   w.drain();
 }
 
@@ -45,17 +77,16 @@ void serve(net::StreamReader reader, net::StreamWriter writer) {
     for (;;) {
       std::string head = reader.readuntil("\r\n\r\n");
       std::string request_line = head.substr(0, head.find("\r\n"));
-      bool http10 = request_line.find("HTTP/1.0") != std::string::npos;
-      std::string connection = header(head, "connection");
-      bool keep_alive = http10 ? connection == "keep-alive" : connection != "close";
+      bool keep_alive = keeps_alive(request_line, header(head, "connection"));
       if (std::string length = header(head, "content-length"); !length.empty()) {
         reader.readexactly(std::stoul(length));  // a body we do not need
       }
-      if (request_line.rfind("GET ", 0) != 0 && request_line.rfind("HEAD ", 0) != 0) {
+      bool is_head = request_line.rfind("HEAD ", 0) == 0;
+      if (request_line.rfind("GET ", 0) != 0 && !is_head) {
         respond(writer, "405 Method Not Allowed", "only GET here\n", false);
         break;
       }
-      respond(writer, "200 OK", "Hello, world\n", keep_alive);
+      respond(writer, "200 OK", "Hello, world\n", keep_alive, is_head);
       if (!keep_alive) break;
     }
   } catch (const fiberloop::IncompleteReadError&) {

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 #include <memory>
@@ -197,6 +198,112 @@ BOOST_AUTO_TEST_CASE(address_formats_and_parses) {
   sockaddr_storage big{};
   BOOST_CHECK_THROW(Address(reinterpret_cast<sockaddr*>(&big), sizeof big + 1),
                     std::invalid_argument);
+}
+
+// A NUL byte inside a host or port must not cut it short: C's string
+// functions would see "localhost" in "localhost\0.evil.example" and
+// 127.0.0.1 in "127.0.0.1\0garbage". Every entry point refuses it, naming
+// the problem, before any lookup or connection.
+BOOST_AUTO_TEST_CASE(a_nul_byte_in_a_host_or_port_is_refused_everywhere) {
+  const std::string evil_name("localhost\0.evil.example", 23);
+  const std::string evil_ip("127.0.0.1\0garbage", 17);
+  const std::string evil_port = std::string("80") + '\0' + "81";
+  // Something listens on the loopback, so a cut host would connect.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  auto lo = Address::ip("127.0.0.1", 0);
+  BOOST_REQUIRE(::bind(fd, lo.data(), lo.size()) == 0);
+  BOOST_REQUIRE(::listen(fd, 8) == 0);
+  sockaddr_in sin{};
+  socklen_t len = sizeof sin;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
+  const int port = ntohs(sin.sin_port);
+
+  std::vector<std::string> outcomes = run([&] {
+    std::vector<std::string> out;
+    auto refused = [&](const char* what, auto&& call) {
+      try {
+        call();
+        out.push_back(std::string(what) + ": accepted");
+      } catch (const std::invalid_argument& e) {
+        std::string m = e.what();
+        BOOST_TEST_MESSAGE(what << ": " << m);
+        bool names_it = m.find("NUL byte") != std::string::npos;
+        out.push_back(std::string(what) +
+                      (names_it ? ": refused" : ": refused without naming the NUL: " + m));
+      } catch (const std::exception& e) {
+        out.push_back(std::string(what) + ": " + e.what());
+      }
+    };
+    namespace net = fiberloop::net;
+    refused("getaddrinfo name", [&] { net::getaddrinfo(evil_name, "80"); });
+    refused("getaddrinfo ip", [&] { net::getaddrinfo(evil_ip, port); });
+    refused("getaddrinfo ipv6", [&] { net::getaddrinfo(std::string("::1\0x", 5), port); });
+    refused("getaddrinfo port", [&] { net::getaddrinfo("127.0.0.1", evil_port); });
+    refused("resolve", [&] { net::resolve(evil_name, port); });
+    refused("detail::resolve", [&] { net::detail::resolve(evil_ip, port); });
+    refused("Address::ip", [&] { Address::ip(evil_ip, port); });
+    refused("Address::unix_path", [&] { Address::unix_path(std::string("/tmp/a\0b", 8)); });
+    refused("open_connection", [&] { net::open_connection(evil_ip, port); });
+    refused("open_connection name", [&] { net::open_connection(evil_name, port); });
+    refused("start_server", [&] {
+      net::start_server([](net::StreamReader, net::StreamWriter) {}, evil_ip, 0).close();
+    });
+    refused("start_unix_server", [&] {
+      net::start_unix_server([](net::StreamReader, net::StreamWriter) {},
+                             std::string("/tmp/fiberloop-nul\0x", 20))
+          .close();
+    });
+    refused("open_datagram_endpoint local", [&] { net::open_datagram_endpoint(evil_ip, 0); });
+    refused("open_datagram_endpoint remote",
+            [&] { net::open_datagram_endpoint("", 0, evil_name, port); });
+    // After the refusals, the same calls with clean strings work.
+    auto [r, w] = net::open_connection("localhost", port);
+    BOOST_TEST(w.get_extra_info("peername")->to_string() == "127.0.0.1:" + std::to_string(port));
+    w.close();
+    BOOST_TEST(strings(net::resolve("127.0.0.1", port)).size() == 1u);
+    return out;
+  });
+  ::close(fd);
+  for (const std::string& o : outcomes) BOOST_TEST(o.substr(o.find(": ")) == ": refused", o);
+  // An abstract unix name may hold NUL bytes: they are part of the name.
+  BOOST_TEST(Address::unix_path(std::string("\0a\0b", 4)).size() > 0u);
+}
+
+// A string port is a number in 0-65535 or a service name: "65536" is not
+// port 0 (the C library's wrap-around), as the int overload refuses 65536.
+BOOST_AUTO_TEST_CASE(a_string_port_outside_the_range_is_refused) {
+  auto outcome = [&](const char* port) {
+    return run([=] {
+      try {
+        auto r = fiberloop::net::getaddrinfo("127.0.0.1", port, AF_INET, SOCK_STREAM);
+        return "accepted: " + r.front().address.to_string();
+      } catch (const std::invalid_argument& e) {
+        return std::string(e.what());
+      } catch (const std::exception& e) {
+        return std::string("other: ") + e.what();
+      }
+    });
+  };
+  BOOST_TEST(outcome("65536") ==
+             "getaddrinfo(\"127.0.0.1\", \"65536\"): port 65536 is outside 0-65535");
+  BOOST_TEST(outcome("4294967297") ==
+             "getaddrinfo(\"127.0.0.1\", \"4294967297\"): port 4294967297 is outside 0-65535");
+  BOOST_TEST(outcome("000065536") ==
+             "getaddrinfo(\"127.0.0.1\", \"000065536\"): port 000065536 is outside 0-65535");
+  BOOST_TEST(outcome("99999999999999999999999") ==
+             "getaddrinfo(\"127.0.0.1\", \"99999999999999999999999\"): port "
+             "99999999999999999999999 is outside 0-65535");
+  // Signs and blanks that the C library would read as a number (-65535 is port 1 there).
+  for (const char* odd : {"-1", "-65535", " 80", "+80"}) {
+    std::string got = outcome(odd);
+    BOOST_TEST(got.find("is not a port number") != std::string::npos, odd << ": " << got);
+  }
+  // What stays accepted: the range, leading zeros, service names, nothing.
+  BOOST_TEST(outcome("65535") == "accepted: 127.0.0.1:65535");
+  BOOST_TEST(outcome("0") == "accepted: 127.0.0.1:0");
+  BOOST_TEST(outcome("000080") == "accepted: 127.0.0.1:80");
+  BOOST_TEST(outcome("") == "accepted: 127.0.0.1:0");
+  BOOST_TEST(outcome("http") == "accepted: 127.0.0.1:80");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <deque>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -13,6 +14,7 @@
 
 #include "loop_fixture.hpp"
 #include "net_helpers.hpp"
+#include "stall_guard.hpp"
 
 using fiberloop::LimitOverrunError;
 using net::Server;
@@ -50,6 +52,76 @@ std::string ask(int port, const std::string& line) {
   std::string back = r.readline();
   w.close();
   return back;
+}
+
+// bounded_ask(port, line) is ask() that gives up after 2 s ("<timeout>"); a
+// connection closed or reset by the server answers "" or "<reset>".
+std::string bounded_ask(int port, const std::string& line) {
+  try {
+    return fiberloop::wait_for([&] { return ask(port, line); }, 2.0);
+  } catch (const fiberloop::TimeoutError&) {
+    return "<timeout>";
+  } catch (const std::system_error&) {
+    return "<reset>";
+  }
+}
+
+// Injected accept errors (the net::detail::accept4_function seam): each entry
+// fails one accept4 call with its errno. With `consume`, it first takes a
+// real pending connection and closes it, as a connection that died in the
+// queue does (accept(2): "Linux passes already-pending network errors on the
+// new socket as an error code from accept()").
+struct Injected {
+  int err;
+  bool consume;
+};
+std::deque<Injected> injected;
+int injected_accepts = 0;  // accept4 calls that failed as injected
+
+int injecting_accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
+  if (!injected.empty()) {
+    Injected next = injected.front();
+    if (next.consume) {
+      int conn = ::accept4(fd, addr, len, flags);
+      if (conn < 0) return conn;  // nothing pending yet (EAGAIN): the error comes with the next one
+      ::close(conn);
+    }
+    injected.pop_front();
+    ++injected_accepts;
+    errno = next.err;
+    return -1;
+  }
+  return ::accept4(fd, addr, len, flags);
+}
+
+struct AcceptInjection {
+  AcceptInjection() {
+    injected.clear();
+    injected_accepts = 0;
+    net::detail::accept4_function() = injecting_accept4;
+  }
+  ~AcceptInjection() {
+    net::detail::accept4_function() = nullptr;
+    injected.clear();
+  }
+};
+
+// listening_fd(address) is this process's listening socket bound to address.
+int listening_fd(const net::Address& address) {
+  for (int fd = 0; fd < 65536; ++fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+      if (errno == EBADF && fd > 4096) break;
+      continue;
+    }
+    int listening = 0;
+    socklen_t ol = sizeof listening;
+    if (net::Address(reinterpret_cast<sockaddr*>(&ss), len) == address &&
+        ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) == 0 && listening)
+      return fd;
+  }
+  return -1;
 }
 
 }  // namespace
@@ -395,6 +467,151 @@ BOOST_AUTO_TEST_CASE(closing_the_loop_under_a_busy_server_unwinds_it_cleanly) {
   for (const auto& r : reports) BOOST_TEST(r == "Task was destroyed but it is pending!");
   server.close();  // after the loop closed: harmless
   BOOST_TEST(!server.is_serving());
+}
+
+BOOST_AUTO_TEST_CASE(pending_network_errors_from_accept_are_retried_silently) {
+  // accept(2): ENETDOWN, EPROTO, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH,
+  // EOPNOTSUPP, ENETUNREACH (and EPERM, a firewall rule) belong to one
+  // connection that died in the queue: "treated like EAGAIN by retrying".
+  AcceptInjection inject;
+  run([&] {
+    StallGuard guard(loop);
+    Server server = net::start_server(echo_lines, "127.0.0.1", 0);
+    int port = server.sockets()[0].port();
+    for (int err : {ENETDOWN, EPROTO, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP,
+                    ENETUNREACH, EPERM, ECONNABORTED, EINTR}) {
+      injected.push_back({err, true});
+      std::string lost = bounded_ask(port, "lost\n");
+      BOOST_TEST((lost == "" || lost == "<reset>"), "errno " << err << ": " << lost);
+      std::string next = bounded_ask(port, "next\n");
+      BOOST_TEST(next == "next\n", "errno " << err);
+      BOOST_TEST(server.is_serving());
+      if (next != "next\n") break;
+    }
+    BOOST_TEST(injected_accepts == 11);
+    server.close();
+    server.wait_closed();
+    BOOST_TEST(guard.max_gap() <= 1.0);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(another_accept_error_is_reported_once_and_serving_goes_on) {
+  expected_reports = 2;
+  AcceptInjection inject;
+  run([&] {
+    StallGuard guard(loop);
+    Server server = net::start_server(echo_lines, "127.0.0.1", 0);
+    int port = server.sockets()[0].port();
+    // One error, with the connection it belonged to.
+    injected.push_back({EIO, true});
+    std::string lost = bounded_ask(port, "lost\n");
+    BOOST_TEST((lost == "" || lost == "<reset>"), lost);
+    BOOST_TEST(bounded_ask(port, "next\n") == "next\n");
+    BOOST_TEST(reports.size() == 1u);
+    BOOST_TEST(server.is_serving());
+    // The same error many times in a row: one report, the loop never stalls,
+    // and the connection waiting behind the errors is served.
+    for (int i = 0; i < 6; ++i) injected.push_back({EIO, false});
+    BOOST_TEST(bounded_ask(port, "behind the errors\n") == "behind the errors\n");
+    BOOST_TEST(injected.empty());
+    BOOST_TEST(reports.size() == 2u);
+    BOOST_TEST(server.is_serving());
+    BOOST_TEST(bounded_ask(port, "after\n") == "after\n");
+    server.close();
+    server.wait_closed();
+    BOOST_TEST(guard.max_gap() <= 1.0);
+  });
+  for (const std::string& r : reports) BOOST_TEST(r == "Socket accept failed");
+}
+
+BOOST_AUTO_TEST_CASE(running_out_of_fds_pauses_accepting_for_a_second) {
+  // EMFILE (asyncio: "socket.accept() out of system resource"): reported,
+  // accepting pauses 1 s so that connections can close, then goes on.
+  expected_reports = 1;
+  AcceptInjection inject;
+  run([&] {
+    Server server = net::start_server(echo_lines, "127.0.0.1", 0);
+    int port = server.sockets()[0].port();
+    injected.push_back({EMFILE, false});
+    double start = loop.time();
+    BOOST_TEST(fiberloop::wait_for([&] { return ask(port, "patience\n"); }, 3.0) == "patience\n");
+    BOOST_TEST(loop.time() - start >= 0.9);
+    BOOST_TEST(server.is_serving());
+    server.close();
+    server.wait_closed();
+  });
+  BOOST_REQUIRE(reports.size() == 1u);
+  BOOST_TEST(reports[0] == "Socket accept failed");
+}
+
+BOOST_AUTO_TEST_CASE(a_listener_that_cannot_accept_any_more_stops_the_server_visibly) {
+  // shutdown(SHUT_RD) on the listening socket: every accept says EINVAL from
+  // then on. The server reports it once and stops: is_serving() is false and
+  // serve_forever() returns; accepted connections and the loop go on.
+  expected_reports = 1;
+  run([&] {
+    StallGuard guard(loop);
+    Server server = net::start_server(echo_lines, "127.0.0.1", 0);
+    net::Address at = server.sockets()[0];
+    auto [r, w] = net::open_connection("127.0.0.1", at.port());
+    w.write("first\n");
+    BOOST_TEST(r.readline() == "first\n");
+    int fd = listening_fd(at);
+    BOOST_REQUIRE(fd >= 0);
+    BOOST_REQUIRE(::shutdown(fd, SHUT_RD) == 0);
+    bool returned = false;
+    try {
+      fiberloop::wait_for([&] { server.serve_forever(); }, 2.0);
+      returned = true;
+    } catch (const fiberloop::TimeoutError&) {
+    }
+    BOOST_TEST(returned);
+    BOOST_TEST(!server.is_serving());
+    BOOST_TEST(server.sockets().empty());
+    w.write("still served\n");
+    BOOST_TEST(fiberloop::wait_for([&] { return r.readline(); }, 2.0) == "still served\n");
+    w.close();
+    fiberloop::wait_for([&] { server.wait_closed(); }, 2.0);
+    BOOST_TEST(server.connection_count() == 0u);
+    BOOST_TEST(guard.max_gap() <= 1.0);
+  });
+  BOOST_REQUIRE(reports.size() == 1u);
+  BOOST_TEST(reports[0].rfind("Socket accept failed", 0) == 0u, reports[0]);
+}
+
+namespace {
+int handler_failures_left = 0;
+void failing_handler_start() {
+  if (handler_failures_left > 0) {
+    --handler_failures_left;
+    throw std::system_error(ENOMEM, std::generic_category(), "mmap for a fiber stack");
+  }
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_handler_task_that_cannot_be_created_is_reported_and_its_connection_closed) {
+  expected_reports = 1;
+  handler_failures_left = 1;
+  net::detail::before_handler_task() = failing_handler_start;
+  struct Reset {
+    ~Reset() { net::detail::before_handler_task() = nullptr; }
+  } reset;
+  run([&] {
+    StallGuard guard(loop);
+    Server server = net::start_server(echo_lines, "127.0.0.1", 0);
+    int port = server.sockets()[0].port();
+    std::string lost = bounded_ask(port, "lost\n");
+    BOOST_TEST((lost == "" || lost == "<reset>"), lost);
+    BOOST_TEST(handler_failures_left == 0);
+    BOOST_TEST(bounded_ask(port, "next\n") == "next\n");
+    BOOST_TEST(server.is_serving());
+    server.close();
+    fiberloop::wait_for([&] { server.wait_closed(); }, 2.0);  // the lost one is not counted
+    BOOST_TEST(server.connection_count() == 0u);
+    BOOST_TEST(guard.max_gap() <= 1.0);
+  });
+  BOOST_REQUIRE(reports.size() == 1u);
+  BOOST_TEST(reports[0] == "Could not start client_connected_cb for a connection");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 namespace fiberloop::net {
 
@@ -18,9 +19,29 @@ Address::Address(const sockaddr* sa, socklen_t len) : len_(len) {
   if (len) std::memcpy(&storage_, sa, len);
 }
 
+std::string detail::printable(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      static const char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[u >> 4];
+      out += hex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 Address Address::ip(const std::string& numeric, int port) {
   if (port < 0 || port > 65535)
     throw std::invalid_argument("port " + std::to_string(port) + " is outside 0-65535");
+  // inet_pton reads a C string: "127.0.0.1\0garbage" would be 127.0.0.1.
+  if (numeric.find('\0') != std::string::npos)
+    throw std::invalid_argument("'" + detail::printable(numeric) +
+                                "' is not a numeric IPv4 or IPv6 address: it contains a NUL byte");
   sockaddr_in sin{};
   if (::inet_pton(AF_INET, numeric.c_str(), &sin.sin_addr) == 1) {
     sin.sin_family = AF_INET;
@@ -55,8 +76,14 @@ Address Address::unix_path(const std::string& path) {
   // A filesystem path needs its terminating NUL; an abstract name does not.
   bool abstract = !path.empty() && path[0] == '\0';
   if (path.empty() || path.size() + (abstract ? 0 : 1) > sizeof sun.sun_path)
-    throw std::invalid_argument("unix socket path '" + path + "' is empty or longer than " +
+    throw std::invalid_argument("unix socket path '" + detail::printable(path) +
+                                "' is empty or longer than " +
                                 std::to_string(sizeof sun.sun_path - 1) + " bytes");
+  // The kernel (and stat, unlink) read a filesystem path up to its first
+  // NUL: "/tmp/a\0b" would be /tmp/a. An abstract name is bytes, NULs included.
+  if (!abstract && path.find('\0') != std::string::npos)
+    throw std::invalid_argument("unix socket path '" + detail::printable(path) +
+                                "' contains a NUL byte");
   std::memcpy(sun.sun_path, path.data(), path.size());
   auto len =
       static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (abstract ? 0 : 1));

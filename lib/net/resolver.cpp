@@ -19,7 +19,43 @@ namespace {
 constexpr int kShortCircuitFlags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
 
 std::string describe_call(std::string_view host, std::string_view port) {
-  return "getaddrinfo(\"" + std::string(host) + "\", \"" + std::string(port) + "\")";
+  return "getaddrinfo(\"" + detail::printable(host) + "\", \"" + detail::printable(port) + "\")";
+}
+
+// check_text(host, port) refuses a NUL byte in either: the C library reads
+// both as C strings, so "localhost\0.evil.example" would be localhost and
+// "127.0.0.1\0garbage" 127.0.0.1.
+void check_text(std::string_view host, std::string_view port) {
+  const char* which = host.find('\0') != std::string_view::npos   ? "host"
+                      : port.find('\0') != std::string_view::npos ? "port"
+                                                                  : nullptr;
+  if (which)
+    throw std::invalid_argument(describe_call(host, port) + ": the " + which +
+                                " contains a NUL byte");
+}
+
+// check_port(host, port) refuses a string port that is neither a number in
+// 0-65535 nor a service name. The C library reads a port that starts like
+// a number with strtoul and keeps 16 bits: "65536" would be port 0 and
+// "4294967297" port 1 (the int overload refuses 65536).
+void check_port(std::string_view host, std::string_view port) {
+  if (port.empty()) return;
+  auto c = static_cast<unsigned char>(port[0]);
+  if (!std::isdigit(c) && c != '+' && c != '-' && !std::isspace(c)) return;  // a service name
+  unsigned long value = 0;
+  for (char d : port) {
+    if (d < '0' || d > '9') {
+      value = ~0ul;
+      break;
+    }
+    if (value <= 65535) value = value * 10 + static_cast<unsigned>(d - '0');
+  }
+  if (value == ~0ul)
+    throw std::invalid_argument(describe_call(host, port) + ": port '" + detail::printable(port) +
+                                "' is not a port number (0-65535) or a service name");
+  if (value > 65535)
+    throw std::invalid_argument(describe_call(host, port) + ": port " + std::string(port) +
+                                " is outside 0-65535");
 }
 
 // numeric_port("8080") is 8080; nullopt unless it is digits up to 65535.
@@ -147,6 +183,8 @@ std::vector<AddrInfo> getaddrinfo(std::string_view host, std::string_view port, 
   if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6)
     throw std::invalid_argument(describe_call(host, port) + ": unsupported address family " +
                                 std::to_string(family) + " (AF_UNSPEC, AF_INET or AF_INET6)");
+  check_text(host, port);
+  check_port(host, port);
   if (auto quick = short_circuit(host, port, family, type, protocol, flags)) return *quick;
   // An IPv6 literal (a ':' in it) never reaches a name server either.
   if (!host.empty() && !(flags & AI_NUMERICHOST) && host.find(':') == std::string_view::npos)

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <system_error>
 #include <unordered_set>
 
@@ -49,21 +50,81 @@ void ServerState::start() {
   }
 }
 
+namespace {
+
+enum class AcceptFailure {
+  kResources,  // EMFILE, ENFILE, ENOBUFS, ENOMEM: report, pause 1 s, go on
+  kListener,   // the listening socket itself cannot accept any more: report, stop
+  kOther,      // anything else: report once, go on
+};
+
+AcceptFailure classify(int err) {
+  switch (err) {
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+      return AcceptFailure::kResources;
+    case EBADF:     // the listener was closed behind the server's back
+    case ENOTSOCK:  // ...and its number reused by another file
+    case EINVAL:    // not listening (any more): shutdown(SHUT_RD) on it, say
+    case EFAULT:
+      return AcceptFailure::kListener;
+    default:
+      return AcceptFailure::kOther;
+  }
+}
+
+// kAcceptRetryDelay is asyncio's ACCEPT_RETRY_DELAY: out of fds, let
+// connections close before trying again.
+constexpr double kAcceptRetryDelay = 1.0;
+
+}  // namespace
+
+// accept_loop(index) accepts on listeners[index] until the server closes.
+// Pending network errors of a dead connection (accept(2): ENETDOWN, EPROTO,
+// ..., EPERM) are retried inside sock_accept. Of the other failures, none
+// ends serving silently: out of resources, it is reported and accepting
+// pauses 1 s (asyncio); a listener that cannot accept any more (EBADF,
+// ENOTSOCK, EINVAL) is reported and the server closes, so is_serving() says
+// false and serve_forever() returns; anything else is reported once per run
+// of failures and accepting goes on, after a pause that grows from 10 ms to
+// 1 s while the failures repeat, so a lasting error cannot spin the loop.
 void ServerState::accept_loop(std::size_t index) {
+  int repeated = 0;      // failures since the last accepted connection
+  int reported_err = 0;  // the errno of this run's report (0: none yet; -1: not a system_error)
   for (;;) {
     Socket conn;
     try {
       conn = sock_accept(listeners[index]).first;
-    } catch (const std::system_error& e) {
+    } catch (const std::exception& e) {
       if (closed) return;
-      int err = e.code().value();
-      loop->call_exception_handler({"Socket accept failed", std::current_exception(), {}});
-      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        fiberloop::sleep(1.0);  // asyncio's ACCEPT_RETRY_DELAY: let connections close
+      const auto* sys = dynamic_cast<const std::system_error*>(&e);
+      int err = sys ? sys->code().value() : -1;
+      AcceptFailure kind = sys ? classify(err) : AcceptFailure::kOther;
+      if (kind == AcceptFailure::kResources) {
+        loop->call_exception_handler({"Socket accept failed", std::current_exception(), {}});
+        fiberloop::sleep(kAcceptRetryDelay);
         continue;
       }
-      return;
+      if (kind == AcceptFailure::kListener) {
+        loop->call_exception_handler(
+            {"Socket accept failed: the server stopped serving", std::current_exception(), {}});
+        close();
+        return;
+      }
+      if (err != reported_err) {
+        loop->call_exception_handler({"Socket accept failed", std::current_exception(), {}});
+        reported_err = err;
+      }
+      // The first failure is retried at once (it most likely belonged to one
+      // connection); a repeated one after 10 ms, 20 ms, ... up to 1 s.
+      if (repeated++ > 0)
+        fiberloop::sleep(std::min(kAcceptRetryDelay, 0.01 * (1 << std::min(repeated - 2, 7))));
+      continue;
     }
+    repeated = 0;
+    reported_err = 0;
     if (conn.family() == AF_INET || conn.family() == AF_INET6) {
       int one = 1;  // asyncio's transports set TCP_NODELAY too: small replies go out at once
       ::setsockopt(conn.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -72,25 +133,44 @@ void ServerState::accept_loop(std::size_t index) {
   }
 }
 
+HandlerTaskHook& before_handler_task() noexcept {
+  static thread_local HandlerTaskHook hook = nullptr;
+  return hook;
+}
+
+// serve(sock) starts the handler task of an accepted connection. If that
+// fails (no memory for the task or its stack, say), the failure is reported,
+// the connection closed, and the server goes on accepting.
 void ServerState::serve(Socket sock) {
-  auto c = std::make_shared<Connection>(std::move(sock), options.stream);
-  // One string per connection, whose task is far bigger anyway.
-  TaskOptions named{.name = "fiberloop.server connection " + c->describe()};
-  connections.insert(c.get());
-  c->on_closed = [self = shared_from_this()](Connection* gone) {
-    self->connections.erase(gone);
-    self->check_all_closed();
-  };
-  loop->create_task(named, [c, self = shared_from_this()] {
-    StreamWriter writer(c);
+  try {
+    auto c = std::make_shared<Connection>(std::move(sock), options.stream);
+    // One string per connection, whose task is far bigger anyway.
+    TaskOptions named{.name = "fiberloop.server connection " + c->describe()};
+    connections.insert(c.get());
+    c->on_closed = [self = shared_from_this()](Connection* gone) {
+      self->connections.erase(gone);
+      self->check_all_closed();
+    };
     try {
-      self->handler(StreamReader(c), writer);
+      if (HandlerTaskHook hook = before_handler_task()) hook();
+      loop->create_task(named, [c, self = shared_from_this()] {
+        StreamWriter writer(c);
+        try {
+          self->handler(StreamReader(c), writer);
+        } catch (const std::exception&) {
+          self->loop->call_exception_handler(
+              {"Unhandled exception in client_connected_cb", std::current_exception(), {}});
+          writer.abort();
+        }
+      });
     } catch (const std::exception&) {
-      self->loop->call_exception_handler(
-          {"Unhandled exception in client_connected_cb", std::current_exception(), {}});
-      writer.abort();
+      c->close(true);  // on_closed: no longer counted, wait_closed() is not held up
+      throw;
     }
-  });
+  } catch (const std::exception&) {
+    loop->call_exception_handler(
+        {"Could not start client_connected_cb for a connection", std::current_exception(), {}});
+  }
 }
 
 void ServerState::close() {

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <string>
+#include <string_view>
 
 #include "fiberloop/export.hpp"
 
@@ -24,11 +25,13 @@ class FIBERLOOP_API Address {
 
   // ip(numeric, port) parses a numeric IPv4 or IPv6 address (inet_pton; an
   // IPv6 one may carry a numeric scope, "fe80::1%2"). Throws
-  // std::invalid_argument naming the text, or for a port outside 0-65535.
+  // std::invalid_argument naming the text (a NUL byte in it included:
+  // "127.0.0.1\0x" is not 127.0.0.1), or for a port outside 0-65535.
   static Address ip(const std::string& numeric, int port);
   // unix_path(path) is a unix socket address; a path starting with '\0' is in
-  // the abstract namespace. Throws std::invalid_argument for an empty path or
-  // one longer than sun_path holds.
+  // the abstract namespace. Throws std::invalid_argument for an empty path,
+  // one longer than sun_path holds, or a filesystem path with a NUL byte
+  // (which the kernel would cut there).
   static Address unix_path(const std::string& path);
 
   const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&storage_); }
@@ -53,5 +56,11 @@ class FIBERLOOP_API Address {
   sockaddr_storage storage_{};
   socklen_t len_ = 0;
 };
+
+namespace detail {
+// printable(text) is text as error messages show it: control bytes as
+// "\xNN", a NUL as "\x00" (a message is read as a C string).
+FIBERLOOP_API std::string printable(std::string_view text);
+}  // namespace detail
 
 }  // namespace fiberloop::net

@@ -31,7 +31,12 @@ class FIBERLOOP_API DatagramEndpoint {
     return sock_sendto(sock_, data, to);
   }
   std::size_t send(std::string_view data);
-  // recvfrom(max) waits for one datagram (truncated to max) and its sender.
+  // recvfrom(max) waits for one datagram (truncated to max) and its sender;
+  // the string holds the datagram's bytes only (its capacity fits them).
+  // On a connected endpoint whose remote's port is closed, the ICMP
+  // port-unreachable is reported by the next receive (or send) as
+  // std::system_error ECONNREFUSED (asyncio: error_received), once; the
+  // endpoint stays usable and the receive after that waits as before.
   std::pair<std::string, Address> recvfrom(std::size_t max = 65536) {
     return sock_recvfrom(sock_, max);
   }
@@ -50,7 +55,7 @@ class FIBERLOOP_API DatagramEndpoint {
 // binds a UDP socket (port 0 picks one) and, given a remote, connects it.
 // An empty local_host with a remote binds to the remote's family's wildcard.
 // Throws std::system_error naming the address, std::invalid_argument for a
-// host it cannot resolve.
+// host it cannot resolve, a host or port with a NUL byte, a port outside 0-65535.
 FIBERLOOP_API DatagramEndpoint open_datagram_endpoint(const std::string& local_host, int local_port,
                                                       const std::string& remote_host = {},
                                                       int remote_port = 0);

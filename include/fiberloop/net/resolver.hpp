@@ -46,10 +46,17 @@ struct AddrInfo {
 // An empty host is getaddrinfo's null node (the wildcard with AI_PASSIVE,
 // else the loopback).
 //
+// A string port is a number in 0-65535 (leading zeros allowed) or a service
+// name ("http"); a NUL byte in host or port is refused before anything else
+// reads them as C strings ("localhost\0.evil.example" is not localhost).
+//
 // Throws GaiError ("getaddrinfo(\"no.such.host\", \"80\"): Name or service
-// not known"), std::invalid_argument for a family other than the three,
-// RuntimeError outside a task, CancelledError if the task is cancelled while
-// waiting (the lookup itself runs to its end on its thread).
+// not known"), std::invalid_argument for a family other than the three, a
+// NUL byte in host or port, a port outside 0-65535 ("65536", which the C
+// library would take as port 0) or one that starts like a number and is
+// not one ("-1", " 80"); RuntimeError outside a task; CancelledError if the
+// task is cancelled while waiting (the lookup itself runs to its end on its
+// thread).
 FIBERLOOP_API std::vector<AddrInfo> getaddrinfo(std::string_view host, std::string_view port,
                                                 int family = AF_UNSPEC, int type = 0,
                                                 int protocol = 0, int flags = 0);

@@ -29,7 +29,12 @@ using ClientHandler = std::function<void(StreamReader, StreamWriter)>;
 
 namespace detail {
 struct ServerState;
-}
+// Test seam, not API: called on this thread just before a server creates a
+// connection's handler task; a test's hook throws to make that creation
+// fail. Null (the default): nothing.
+using HandlerTaskHook = void (*)();
+FIBERLOOP_API HandlerTaskHook& before_handler_task() noexcept;
+}  // namespace detail
 
 // Server is a listening server, as asyncio.Server. A cheap handle.
 //
@@ -71,11 +76,27 @@ class FIBERLOOP_API Server {
 // the running loop; each connection gets handler(reader, writer) as a task
 // (an exception escaping it goes to the exception handler and the
 // connection is closed). Throws std::system_error naming the address
-// (EADDRINUSE...), std::invalid_argument for a host it cannot resolve.
+// (EADDRINUSE...), std::invalid_argument for a host it cannot resolve or
+// one with a NUL byte.
+//
+// Accepting never stops silently. A connection that died in the queue
+// (accept(2)'s pending network errors: ENETDOWN, EPROTO, ENOPROTOOPT,
+// EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH, EPERM;
+// ECONNABORTED) is skipped without a report. Out of fds or memory (EMFILE,
+// ENFILE, ENOBUFS, ENOMEM): reported through the loop's exception handler
+// ("Socket accept failed"), accepting pauses 1 s, as asyncio's. A listening
+// socket that cannot accept any more (EBADF, ENOTSOCK, EINVAL: closed or
+// shut down behind the server's back): reported, and the server closes —
+// is_serving() is false, serve_forever() returns. Any other error is
+// reported once per run of failures and accepting goes on, the retries
+// spaced 10 ms, 20 ms... up to 1 s while it repeats. A handler task that
+// cannot be created is reported ("Could not start client_connected_cb for a
+// connection") and its connection closed; serving goes on.
 FIBERLOOP_API Server start_server(ClientHandler handler, const std::string& host, int port,
                                   ServerOptions options = {});
 // start_unix_server(handler, path) listens on a unix socket; a stale socket
-// file at path is replaced, and close() removes it.
+// file at path is replaced, and close() removes it. A path with a NUL byte
+// (past an abstract name's first) is std::invalid_argument.
 FIBERLOOP_API Server start_unix_server(ClientHandler handler, const std::string& path,
                                        ServerOptions options = {});
 

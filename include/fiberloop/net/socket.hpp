@@ -54,6 +54,9 @@ class FIBERLOOP_API Socket {
   void listen(int backlog = 100);
   void shutdown(int how);
   void setsockopt(int level, int name, int value);
+  // getsockopt(level, name) reads an int option (SO_KEEPALIVE, TCP_NODELAY,
+  // SO_RCVBUF...). Throws std::system_error naming the call.
+  int getsockopt(int level, int name) const;
   // getsockname() / getpeername(): throw std::system_error.
   Address getsockname() const;
   Address getpeername() const;
@@ -69,6 +72,12 @@ class FIBERLOOP_API Socket {
   friend std::size_t sock_recv_into(Socket&, void*, std::size_t);
   friend std::pair<Socket, Address> sock_accept(Socket&);
   friend void sock_connect(Socket&, const Address&);
+  friend std::string sock_recv(Socket&, std::size_t);
+
+  // recv_now(buf, len) is one read that never suspends: the bytes read, 0
+  // at the end of a stream, or -1 (errno EAGAIN) when nothing is there now.
+  // Throws std::system_error for anything else.
+  ssize_t recv_now(void* buf, std::size_t len);
 
   int fd_ = -1;
   int family_ = AF_UNSPEC;
@@ -87,7 +96,11 @@ class FIBERLOOP_API Socket {
 // message names the call and the peer ("sock_recv from 127.0.0.1:80").
 // Sends use MSG_NOSIGNAL: a closed peer is EPIPE, never SIGPIPE.
 
-// sock_recv(s, max) reads up to max bytes; "" at end of stream.
+// sock_recv(s, max) reads up to max bytes; "" at end of stream. The string
+// holds what was read, whatever max: the bytes land in a per-thread
+// scratch area and are copied out at their size. On a stream socket one
+// call reads at most 256 KiB (the scratch's size); a datagram socket's max
+// above that gets a buffer of its own (not zero-filled, freed at once).
 FIBERLOOP_API std::string sock_recv(Socket& s, std::size_t max);
 // sock_recv_into(s, buf, len) reads up to len bytes into buf; 0 at end of stream.
 FIBERLOOP_API std::size_t sock_recv_into(Socket& s, void* buf, std::size_t len);
@@ -96,14 +109,27 @@ FIBERLOOP_API void sock_sendall(Socket& s, std::string_view data);
 // sock_connect(s, address) connects, waiting for a non-blocking connect to finish.
 FIBERLOOP_API void sock_connect(Socket& s, const Address& address);
 // sock_accept(s) accepts a connection: the new socket and the peer's address.
+// A connection that died in the queue (ECONNABORTED, and the pending network
+// errors Linux passes on from accept: ENETDOWN, EPROTO, ENOPROTOOPT,
+// EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH, EPERM) is
+// skipped, as accept(2) advises: the call goes on to the next one.
 FIBERLOOP_API std::pair<Socket, Address> sock_accept(Socket& s);
 // sock_sendto(s, data, address) sends one datagram; returns the bytes sent.
 FIBERLOOP_API std::size_t sock_sendto(Socket& s, std::string_view data, const Address& address);
-// sock_recvfrom(s, max) receives one datagram (truncated to max) and its sender.
+// sock_recvfrom(s, max) receives one datagram (truncated to max) and its
+// sender; the string holds the datagram's bytes only, as sock_recv's.
 FIBERLOOP_API std::pair<std::string, Address> sock_recvfrom(Socket& s, std::size_t max);
 
 // try_send(s, data) is one non-blocking send: the bytes taken (0 if the
 // kernel buffer is full). Throws std::system_error like sock_sendall.
 FIBERLOOP_API std::size_t try_send(Socket& s, std::string_view data);
+
+namespace detail {
+// Test seam, not API: the accept4(2) that sock_accept calls on this thread;
+// null (the default) is the system's. Tests use it to make accept fail in
+// ways the kernel shows only under conditions they cannot create.
+using Accept4Function = int (*)(int fd, sockaddr* addr, socklen_t* len, int flags);
+FIBERLOOP_API Accept4Function& accept4_function() noexcept;
+}  // namespace detail
 
 }  // namespace fiberloop::net

@@ -39,13 +39,16 @@ class FIBERLOOP_API StreamReader {
   explicit StreamReader(std::shared_ptr<detail::Connection> c) : conn_(std::move(c)) {}
 
   // read(n) returns up to n bytes (waiting for at least one), "" at end of
-  // stream; read() (n < 0) reads until the end of the stream.
+  // stream; read() (n < 0) reads until the end of the stream. The string is
+  // the size of what came: read(1 MiB) answered by one byte holds one byte.
+  // With nothing buffered, one call returns at most 256 KiB.
   std::string read(std::ptrdiff_t n = -1);
   // read_into(buf, len) is read(len) into caller memory: no allocation.
   std::size_t read_into(void* buf, std::size_t len);
   // readline() reads through "\n"; at end of stream, what is left (maybe "").
-  // Throws LimitOverrunError past the limit, after discarding the line (or
-  // the buffer if no newline is there), as asyncio's readline (ValueError).
+  // Throws LimitOverrunError past the limit and discards the whole line,
+  // through its newline, whenever that arrives: one over-long line is one
+  // error, and the next read (of any kind) starts at the line after it.
   std::string readline();
   // readexactly(n) reads n bytes. Throws IncompleteReadError (with the bytes
   // that did arrive) if the stream ends first.
@@ -98,6 +101,12 @@ class FIBERLOOP_API StreamWriter {
   // get_extra_info("peername" | "sockname") is the address; nullopt for
   // another name or a closed socket.
   std::optional<Address> get_extra_info(std::string_view name) const;
+  // socket() is the connection's socket, for socket options (asyncio's
+  // get_extra_info("socket")): socket().setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1),
+  // or ::getsockopt(socket().fd(), ...). The connection owns it: do not
+  // close, move, read or write it. Closed (fd() < 0, setsockopt throws
+  // EBADF) once the connection is. Shared by the copies of the writer.
+  Socket& socket() const;
   // write_buffer_size() is the unsent byte count; set_write_buffer_limits
   // changes the marks (low 0: high / 4). Throws std::invalid_argument if low > high.
   std::size_t write_buffer_size() const;
