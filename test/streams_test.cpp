@@ -439,17 +439,11 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
-// Under AddressSanitizer freed memory waits in a quarantine and every
-// allocation carries redzones and shadow: RSS bounds there are looser (still
-// far below what the old behaviour grew by).
-#if defined(__SANITIZE_ADDRESS__)
+// Under a sanitizer freed memory waits in a quarantine (ASan) or allocations
+// carry shadow (ASan, TSan): RSS bounds there are looser (still far below
+// what the old behaviour grew by).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool kAsan = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAsan = true;
-#else
-constexpr bool kAsan = false;
-#endif
 #else
 constexpr bool kAsan = false;
 #endif
