@@ -403,7 +403,6 @@ void TaskStateBase::spend_budget() {
   }
   if (--task->budget_left_ > 0) return;
   if (Fiber::current_chain_unwinding()) return;  // no wait can be made there
-  task->budget_left_ = loop->task_budget_;
   suspend_current(nullptr, "the cooperative budget's yield");
 }
 

@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "fiberloop/await.hpp"
+#include "receive_scratch.hpp"
 #include "fiberloop/event_loop.hpp"
 
 namespace fiberloop::net {
@@ -54,27 +55,15 @@ bool pending_network_error(int err) {
   }
 }
 
-// kScratch / scratch(): the thread's receive area for sock_recv and
-// sock_recvfrom. A receive lands there and is copied out at its exact size,
-// so the 3 bytes of a datagram or of a short read hold 3 bytes, not the
-// 64 KiB (or 1 MiB) asked for, and nothing is zero-filled first. The tasks
-// of a thread share it: nothing suspends between the receive into it and
-// the copy out. Its pages are touched only as receives write them.
-constexpr std::size_t kScratch = 256 * 1024;
-char* scratch() {
-  thread_local std::unique_ptr<char[]> area(new char[kScratch]);
-  return area.get();
-}
-
 // ReceiveArea(max) is where a receive of up to max bytes goes: the thread's
 // scratch, or for a larger max a buffer of its own (not zero-filled either,
 // so only the pages written cost memory), freed once the bytes are copied out.
 class ReceiveArea {
  public:
   explicit ReceiveArea(std::size_t max) {
-    if (max > kScratch) own_ = std::make_unique_for_overwrite<char[]>(max);
+    if (max > detail::kReceiveScratch) own_ = std::make_unique_for_overwrite<char[]>(max);
   }
-  char* data() { return own_ ? own_.get() : scratch(); }
+  char* data() { return own_ ? own_.get() : detail::receive_scratch(); }
 
  private:
   std::unique_ptr<char[]> own_;
@@ -236,7 +225,7 @@ std::string sock_recv(Socket& s, std::size_t max) {
   // A stream may return less than asked anyway: it reads at most the
   // scratch's 256 KiB per call (as asyncio's transports do), with no buffer
   // of its own. A datagram or record socket gets the whole max.
-  if (s.type() == SOCK_STREAM) max = std::min(max, kScratch);
+  if (s.type() == SOCK_STREAM) max = std::min(max, detail::kReceiveScratch);
   ReceiveArea area(max);
   for (;;) {
     ssize_t n = s.recv_now(area.data(), max);
@@ -287,6 +276,11 @@ void sock_connect(Socket& s, const Address& address) {
     }
     fail(err, "sock_connect", s, "to");
   }
+}
+
+char* detail::receive_scratch() {
+  thread_local std::unique_ptr<char[]> area(new char[kReceiveScratch]);
+  return area.get();
 }
 
 detail::Accept4Function& detail::accept4_function() noexcept {

@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "connection.hpp"
+#include "receive_scratch.hpp"
 #include "fiberloop/await.hpp"
 #include "fiberloop/event_loop.hpp"
 
@@ -19,18 +20,6 @@ namespace detail {
 namespace {
 constexpr std::size_t kMinRead = 16 * 1024;   // the first buffer; a refill grows it below half
 constexpr std::size_t kKeepRead = 64 * 1024;  // a buffer larger than this is freed once empty
-
-// kScratch / scratch(): the thread's receive area for read(n) with n >= 4096
-// and nothing buffered. The bytes are copied out at their exact size, so a
-// one-byte answer to read(1 MiB) holds one byte, not a mebibyte (and nothing
-// is zero-filled). Tasks of a thread share it: nothing suspends between the
-// recv into it and the copy out. Its pages are touched only as recv writes
-// them. 256 KiB per call at most, as asyncio's transports read.
-constexpr std::size_t kScratch = 256 * 1024;
-char* scratch() {
-  thread_local std::unique_ptr<char[]> area(new char[kScratch]);
-  return area.get();
-}
 
 // peer_reset(s, e) is the error a lost send reports. After the peer's RST a
 // send says ECONNRESET once (the socket's pending error), EPIPE from then
@@ -364,8 +353,8 @@ std::string StreamReader::read(std::ptrdiff_t n) {
   if (c.buffered() == 0 && !c.eof && !c.error && !c.skip_line && want >= 4096) {
     // Past the buffer, through the thread's scratch: the result is the size
     // of what came, whatever was asked for.
-    char* area = detail::scratch();
-    std::size_t got = c.recv_into(area, std::min(want, detail::kScratch));
+    char* area = detail::receive_scratch();
+    std::size_t got = c.recv_into(area, std::min(want, detail::kReceiveScratch));
     return std::string(area, got);
   }
   if (c.buffered() == 0) c.fill();
