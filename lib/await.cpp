@@ -1,5 +1,7 @@
 #include "fiberloop/await.hpp"
 
+#include <cmath>
+
 namespace fiberloop {
 
 std::optional<AnyTask> current_task() {

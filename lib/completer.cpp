@@ -7,11 +7,11 @@ namespace fiberloop::detail {
 ThreadBridge::ThreadBridge(EventLoop& loop) noexcept : loop_(&loop) {}
 ThreadBridge::~ThreadBridge() = default;
 
-const std::shared_ptr<ThreadBridge>& ThreadBridge::of(EventLoop& loop) {
-  loop.check_closed();
-  loop.check_thread();
+std::shared_ptr<ThreadBridge> ThreadBridge::of(EventLoop& loop) {
+  loop.core().check_closed();
+  loop.core().check_thread();
   if (!loop.bridge_) loop.bridge_ = std::make_shared<ThreadBridge>(loop);
-  return loop.bridge_;
+  return std::static_pointer_cast<ThreadBridge>(loop.bridge_);
 }
 
 bool ThreadBridge::post(Callback fn) {

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "fiberloop/event_loop.hpp"
-#include "fiberloop/task.hpp"
 
 namespace fiberloop::detail {
 
@@ -11,12 +9,7 @@ void throw_empty_future() { throw InvalidStateError("operation on an empty Futur
 
 void FutureStateBase::report_unretrieved(const char* message) noexcept {
   log_traceback_ = false;
-  ExceptionContext context{message, exception_, {}};
-  if (EventLoop* loop = link_->loop) {
-    loop->call_exception_handler(context);
-  } else {
-    EventLoop::default_exception_handler(context);
-  }
+  LoopCore::report(link_->core, {message, exception_, {}});
 }
 
 std::string FutureStateBase::describe() const { return "Future"; }
@@ -40,16 +33,14 @@ FutureStateBase::Extras& FutureStateBase::extras() {
   return *extras_;
 }
 
-EventLoop& FutureStateBase::loop() const {
-  EventLoop* loop = link_->loop;
-  if (!loop) throw RuntimeError(describe() + " outlived its event loop");
-  return *loop;
+void FutureStateBase::throw_outlived() const {
+  throw RuntimeError(describe() + " outlived its event loop");
 }
 
 void FutureStateBase::throw_not_settable(const char* operation) const {
   if (done())
     throw InvalidStateError(std::string(operation) + "(): " + describe() + " is already done");
-  loop();  // throws, before anything changes, once the loop is gone
+  core();  // throws, before anything changes, once the loop is gone
   throw InvalidStateError(std::string(operation) + "(): " + describe() + " cannot be set");
 }
 
@@ -65,7 +56,7 @@ void FutureStateBase::set_exception(std::exception_ptr e) {
 bool FutureStateBase::cancel(std::string message) {
   log_traceback_ = false;
   if (done()) return false;
-  loop();  // throws, before anything changes, once the loop is gone
+  core();  // throws, before anything changes, once the loop is gone
   mark_cancelled(std::move(message));
   return true;
 }
@@ -113,7 +104,7 @@ CallbackId FutureStateBase::add_done_callback(DoneCallback fn) {
   return id;
 }
 
-void FutureStateBase::add_waiter_slow(TaskStateBase* task) {
+void FutureStateBase::add_waiter_slow(Awaiter* task) {
   add_callback(Callback{{}, next_callback_id_++, task});
 }
 
@@ -127,7 +118,7 @@ void FutureStateBase::add_callback(Callback c) {
   }
 }
 
-void FutureStateBase::remove_waiter(TaskStateBase* task) noexcept {
+void FutureStateBase::remove_waiter(Awaiter* task) noexcept {
   if (first_waiter_ == task) {
     first_waiter_ = nullptr;
     return;
@@ -149,7 +140,7 @@ void FutureStateBase::schedule(Callback& c) {
   if (c.waiter) {
     c.waiter->wakeup(*this);
   } else {
-    loop().call_soon([fn = std::move(c.fn), self = Ref(this)]() mutable { fn(*self); });
+    core().schedule_soon([fn = std::move(c.fn), self = Ref(this)]() mutable { fn(*self); });
   }
 }
 
@@ -167,7 +158,7 @@ std::size_t FutureStateBase::remove_done_callback(CallbackId id) noexcept {
 }
 
 void FutureStateBase::schedule_callbacks() {
-  loop();  // throws, before anything is taken, once the loop is gone
+  core();  // throws, before anything is taken, once the loop is gone
   Ref self(this);
   if (first_waiter_) wake_first_waiter();
   if (first_callback_.id) {

@@ -1,10 +1,11 @@
 #include "fiberloop/handle.hpp"
 
-#include "fiberloop/event_loop.hpp"
+#include "fiberloop/detail/loop_core.hpp"
+#include "fiberloop/errors.hpp"
 
 namespace fiberloop::detail {
 
-void HandleState::callback_failed(EventLoop* owner) {
+void HandleState::callback_failed(LoopCore* owner) {
   try {
     throw;
   } catch (const FiberUnwind&) {
@@ -18,7 +19,7 @@ void HandleState::cancel() noexcept {
   if (cancelled) return;
   cancelled = true;
   if (!running) callback.reset();
-  if (in_heap) loop->timer_cancelled();
+  if (in_heap) loop->note_timer_cancelled();
 }
 
 }  // namespace fiberloop::detail

@@ -13,10 +13,6 @@
 
 namespace fiberloop {
 
-// get_running_loop() is the loop running on this thread. Throws RuntimeError
-// ("no running event loop") when there is none.
-FIBERLOOP_API EventLoop& get_running_loop();
-
 // current_task() is the task running now, or nullopt outside any task.
 FIBERLOOP_API std::optional<AnyTask> current_task();
 
@@ -56,7 +52,6 @@ auto spawn(Fn&& fn, Args&&... args) {
 }
 
 namespace detail {
-FIBERLOOP_API void check_no_running_loop(const char* who);
 // finish_run() is asyncio.run's epilogue: cancel the tasks left, let them
 // finish, report their errors, close the loop.
 FIBERLOOP_API void finish_run(EventLoop& loop) noexcept;

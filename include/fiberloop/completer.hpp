@@ -31,7 +31,7 @@ class CompleterBlock;
 // the default executor. The loop owns one (made on first use) and closes it
 // from close(); other threads reach it through a shared_ptr, so a post after
 // the loop is closed or destroyed finds it closed instead of a dangling loop.
-class FIBERLOOP_API ThreadBridge {
+class FIBERLOOP_API ThreadBridge final : public LoopExtension {
  public:
   using Callback = InlineFunction<void(), 48>;
 
@@ -43,7 +43,7 @@ class FIBERLOOP_API ThreadBridge {
   // of(loop) is the loop's bridge, made on first use. Loop thread only;
   // throws RuntimeError if the loop is closed, and in debug mode when called
   // from a thread other than the running loop's.
-  static const std::shared_ptr<ThreadBridge>& of(EventLoop& loop);
+  static std::shared_ptr<ThreadBridge> of(EventLoop& loop);
 
   // post(fn) is loop.call_soon_threadsafe(fn), callable from any thread at
   // any time: false (fn destroyed here) once the loop is closed or gone.
@@ -52,7 +52,7 @@ class FIBERLOOP_API ThreadBridge {
   // close() refuses later posts, shuts the default executor down (joining its
   // threads) and lets go of the futures of completers still pending. Loop
   // thread only (EventLoop::close() calls it).
-  void close() noexcept;
+  void close() noexcept override;
 
   // default_executor() is the loop's thread pool, made on first use. Loop thread only.
   ThreadPoolExecutor& default_executor();

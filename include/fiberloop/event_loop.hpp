@@ -1,80 +1,42 @@
 // event_loop.hpp: EventLoop, asyncio's loop: a ready queue and a timer heap over epoll.
 #pragma once
 
-#include <atomic>
-#include <cassert>
 #include <chrono>
-#include <cmath>
-#include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "fiberloop/detail/inline_function.hpp"
-#include "fiberloop/detail/io_table.hpp"
-#include "fiberloop/detail/ring_queue.hpp"
-#include "fiberloop/detail/threadsafe_queue.hpp"
-#include "fiberloop/detail/timer_queue.hpp"
+#include "fiberloop/detail/io_driver.hpp"
+#include "fiberloop/detail/loop_core.hpp"
+#include "fiberloop/detail/task_state.hpp"
+#include "fiberloop/detail/timers.hpp"
 #include "fiberloop/errors.hpp"
 #include "fiberloop/export.hpp"
 #include "fiberloop/future.hpp"
 #include "fiberloop/handle.hpp"
 #include "fiberloop/poller.hpp"
+#include "fiberloop/task.hpp"
 
 namespace fiberloop {
 
-template <class T>
-class Task;
-class AnyTask;
 namespace detail {
-class TaskStateBase;
 class ThreadBridge;
 
-// InvocableWithCopies<Fn, Args...>: fn can be called with the decayed copies
-// a task keeps of it and its arguments (create_task, run_until_complete),
-// handed over as rvalues as std::thread does. Callables that only take them
-// as lvalues (a `T&` parameter without std::ref) pass this concept too, so
-// that create_task can refuse them with a static_assert that says why.
-template <class Fn, class... Args>
-concept InvocableWithCopies = std::invocable<std::decay_t<Fn>, std::decay_t<Args>...> ||
-                              std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>;
-
-// TaskResult<Fn, Args...> is what fn returns when a task calls it; void when
-// it cannot be called (create_task's static_assert reports that instead).
-template <class Fn, class... Args>
-using TaskResult = typename std::conditional_t<
-    std::invocable<std::decay_t<Fn>, std::decay_t<Args>...>,
-    std::invoke_result<std::decay_t<Fn>, std::decay_t<Args>...>, std::type_identity<void>>::type;
-
+// LoopExtension is what a layer above the loop attaches to it and the loop
+// closes with itself: the thread bridge (completers, the default executor).
+class LoopExtension {
+ public:
+  virtual ~LoopExtension() = default;
+  // close() runs in EventLoop::close(), after the tasks are unwound.
+  virtual void close() noexcept = 0;
+};
 }  // namespace detail
-
-// ExceptionContext describes an error the loop could not hand to anyone: an
-// exception escaping a callback, a task exception never retrieved, a slow
-// callback in debug mode (then `exception` is null).
-struct ExceptionContext {
-  std::string message;
-  std::exception_ptr exception;
-  std::string task;  // the task's name, when a task is involved
-};
-
-// TaskOptions are the optional settings of create_task().
-struct TaskOptions {
-  std::string name{};          // empty: "Task-N"
-  std::size_t stack_size = 0;  // 0: StackPool::local().default_size()
-  // eager_start runs the task's first step inside create_task when the loop
-  // is running (Python 3.14's create_task(eager_start=True)): a task that
-  // finishes without waiting never touches the loop. Off by default, so that
-  // nothing of a task runs before the loop gets to it.
-  bool eager_start = false;
-};
 
 // EventLoop runs callbacks, timers, I/O callbacks and tasks on one thread.
 // Like asyncio's loop, it is not thread-safe: only call_soon_threadsafe() may
@@ -88,7 +50,7 @@ struct TaskOptions {
 // Owner: not copyable, not movable. Destroying it closes it.
 class FIBERLOOP_API EventLoop {
  public:
-  using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+  using ExceptionHandler = detail::LoopCore::ExceptionHandler;
 
   EventLoop();
   EventLoop(const EventLoop&) = delete;
@@ -101,7 +63,7 @@ class FIBERLOOP_API EventLoop {
   // callbacks already scheduled (FIFO). Throws RuntimeError if closed.
   template <class Fn, class... Args>
   Handle call_soon(Fn&& fn, Args&&... args) {
-    return Handle(schedule_soon(std::forward<Fn>(fn), std::forward<Args>(args)...));
+    return Handle(core_.schedule_soon(std::forward<Fn>(fn), std::forward<Args>(args)...));
   }
 
   // call_later(delay, fn, args...) runs fn(args...) once `delay` seconds have
@@ -110,8 +72,8 @@ class FIBERLOOP_API EventLoop {
   template <class Fn, class... Args>
   TimerHandle call_later(double delay, Fn&& fn, Args&&... args) {
     detail::Ref<detail::HandleState> h =
-        make_handle(std::forward<Fn>(fn), std::forward<Args>(args)...);
-    schedule_later(h.get(), delay);
+        core_.make_handle(std::forward<Fn>(fn), std::forward<Args>(args)...);
+    timers_.schedule_after(h.get(), delay);
     return TimerHandle(std::move(h));
   }
   template <class Rep, class Period, class Fn, class... Args>
@@ -123,10 +85,10 @@ class FIBERLOOP_API EventLoop {
   // call_at(when, fn, args...) runs fn(args...) at loop time `when` (see time()).
   template <class Fn, class... Args>
   TimerHandle call_at(double when, Fn&& fn, Args&&... args) {
-    std::int64_t when_ns = deadline_at(when);
+    std::int64_t when_ns = detail::Timers::deadline_at(when);
     detail::Ref<detail::HandleState> h =
-        make_handle(std::forward<Fn>(fn), std::forward<Args>(args)...);
-    schedule_at(h.get(), when_ns);
+        core_.make_handle(std::forward<Fn>(fn), std::forward<Args>(args)...);
+    timers_.schedule(h.get(), when_ns);
     return TimerHandle(std::move(h));
   }
 
@@ -140,8 +102,8 @@ class FIBERLOOP_API EventLoop {
   // create_future<T>() makes a pending Future<T> bound to this loop.
   template <class T = void>
   Future<T> create_future() {
-    check_closed();
-    return Future<T>(detail::Ref<detail::FutureStateBase>(new detail::FutureState<T>(*this)));
+    core_.check_closed();
+    return Future<T>(detail::Ref<detail::FutureStateBase>(new detail::FutureState<T>(core_)));
   }
 
   // create_task(fn, args...) runs fn(args...) as a Task on its own fiber; its
@@ -199,8 +161,8 @@ class FIBERLOOP_API EventLoop {
   // RuntimeError while running.
   void close();
 
-  bool is_running() const noexcept { return running_; }
-  bool is_closed() const noexcept { return closed_; }
+  bool is_running() const noexcept { return core_.running(); }
+  bool is_closed() const noexcept { return core_.closed(); }
 
   // run_once() is one iteration, as asyncio's _run_once: drop cancelled
   // timers when they are many; poll (timeout 0 if callbacks are ready, else
@@ -219,18 +181,20 @@ class FIBERLOOP_API EventLoop {
   // an fd: a registration outlives the number if a dup keeps the file open.
   template <class Fn, class... Args>
   void add_reader(int fd, Fn&& fn, Args&&... args) {
-    add_io(fd, Poller::kReadable,
-           Callback(bound(std::forward<Fn>(fn), std::forward<Args>(args)...)));
+    io_.add_callback(fd, Poller::kReadable,
+                     Callback(detail::LoopCore::bound(std::forward<Fn>(fn),
+                                                      std::forward<Args>(args)...)));
   }
   // remove_reader(fd) stops watching fd for reading; false if it was not watched.
-  bool remove_reader(int fd) { return remove_io(fd, Poller::kReadable); }
+  bool remove_reader(int fd) { return io_.remove_callback(fd, Poller::kReadable); }
   // add_writer / remove_writer: the same for writability.
   template <class Fn, class... Args>
   void add_writer(int fd, Fn&& fn, Args&&... args) {
-    add_io(fd, Poller::kWritable,
-           Callback(bound(std::forward<Fn>(fn), std::forward<Args>(args)...)));
+    io_.add_callback(fd, Poller::kWritable,
+                     Callback(detail::LoopCore::bound(std::forward<Fn>(fn),
+                                                      std::forward<Args>(args)...)));
   }
-  bool remove_writer(int fd) { return remove_io(fd, Poller::kWritable); }
+  bool remove_writer(int fd) { return io_.remove_callback(fd, Poller::kWritable); }
 
   // wait_readable(fd) suspends the running task until fd is readable (or
   // has an error or hang-up); wait_writable(fd) the same for writability.
@@ -255,28 +219,35 @@ class FIBERLOOP_API EventLoop {
   // before closing an fd you waited on (net::Socket does): the loop keeps
   // the registration for the number, and a new file given the same number
   // would otherwise never be armed. False if fd was not watched.
-  bool forget_fd(int fd) noexcept;
+  bool forget_fd(int fd) noexcept { return io_.forget(fd); }
 
   // link() lets objects that register fds (Socket) check the loop is alive.
-  const detail::Ref<detail::LoopLink>& link() const noexcept { return link_; }
+  const detail::Ref<detail::LoopLink>& link() const noexcept { return core_.link(); }
+  // core() is what the layers below the loop schedule through.
+  detail::LoopCore& core() noexcept { return core_; }
 
   // set_exception_handler(fn) replaces the default handler (nullptr restores it).
-  void set_exception_handler(ExceptionHandler handler) { exception_handler_ = std::move(handler); }
-  const ExceptionHandler& get_exception_handler() const noexcept { return exception_handler_; }
+  void set_exception_handler(ExceptionHandler handler) {
+    core_.set_exception_handler(std::move(handler));
+  }
+  const ExceptionHandler& get_exception_handler() const noexcept {
+    return core_.exception_handler();
+  }
   // call_exception_handler(ctx) reports through the handler; if the handler
   // throws, both reports go to the default handler.
-  void call_exception_handler(const ExceptionContext& context) noexcept;
+  void call_exception_handler(const ExceptionContext& context) noexcept {
+    core_.call_exception_handler(context);
+  }
   // default_exception_handler(ctx) prints the report to stderr.
-  static void default_exception_handler(const ExceptionContext& context) noexcept;
+  static void default_exception_handler(const ExceptionContext& context) noexcept {
+    detail::LoopCore::default_exception_handler(context);
+  }
 
   // set_debug(true) reports callbacks that run longer than
   // slow_callback_duration() (default 0.1 s) through the exception handler,
   // and makes call_soon() from a foreign thread throw RuntimeError.
-  void set_debug(bool enabled) noexcept {
-    debug_ = enabled;
-    checked_requeue_ = closed_ || debug_;
-  }
-  bool get_debug() const noexcept { return debug_; }
+  void set_debug(bool enabled) noexcept { core_.set_debug(enabled); }
+  bool get_debug() const noexcept { return core_.debug(); }
   void set_slow_callback_duration(double seconds) noexcept { slow_callback_duration_ = seconds; }
   double slow_callback_duration() const noexcept { return slow_callback_duration_; }
 
@@ -286,98 +257,19 @@ class FIBERLOOP_API EventLoop {
   // Queue get/put that finds an item or room — yields to the loop (as
   // sleep(0) does) once it has made task_budget() of them in one step, so
   // that one busy peer cannot freeze the other tasks. 0: never yield.
-  static constexpr std::size_t kDefaultTaskBudget = 128;
-  void set_task_budget(std::size_t operations) noexcept { task_budget_ = operations; }
-  std::size_t task_budget() const noexcept { return task_budget_; }
+  static constexpr std::size_t kDefaultTaskBudget = detail::LoopCore::kDefaultTaskBudget;
+  void set_task_budget(std::size_t operations) noexcept { core_.set_task_budget(operations); }
+  std::size_t task_budget() const noexcept { return core_.task_budget(); }
 
  private:
-  friend class detail::FutureStateBase;
-  friend class detail::TaskStateBase;
-  friend struct detail::HandleState;
-  friend class detail::ThreadBridge;
+  friend class detail::ThreadBridge;  // the default executor and completers (completer.hpp)
   using Callback = detail::HandleState::Callback;
 
-  // bound(fn, args...) is fn itself (forwarded, not copied), or a callable
-  // that calls fn(args...) with copies of its own.
-  template <class Fn, class... Args>
-  static decltype(auto) bound(Fn&& fn, Args&&... args) {
-    if constexpr (sizeof...(Args) == 0) {
-      return std::forward<Fn>(fn);
-    } else {
-      return [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable {
-        std::invoke(fn, args...);
-      };
-    }
-  }
-
-  // make_handle(fn, args...) is a new handle whose callback, fn(args...), is
-  // built in place in it.
-  template <class Fn, class... Args>
-  detail::Ref<detail::HandleState> make_handle(Fn&& fn, Args&&... args) {
-    detail::Ref<detail::HandleState> h(new detail::HandleState(this));
-    h->callback.emplace(bound(std::forward<Fn>(fn), std::forward<Args>(args)...));
-    return h;
-  }
-  template <class Fn, class... Args>
-  detail::Ref<detail::HandleState> schedule_soon(Fn&& fn, Args&&... args) {
-    detail::Ref<detail::HandleState> h =
-        make_handle(std::forward<Fn>(fn), std::forward<Args>(args)...);
-    requeue(h.get());
-    return h;
-  }
-  // schedule_later(h, delay) / schedule_at(h, when_ns) put the new handle h
-  // in the timer queue (which takes a reference), due `delay` seconds from
-  // now / at when_ns. They check as requeue() does; schedule_later throws
-  // std::invalid_argument for a NaN delay.
-  void schedule_later(detail::HandleState* h, double delay);
-  void schedule_at(detail::HandleState* h, std::int64_t when_ns);
-  // push_ready(h) appends h to the ready queue, taking a reference.
-  void push_ready(detail::HandleState* h) {
-    h->add_ref();
-    ready_.push_back(h);
-  }
-  // requeue(h) is call_soon for a handle that is built or reused (a task's
-  // step): the checks, then the FIFO position. The checks' common case is one
-  // inline test; throwing, the debug-mode thread check and taking in
-  // call_soon_threadsafe's posts (which must run first) are out of line.
-  void requeue(detail::HandleState* h) {
-    if (checked_requeue_ || threadsafe_.pending()) [[unlikely]] {
-      requeue_slow(h);  // a tail call: the common requeue needs no frame
-      return;
-    }
-    push_ready(h);
-  }
-  // requeue_step(h) is requeue() for a task's own step, which the queue
-  // holds without a reference (see TaskStateBase::step_).
-  void requeue_step(detail::HandleState* h) {
-    if (checked_requeue_ || threadsafe_.pending()) [[unlikely]] {
-      requeue_step_slow(h);  // a tail call: the common requeue needs no frame
-      return;
-    }
-    ready_.push_back(h);
-  }
-  void requeue_checks();
-  void requeue_slow(detail::HandleState* h);
-  void requeue_step_slow(detail::HandleState* h);
-  std::int64_t deadline_after(double delay) const;
-  static std::int64_t deadline_at(double when);
-  std::int64_t now_ns() const noexcept;
-  void timer_cancelled() noexcept { ++timer_cancelled_count_; }
-
-  void add_io(int fd, std::uint32_t kind, Callback cb);
-  bool remove_io(int fd, std::uint32_t kind);
-  void wait_io(int fd, std::uint32_t kind);
-  void dispatch_io(const Poller::Event& event);
-  void orphan_event(int fd, bool has_entry);
-  void rebuild_poller();
+  void wait_io(int fd, std::uint32_t kind);  // the readiness waits (io_wait.cpp)
 
   // iterate() is run_once()'s body, inline in run_forever(); then its phases.
   [[gnu::always_inline]] inline void iterate();
-  void drop_cancelled_timers();
   std::int64_t poll_timeout_ns() const;
-  void poll_io(std::int64_t timeout_ns);
-  void drain_threadsafe();
-  void queue_due_timers();
   [[gnu::always_inline]] inline void run_ready();
   std::size_t run_ready_prefetching(std::size_t ntodo);
   // Inline: a call to a function that only prefetches can be dropped whole,
@@ -386,55 +278,33 @@ class FIBERLOOP_API EventLoop {
   inline void run_next();
   void run_timed(detail::HandleState& h);
 
-  void check_closed() const {
-    if (closed_) [[unlikely]]
-      throw_closed();
-  }
-  [[noreturn]] static void throw_closed();
   void check_can_run() const;
-  // check_thread() throws, in debug mode, for a call from a foreign thread.
-  void check_thread() const {
-    if (debug_) [[unlikely]]
-      check_thread_slow();
-  }
-  void check_thread_slow() const;
   void abandon_tasks() noexcept;
-  // drop_ready() empties the ready queue without running it.
-  void drop_ready() noexcept;
-  void register_task(detail::TaskStateBase* t) noexcept;
-  void unregister_task(detail::TaskStateBase* t) noexcept;
   class RunningScope;
 
-  detail::RingQueue<detail::HandleState*> ready_;
-  detail::TimerQueue scheduled_;
-  std::size_t timer_cancelled_count_ = 0;
-  std::uint64_t timer_seq_ = 0;
+  // core_ first: what the hot paths reach from a handle's or a future's
+  // pointer to it is at offset zero; and the phases below use it to the end.
+  detail::LoopCore core_;
+  detail::Timers timers_{core_};
+  detail::IoDriver io_{core_};
   bool stopping_ = false;
-  bool closed_ = false;
-  bool running_ = false;
   bool iterating_ = false;
-  bool debug_ = false;
-  // checked_requeue_ is closed_ || debug_: requeue() tests both at once.
-  bool checked_requeue_ = false;
+  bool closing_ = false;  // close() is in progress: a nested one is a no-op
   double slow_callback_duration_ = 0.1;
-  std::size_t task_budget_ = kDefaultTaskBudget;
-  std::uint64_t iteration_ = 0;  // counts iterate(): a task's budget is per step
-  std::thread::id thread_id_;
-
-  Poller poller_;
-  detail::IoTable io_;           // every fd the loop watches, registered in poller_
-  std::uint32_t next_io_tag_ = 1;
-  detail::Ref<detail::LoopLink> link_;
-
-  detail::ThreadsafeQueue threadsafe_;          // call_soon_threadsafe()'s inbox and eventfd
-  std::vector<Callback> threadsafe_batch_;  // swapped with its queue: both keep their capacity
-  bool closing_ = false;                    // close() is in progress: a nested one is a no-op
-
-  ExceptionHandler exception_handler_;
-  detail::TaskStateBase* tasks_ = nullptr;  // live tasks; each holds one reference here
-  // bridge_ links completers and the default executor to this loop (completer.hpp).
-  std::shared_ptr<detail::ThreadBridge> bridge_;
+  // bridge_ links completers and the default executor to this loop (a
+  // ThreadBridge, completer.hpp).
+  std::shared_ptr<detail::LoopExtension> bridge_;
 };
+
+// get_running_loop() is the loop running on this thread. Throws RuntimeError
+// ("no running event loop") when there is none.
+FIBERLOOP_API EventLoop& get_running_loop();
+
+namespace detail {
+// check_no_running_loop(who) throws RuntimeError naming `who` when a loop
+// runs on this thread (fiberloop::run() makes its own).
+FIBERLOOP_API void check_no_running_loop(const char* who);
+}  // namespace detail
 
 // wait_readable(fd) / wait_writable(fd) are the running loop's readiness
 // waits (EventLoop::wait_readable), for code inside a task.
@@ -458,24 +328,40 @@ T EventLoop::run_until_complete(Future<T> future) {
   return take_result(future);
 }
 
-namespace detail {
-inline FutureStateBase::FutureStateBase(EventLoop& loop) noexcept : link_(loop.link().get()) {
-  link_->add_ref();
+// clang-format off
+template <class Fn, class... Args>
+  requires detail::InvocableWithCopies<Fn, Args...>
+auto EventLoop::create_task(Fn&& fn, Args&&... args) {
+  // clang-format on
+  static const TaskOptions defaults;
+  return create_task(defaults, std::forward<Fn>(fn), std::forward<Args>(args)...);
 }
 
-inline void FutureStateBase::reset_for_reuse(EventLoop& loop) noexcept {
-  assert(!first_waiter_ && !first_callback_.id && !log_traceback_);
-  // (next_callback_id_ goes on: ids need only be unique per future.)
-  status_ = Status::pending;
-  result_taken_ = false;
-  if (LoopLink* link = loop.link().get(); link != link_) [[unlikely]] {
-    if (link_->release()) delete link_;
-    link_ = link;
-    link_->add_ref();
+// clang-format off
+template <class Fn, class... Args>
+  requires detail::InvocableWithCopies<Fn, Args...>
+auto EventLoop::create_task(const TaskOptions& options, Fn&& fn, Args&&... args) {
+  // clang-format on
+  constexpr bool kTakesRvalues = std::invocable<std::decay_t<Fn>, std::decay_t<Args>...>;
+  static_assert(kTakesRvalues,
+                "create_task/spawn/run: the task's function cannot take its arguments as "
+                "rvalues. The task keeps copies of them and moves them into the call, as "
+                "std::thread does: a non-const T& parameter needs std::ref(x) to share x.");
+  using R = detail::TaskResult<Fn, Args...>;
+  static_assert(!std::is_reference_v<R>, "a task returns a value, not a reference");
+  if constexpr (!kTakesRvalues) {
+    return Task<R>();  // unreachable: only the static_assert above is reported
+  } else {
+    core_.check_closed();
+    // Called once: the copies are moved into fn, as std::thread's are.
+    auto call = [fn = std::forward<Fn>(fn), ... args = std::forward<Args>(args)]() mutable -> R {
+      return std::invoke(std::move(fn), std::move(args)...);
+    };
+    auto* state = detail::TaskState<R, decltype(call)>::make(core_, options, std::move(call));
+    Task<R> task{detail::Ref<detail::FutureStateBase>(state)};
+    state->start();  // with a handle held: an eager task may finish right here
+    return task;
   }
 }
-}  // namespace detail
 
 }  // namespace fiberloop
-
-#include "fiberloop/task.hpp"

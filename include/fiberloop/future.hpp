@@ -11,8 +11,9 @@
 #include <utility>
 #include <vector>
 
+#include "fiberloop/detail/assert.hpp"
 #include "fiberloop/detail/inline_function.hpp"
-#include "fiberloop/detail/loop_link.hpp"
+#include "fiberloop/detail/loop_core.hpp"
 #include "fiberloop/detail/object_pool.hpp"
 #include "fiberloop/detail/ref.hpp"
 #include "fiberloop/errors.hpp"
@@ -27,7 +28,19 @@ using CallbackId = std::uint64_t;
 
 namespace detail {
 
-class TaskStateBase;
+class FutureStateBase;
+
+// Awaiter is what a future wakes when it completes, before any other
+// done-callback: a task parked on it (asyncio's Task.__wakeup). The future
+// knows only this; the task layer above implements it.
+class Awaiter {
+ public:
+  // wakeup(fut) queues the step that resumes the awaiter at its wait for fut.
+  virtual void wakeup(FutureStateBase& fut) = 0;
+
+ protected:
+  ~Awaiter() = default;
+};
 
 // throw_empty_future() throws InvalidStateError for an operation on an empty
 // Future handle; out of line, so that the string stays out of callers.
@@ -46,7 +59,9 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   enum class Status : std::uint8_t { pending, cancelled, finished };
 
   // Inline, as the destructor's common path: every future pays for them.
-  explicit FutureStateBase(EventLoop& loop) noexcept;  // defined in event_loop.hpp
+  explicit FutureStateBase(LoopCore& core) noexcept : link_(core.link().get()) {
+    link_->add_ref();
+  }
   virtual ~FutureStateBase() {
     if (log_traceback_) [[unlikely]]
       report_unretrieved("Future exception was never retrieved");
@@ -67,13 +82,13 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // check_settable() throws InvalidStateError if done (RuntimeError once
   // the loop is gone); call before filling the value.
   void check_settable(const char* operation) const {
-    if (done() || !link_->loop) [[unlikely]] throw_not_settable(operation);
+    if (done() || !link_->core) [[unlikely]] throw_not_settable(operation);
   }
   // finish() marks a filled value as the result and schedules the callbacks.
   void finish() {
     status_ = Status::finished;
     // The common cases, one task awaiting or nobody: its step queued, or nothing.
-    if (!first_callback_.id && !extras_ && link_->loop) [[likely]] {
+    if (!first_callback_.id && !extras_ && link_->core) [[likely]] {
       if (first_waiter_) wake_first_waiter();
     } else {
       schedule_callbacks();
@@ -101,21 +116,28 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   CallbackId add_done_callback(DoneCallback fn);
   std::size_t remove_done_callback(CallbackId id) noexcept;
   // add_waiter(task) is the done-callback of a task awaiting this future:
-  // completion queues the task's step directly, in its callback order.
-  // The task outlives the entry (it is alive until it ends, and it ends
-  // only after the wake-up, or after remove_waiter when abandoned).
-  void add_waiter(TaskStateBase* task) {
+  // completion wakes the task directly, in its callback order. The task
+  // outlives the entry (it is alive until it ends, and it ends only after
+  // the wake-up, or after remove_waiter when abandoned).
+  void add_waiter(Awaiter* task) {
     if (!first_waiter_ && !first_callback_.id && !extras_ && !done()) [[likely]] {
       first_waiter_ = task;
     } else {
       add_waiter_slow(task);
     }
   }
-  void remove_waiter(TaskStateBase* task) noexcept;
+  void remove_waiter(Awaiter* task) noexcept;
 
   // loop() throws RuntimeError once the loop is destroyed.
-  EventLoop& loop() const;
-  EventLoop* loop_or_null() const noexcept { return link_->loop; }
+  EventLoop& loop() const { return core().owner(); }
+  LoopCore& core() const {
+    if (!link_->core) [[unlikely]] throw_outlived();
+    return *link_->core;
+  }
+  EventLoop* loop_or_null() const noexcept {
+    return link_->core ? &link_->core->owner() : nullptr;
+  }
+  LoopCore* core_or_null() const noexcept { return link_->core; }
   // same_loop(other): both belong to one loop (each loop has one link).
   bool same_loop(const FutureStateBase& other) const noexcept { return link_ == other.link_; }
 
@@ -134,7 +156,18 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // recyclable(): finished with a value, nothing made on the side (see
   // TaskState::make()); reset_for_reuse(loop) makes it pending again, of loop.
   bool recyclable() const noexcept { return has_value() && !extras_; }
-  void reset_for_reuse(EventLoop& loop) noexcept;  // defined in event_loop.hpp
+  void reset_for_reuse(LoopCore& core) noexcept {
+    FIBERLOOP_ASSERT(!first_waiter_ && !first_callback_.id && !log_traceback_,
+                     "a future reused while something still waits on it or its error");
+    // (next_callback_id_ goes on: ids need only be unique per future.)
+    status_ = Status::pending;
+    result_taken_ = false;
+    if (LoopLink* link = core.link().get(); link != link_) [[unlikely]] {
+      if (link_->release()) delete link_;
+      link_ = link;
+      link_->add_ref();
+    }
+  }
   void mark_cancelled(std::string message);
   void schedule_callbacks();
   void drop_callbacks() noexcept;
@@ -154,17 +187,17 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   void set_cancel_message(std::string message);
 
  private:
-  friend class fiberloop::EventLoop;
   struct Callback {
     DoneCallback fn;  // first: it is 16-byte aligned
     CallbackId id = 0;  // 0: no callback (first_callback_ is empty)
-    TaskStateBase* waiter = nullptr;  // set instead of fn for an awaiting task
+    Awaiter* waiter = nullptr;  // set instead of fn for an awaiting task
   };
   void add_callback(Callback c);
-  void add_waiter_slow(TaskStateBase* task);
+  void add_waiter_slow(Awaiter* task);
   void schedule(Callback& c);
-  void wake_first_waiter();
+  void wake_first_waiter() { std::exchange(first_waiter_, nullptr)->wakeup(*this); }
   [[noreturn]] void throw_not_settable(const char* operation) const;
+  [[noreturn]] void throw_outlived() const;
   [[noreturn]] void throw_taken() const;
   void check_result_slow();
   std::exception_ptr waiter_exception_slow();
@@ -173,7 +206,7 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   Callback first_callback_;
   // first_waiter_ is the task awaiting this future when it was the first to
   // register: completion queues its step before any other callback.
-  TaskStateBase* first_waiter_ = nullptr;
+  Awaiter* first_waiter_ = nullptr;
   // Extras is what few futures use: a cancel message and the callbacks past
   // the first. Made on first use, it keeps a future at 128 bytes, not 176
   // (each parked task holds one), and its construction and destruction short.
@@ -196,7 +229,7 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
 template <class T>
 class FutureState final : public FutureStateBase {
  public:
-  explicit FutureState(EventLoop& loop) : FutureStateBase(loop) { value_ = &value; }
+  explicit FutureState(LoopCore& core) : FutureStateBase(core) { value_ = &value; }
   std::optional<T> value;
 };
 

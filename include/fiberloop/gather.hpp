@@ -63,7 +63,7 @@ namespace detail {
 class FIBERLOOP_API GatheringState final : public FutureStateBase {
  public:
   GatheringState(EventLoop& loop, bool return_exceptions)
-      : FutureStateBase(loop), return_exceptions_(return_exceptions) {}
+      : FutureStateBase(loop.core()), return_exceptions_(return_exceptions) {}
 
   // reserve(n) makes room for n children.
   void reserve(std::size_t n) { children_.reserve(n); }

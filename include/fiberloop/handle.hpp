@@ -14,15 +14,22 @@ class EventLoop;
 
 namespace detail {
 
+class LoopCore;
+
 // HandleState is one scheduled callback. Pooled and intrusive, so call_soon
 // and call_later allocate nothing in steady state.
 struct FIBERLOOP_API HandleState : RefCounted, Pooled {
   using Callback = InlineFunction<void(), 48>;
 
-  HandleState(EventLoop* owner, Callback cb) noexcept : loop(owner), callback(std::move(cb)) {}
+  // What the ready queue holds: a one-shot callback (call_soon, a timer), an
+  // I/O callback that runs each time its fd is ready, or a task's step,
+  // which the queue holds without a reference (TaskStateBase::step_).
+  enum class Kind : std::uint8_t { once, repeating, task_step };
+
+  HandleState(LoopCore* owner, Callback cb) noexcept : loop(owner), callback(std::move(cb)) {}
   // HandleState(owner) leaves the callback empty, for callback.emplace(): the
   // callable is built in place rather than moved in.
-  explicit HandleState(EventLoop* owner) noexcept : loop(owner) {}
+  explicit HandleState(LoopCore* owner, Kind k = Kind::once) noexcept : kind(k), loop(owner) {}
 
   // run() calls the callback; an exception goes to the loop's exception handler.
   void run() {
@@ -35,22 +42,20 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
     }
     running = false;
     // A one-shot callback is spent: let go of what it captured now.
-    if (!repeating || cancelled) callback.reset();
+    if (kind == Kind::once || cancelled) callback.reset();
   }
   // run_step() runs a task's step (is_task_step()). Unlike run(), it touches
   // nothing after the callback: the step may end the task, and with it this
   // handle, a member of the task.
   void run_step() {
-    EventLoop* owner = loop;
+    LoopCore* owner = loop;
     try {
       callback();
     } catch (...) {
       callback_failed(owner);  // rethrows FiberUnwind
     }
   }
-  // is_task_step() tells a task's step (TaskStateBase::step_), which the
-  // ready queue holds without a reference.
-  bool is_task_step() const noexcept { return repeating && warm; }
+  bool is_task_step() const noexcept { return kind == Kind::task_step; }
   // cancel() marks it so the loop skips it, and drops the callback (and what it
   // captured) unless it is running right now.
   void cancel() noexcept;
@@ -58,18 +63,18 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
   // The flags come first, in the reference count's padding: a handle is
   // 96 bytes, and each task embeds one (its step).
   bool cancelled = false;
-  bool in_heap = false;    // timers: still in the loop's heap
-  bool repeating = false;  // I/O callbacks run each time their fd is ready
+  bool in_heap = false;  // timers: still in the loop's heap
+  Kind kind = Kind::once;
   bool running = false;
-  EventLoop* loop;
+  LoopCore* loop;
   Callback callback;
   std::int64_t when_ns = 0;  // timers: deadline on the loop's clock
   union {
     std::uint64_t seq = 0;  // timers: equal deadlines run in the order scheduled
-    // warm, in a task's step (repeating; never a timer), is the task's
-    // Fiber, whose first word is its saved context: the loop prefetches
-    // both a few handles ahead, since with thousands of tasks in flight each
-    // step's stack page is cold (null in I/O callbacks).
+    // warm, in a task's step (never a timer), is the task's Fiber, whose
+    // first word is its saved context (Fiber::kContextFirst): the loop
+    // prefetches both a few handles ahead, since with thousands of tasks in
+    // flight each step's stack page is cold.
     const void* warm;
   };
 
@@ -77,7 +82,7 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
   // callback_failed(owner), called in a catch block, reports the exception
   // being handled to owner's exception handler, or rethrows it if it is the
   // FiberUnwind that unwinds a task's fiber.
-  static void callback_failed(EventLoop* owner);
+  static void callback_failed(LoopCore* owner);
 };
 
 }  // namespace detail

@@ -116,7 +116,7 @@ Socket& Socket::operator=(Socket&& o) noexcept {
 
 void Socket::close() noexcept {
   if (fd_ < 0) return;
-  if (loop_ && loop_->loop) loop_->loop->forget_fd(fd_);
+  if (loop_ && loop_->core) loop_->core->owner().forget_fd(fd_);
   loop_.reset();
   ::close(fd_);
   fd_ = -1;
@@ -127,7 +127,7 @@ void Socket::wait(std::uint32_t kind) {
   EventLoop& loop = get_running_loop();
   if (loop_.get() != loop.link().get()) {
     // Moving to another loop: the old one must let go of the fd first.
-    if (loop_ && loop_->loop) loop_->loop->forget_fd(fd_);
+    if (loop_ && loop_->core) loop_->core->owner().forget_fd(fd_);
     loop_ = loop.link();
   }
   if (kind == Poller::kReadable) {

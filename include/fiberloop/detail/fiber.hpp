@@ -84,7 +84,7 @@ class FIBERLOOP_API Fiber {
   void restart() noexcept {
     // A new context rather than the one the fiber ended in: resuming those
     // saved about 20 instructions but made some stack_bench runs 40 % slower
-    // (README "Recycled task states").
+    // (docs/stacks.md, "Recycled task states").
     char* top = static_cast<char*>(entry_);
     auto room = static_cast<std::size_t>(top - (static_cast<char*>(stack_.sp) - stack_.size));
     self_ = boost::context::detail::make_fcontext(top, room, &Fiber::enter);

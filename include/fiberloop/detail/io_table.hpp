@@ -1,8 +1,6 @@
 // detail/io_table.hpp: IoTable, the loop's record of the file descriptors it watches.
 #pragma once
 
-#include "fiberloop/detail/loop_link.hpp"
-
 #include <cstddef>
 #include <cstdint>
 #include <unordered_map>
@@ -30,9 +28,10 @@ struct IoEntry {
   // kept for the next wait instead of being lost (edges are not repeated).
   std::uint32_t ready = 0;
   // hung_up: edge mode: the directions (Poller::kReadable / kWritable) for
-  // which a hang-up, half-close or error was reported. Such a state never
-  // ends and brings no further edge, so from then on every wait in that
-  // direction returns at once (a read sees the end of the stream or the error).
+  // which a hang-up, half-close or error was reported. Such a state brings
+  // no further edge, so a wait in that direction asks the kernel (one
+  // poll(2)) whether it still holds, and returns at once if it does (a TCP
+  // hang-up holds for good; a datagram socket's error until it is read).
   std::uint32_t hung_up = 0;
   // tag tells this registration's events from those of an older one made
   // under the same number (a file closed while a dup kept it registered).
@@ -93,10 +92,3 @@ class FIBERLOOP_API IoTable {
 };
 
 }  // namespace fiberloop::detail
-
-namespace fiberloop {
-class EventLoop;
-namespace detail {
-
-}  // namespace detail
-}  // namespace fiberloop

@@ -3,16 +3,15 @@
 
 #include "fiberloop/detail/ref.hpp"
 
-namespace fiberloop {
-class EventLoop;
-namespace detail {
+namespace fiberloop::detail {
+
+class LoopCore;
 
 // LoopLink lets an object that may outlive its loop (a future, a Socket
 // registered with one) find out whether the loop still exists: the loop
-// nulls `loop` when it is destroyed. Loop-thread only, like Ref.
+// nulls `core` when it is destroyed. Loop-thread only, like Ref.
 struct LoopLink : RefCounted {
-  EventLoop* loop = nullptr;
+  LoopCore* core = nullptr;
 };
 
-}  // namespace detail
-}  // namespace fiberloop
+}  // namespace fiberloop::detail

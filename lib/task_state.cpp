@@ -1,18 +1,24 @@
-#include "fiberloop/task.hpp"
+// task_state.cpp: a task's step/wakeup machine (asyncio's Task.__step and
+// __wakeup) over its fiber.
+//
+// Invariant (asyncio's): until the task is done, either fut_waiter_ is null
+// and one step is scheduled, or fut_waiter_ is set and no step is — a task
+// waits on one future at a time, and runs only when that future is done.
+// step() and wait_on() assert it (FIBERLOOP_ASSERT).
+#include "fiberloop/detail/task_state.hpp"
 
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 
 #include "fiber_switch.hpp"
 #include "fiberloop/detail/pending_flush.hpp"
+#include "task_number.hpp"
 
 namespace fiberloop::detail {
 namespace {
 
 constinit thread_local TaskStateBase* current_task = nullptr;
 constinit thread_local std::string* stepped_sink = nullptr;
-std::atomic<unsigned long> task_counter{0};
 
 // rethrow_and_clear(e) throws e, leaving it empty: a step's rare path, out
 // of line so that the exception handling stays out of the step's frames.
@@ -54,106 +60,34 @@ TaskStateBase::LastStepped::LastStepped(std::string& sink) noexcept : previous_(
 }
 TaskStateBase::LastStepped::~LastStepped() { stepped_sink = previous_; }
 
-TaskStateBase::TaskStateBase(EventLoop& loop, const TaskOptions& options)
-    : FutureStateBase(loop),
+TaskStateBase::TaskStateBase(LoopCore& core, const TaskOptions& options)
+    : FutureStateBase(core),
       number_(task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
       // (A copy of an empty name still costs a call.)
-      step_(&loop),
+      step_(&core, HandleState::Kind::task_step),
       name_(options.name.empty() ? std::string() : options.name),
       eager_start_(options.eager_start) {
   step_.callback.emplace([this] { step(); });
-  step_.repeating = true;
   step_.warm = &fiber_;
   // The label makes the stack the fiber takes this task's: an overflow
   // report then prints the task's name (or Task-N, from the number).
   fiber_.create(options.stack_size, [this] { run_fiber(); }, StackLabel{&name_, number_});
 }
 
-void TaskStateBase::restart(EventLoop& loop, const TaskOptions& options) noexcept {
-  reset_for_reuse(loop);
-  number_ = task_counter.fetch_add(1, std::memory_order_relaxed) + 1;
-  step_.loop = &loop;
-  eager_start_ = options.eager_start;
-  cancels_requested_ = 0;
-  retake_spare_stack(fiber_.stack_slot(), number_);
-  fiber_.restart();
-}
-
-// Out of line: a task that was given a name, or asked for its own, is rare.
-[[gnu::noinline]] void TaskStateBase::clear_name() noexcept {
-  if (name_.capacity() > 64) {
-    name_ = std::string();  // a long name's memory is not kept for the next task
-  } else {
-    name_.clear();
-  }
-}
-
-const std::string& TaskStateBase::name() const {
-  if (name_.empty()) name_ = "Task-" + std::to_string(number_);
-  return name_;
-}
-
-TaskStateBase::~TaskStateBase() {
-  if (log_traceback_) [[unlikely]]
-    report_never_retrieved();
-}
-
-// Out of line, so that the report's frame stays out of every task's end.
-[[gnu::noinline]] void TaskStateBase::report_never_retrieved() noexcept {
-  log_traceback_ = false;
-  ExceptionContext context{"Task exception was never retrieved", exception_, name()};
-  if (EventLoop* l = loop_or_null()) {
-    l->call_exception_handler(context);
-  } else {
-    EventLoop::default_exception_handler(context);
-  }
-}
-
 TaskStateBase* TaskStateBase::current() noexcept { return current_task; }
 
-}  // namespace fiberloop::detail
-
-namespace fiberloop {
-
-// The loop's list of live tasks, kept here beside the only code that
-// changes it, so that spawning and ending a task inline these.
-void EventLoop::register_task(detail::TaskStateBase* t) noexcept {
-  t->add_ref();
-  t->next_task_ = tasks_;
-  if (tasks_) tasks_->prev_task_ = t;
-  tasks_ = t;
-}
-
-void EventLoop::unregister_task(detail::TaskStateBase* t) noexcept {
-  if (t->prev_task_) {
-    t->prev_task_->next_task_ = t->next_task_;
-  } else if (tasks_ == t) {
-    tasks_ = t->next_task_;
-  } else {
-    return;  // not registered
-  }
-  if (t->next_task_) t->next_task_->prev_task_ = t->prev_task_;
-  t->prev_task_ = t->next_task_ = nullptr;
-  detail::Ref<detail::TaskStateBase>::adopt(t);  // drop the loop's reference
-}
-
-}  // namespace fiberloop
-
-namespace fiberloop::detail {
-
-std::string TaskStateBase::describe() const { return "Task '" + name() + "'"; }
-
 void TaskStateBase::start() {
-  EventLoop& l = *loop_or_null();  // live: create_task() checked it
-  l.register_task(this);
-  if (eager_start_ && l.is_running()) {
+  LoopCore& core = *core_or_null();  // live: create_task() checked it
+  add_ref();  // the live list's
+  core.add_live(this);
+  if (eager_start_ && core.running()) {
     resume_body(true);
     return;
   }
   try {
-    l.requeue_step(&step_);
+    core.requeue_step(&step_);
   } catch (...) {
-    l.unregister_task(this);
+    end();
     throw;
   }
 }
@@ -186,6 +120,8 @@ int TaskStateBase::uncancel() noexcept {
 }
 
 void TaskStateBase::step() {
+  FIBERLOOP_ASSERT(!fut_waiter_ || fut_waiter_->done(),
+                   "a task stepped while the future it waits on is pending (asyncio's invariant)");
   if (done() || must_cancel_) [[unlikely]]
     prepare_unusual_step();
   fut_waiter_ = nullptr;
@@ -290,6 +226,7 @@ void TaskStateBase::wait_on(FutureStateBase* fut) {
     refuse_wait(fut);
     return;
   }
+  FIBERLOOP_ASSERT(!fut_waiter_, "a task waits on two futures at once (asyncio's invariant)");
   fut->add_waiter(this);
   fut_waiter_ = fut;
   if (must_cancel_) [[unlikely]]
@@ -325,10 +262,6 @@ void TaskStateBase::wakeup(FutureStateBase& fut) {
   step_exc_ = fut.waiter_exception();
   queue_step();
 }
-
-// A future's member, defined here: completing a future awaited by one task
-// then queues the task's step without a call between them.
-void FutureStateBase::wake_first_waiter() { std::exchange(first_waiter_, nullptr)->wakeup(*this); }
 
 void die_if_unwinding(const char* what) noexcept {
   if (Fiber::current_chain_unwinding()) {
@@ -393,13 +326,13 @@ void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what) {
 void TaskStateBase::spend_budget() {
   TaskStateBase* task = current_task;
   if (!task) return;
-  EventLoop* loop = task->loop_or_null();
-  if (!loop || loop->task_budget_ == 0) return;
+  LoopCore* core = task->core_or_null();
+  if (!core || core->task_budget() == 0) return;
   // A step runs within one iteration, and a task steps at most once per
   // iteration but for an eager start: counting per iteration is per step.
-  if (task->budget_iteration_ != loop->iteration_) {
-    task->budget_iteration_ = loop->iteration_;
-    task->budget_left_ = loop->task_budget_;
+  if (task->budget_iteration_ != core->iteration()) {
+    task->budget_iteration_ = core->iteration();
+    task->budget_left_ = core->task_budget();
   }
   if (--task->budget_left_ > 0) return;
   if (Fiber::current_chain_unwinding()) return;  // no wait can be made there
@@ -407,56 +340,25 @@ void TaskStateBase::spend_budget() {
 }
 
 void TaskStateBase::end() noexcept {
-  if (EventLoop* l = loop_or_null()) l->unregister_task(this);
-}
-
-void queue_flush(PendingFlush* f) noexcept {
-  if (f->queued) return;
-  f->queued = true;
-  f->next = nullptr;
-  f->prev = fiber_thread.flushes_tail;
-  if (f->prev) {
-    f->prev->next = f;
-  } else {
-    fiber_thread.flushes_head = f;
-  }
-  fiber_thread.flushes_tail = f;
-  fiber_thread.flushes_queued = 1;
-}
-
-void unqueue_flush(PendingFlush* f) noexcept {
-  if (!f->queued) return;
-  f->queued = false;
-  (f->prev ? f->prev->next : fiber_thread.flushes_head) = f->next;
-  (f->next ? f->next->prev : fiber_thread.flushes_tail) = f->prev;
-  f->prev = f->next = nullptr;
-  fiber_thread.flushes_queued = fiber_thread.flushes_head != nullptr;
-}
-
-void run_pending_flushes() noexcept {
-  // One pass over what is queued now: a node that queues itself again (or
-  // another) while it runs waits for the next check.
-  PendingFlush* last = fiber_thread.flushes_tail;
-  while (PendingFlush* f = fiber_thread.flushes_head) {
-    unqueue_flush(f);
-    f->run(f);
-    if (f == last) break;
-  }
+  LoopCore* core = core_or_null();
+  if (core && core->remove_live(this)) Ref<TaskStateBase>::adopt(this);  // the list's reference
 }
 
 void TaskStateBase::abandon() noexcept {
   Ref self(this);
   // Before the unwinding: the wait that holds the awaited future goes with it.
   if (fut_waiter_) std::exchange(fut_waiter_, nullptr)->remove_waiter(this);
+  FIBERLOOP_ASSERT(!fiber_.finished(), "a finished task abandoned: it has left the live list");
   fiber_.unwind();  // the function's destructors run
   step_exc_ = nullptr;
   status_ = Status::cancelled;
   drop_callbacks();
   drop_value();
-  if (EventLoop* l = loop_or_null()) {
-    l->call_exception_handler({"Task was destroyed but it is pending!", nullptr, name()});
+  if (LoopCore* core = core_or_null()) {
+    core->call_exception_handler({"Task was destroyed but it is pending!", nullptr, name()});
   }
   end();
 }
+
 
 }  // namespace fiberloop::detail

@@ -1,0 +1,80 @@
+// detail/io_driver.hpp: IoDriver, the loop's phase that turns readiness into ready work.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "fiberloop/detail/io_table.hpp"
+#include "fiberloop/detail/loop_core.hpp"
+#include "fiberloop/export.hpp"
+#include "fiberloop/future.hpp"
+#include "fiberloop/handle.hpp"
+#include "fiberloop/poller.hpp"
+
+namespace fiberloop::detail {
+
+// IoDriver owns the poller and the table of watched fds (asyncio's
+// selector_events, tokio's io driver). It knows callbacks and futures, not
+// tasks: an fd's readiness either queues its add_reader/add_writer callback
+// or completes the future a readiness wait parked on (the wait itself, which
+// needs a task, sits above it). It also watches the core's inbox eventfd, so
+// that a post from another thread ends the poll.
+//
+// Each registration carries a tag: epoll may still report a registration
+// made under a number whose file was closed while a dup kept it open; the
+// tag tells such an orphan from the fd's current one, and the driver
+// rebuilds its epoll set to drop it (a level-triggered orphan would spin).
+class FIBERLOOP_API IoDriver {
+ public:
+  using Callback = HandleState::Callback;
+
+  explicit IoDriver(LoopCore& core);
+  IoDriver(const IoDriver&) = delete;
+  IoDriver& operator=(const IoDriver&) = delete;
+
+  // poll(timeout_ns) is the iteration's I/O phase: wait up to timeout_ns
+  // (-1: no limit) and queue what became ready. With nothing watched and no
+  // time to wait it makes no syscall: posts are taken through their flag.
+  void poll(std::int64_t timeout_ns) {
+    if (timeout_ns == 0 && table_.size() == 0) {
+      if (core_.posts_pending()) core_.take_posts();
+      return;
+    }
+    poll_kernel(timeout_ns);
+  }
+
+  // add_callback(fd, kind, cb) is add_reader / add_writer (kind: one of
+  // Poller::kReadable, kWritable); remove_callback undoes it.
+  void add_callback(int fd, std::uint32_t kind, Callback cb);
+  bool remove_callback(int fd, std::uint32_t kind);
+
+  // WaitSlot is where a readiness wait parks its future: null when the fd
+  // is ready (or hung up) already and the wait returns at once.
+  using WaitSlot = Ref<FutureStateBase>*;
+  // arm_wait(fd, kind, what) registers fd (once, edge-triggered, both
+  // directions) and returns the slot for kind's waiter, checked free. Throws
+  // as wait_readable() documents, naming `what`.
+  WaitSlot arm_wait(int fd, std::uint32_t kind, const char* what);
+  // disarm_wait(fd, kind, waiter) empties kind's slot if it still holds waiter.
+  void disarm_wait(int fd, std::uint32_t kind, const FutureStateBase* waiter) noexcept;
+
+  // forget(fd) drops everything held for fd; its waiters get EBADF.
+  bool forget(int fd) noexcept;
+  // clear() drops every registration (the loop is closing).
+  void clear() noexcept;
+  std::size_t watched() const noexcept { return table_.size(); }
+
+ private:
+  void poll_kernel(std::int64_t timeout_ns);
+  void dispatch(const Poller::Event& event);
+  void orphan_event(int fd, bool has_entry);
+  void rebuild_poller();
+  std::uint32_t take_tag() noexcept;
+
+  LoopCore& core_;
+  Poller poller_;
+  IoTable table_;  // every fd watched, registered in poller_
+  std::uint32_t next_tag_ = 1;  // 0 is the inbox's: never an fd's entry
+};
+
+}  // namespace fiberloop::detail

@@ -1,0 +1,28 @@
+// The readiness waits: a task parks on a future the I/O driver completes.
+#include "fiberloop/await.hpp"
+#include "fiberloop/event_loop.hpp"
+
+namespace fiberloop {
+
+void EventLoop::wait_io(int fd, std::uint32_t kind) {
+  const char* what = kind == Poller::kReadable ? "wait_readable()" : "wait_writable()";
+  detail::TaskStateBase::require_current(what);
+  detail::IoDriver::WaitSlot slot = io_.arm_wait(fd, kind, what);
+  if (!slot) return;  // ready, or hung up, already
+  Future<void> ready = create_future<void>();
+  *slot = detail::Ref<detail::FutureStateBase>(ready.state_ptr());
+  // Cancelled, or unwound by close(): the table must not keep the waiter.
+  struct Disarm {
+    detail::IoDriver& io;
+    int fd;
+    std::uint32_t kind;
+    const detail::FutureStateBase* waiter;
+    ~Disarm() { io.disarm_wait(fd, kind, waiter); }
+  } disarm{io_, fd, kind, ready.state_ptr()};
+  await(ready);
+}
+
+void wait_readable(int fd) { get_running_loop().wait_readable(fd); }
+void wait_writable(int fd) { get_running_loop().wait_writable(fd); }
+
+}  // namespace fiberloop
