@@ -5,7 +5,7 @@
 namespace fiberloop {
 
 std::optional<AnyTask> current_task() {
-  if (auto* t = detail::TaskStateBase::current()) return AnyTask(t);
+  if (auto* t = detail::running_task()) return AnyTask(t);
   return std::nullopt;
 }
 
@@ -15,7 +15,7 @@ namespace {
 [[gnu::noinline]] void sleep_on_timer(double seconds) {
   detail::die_if_unwinding("sleep()");  // before get_running_loop() can say "no running loop"
   // In a generator driven from plain code, name that rule rather than the loop.
-  if (detail::Fiber::current()) detail::TaskStateBase::require_current("sleep()");
+  if (detail::Fiber::current()) detail::require_task("sleep()");
   EventLoop& loop = get_running_loop();
   Future<void> done = loop.create_future<void>();
   TimerHandle timer = loop.call_later(seconds, [done] {
@@ -37,7 +37,7 @@ void sleep(double seconds) {
   // Zero, negative or NaN (which call_later would reject): yield instead.
   if (std::isnan(seconds)) throw std::invalid_argument("sleep(): the duration is NaN");
   // Checks the rules (a task, no unwinding) and names sleep() if broken.
-  detail::TaskStateBase::suspend_current(nullptr, "sleep()");
+  detail::suspend_task(nullptr, "sleep()");
 }
 
 namespace detail {

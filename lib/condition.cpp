@@ -50,7 +50,7 @@ void Condition::acquire() {
 
 void Condition::wait() {
   if (!locked()) throw RuntimeError("Condition::wait(): cannot wait on an un-acquired lock");
-  detail::TaskStateBase::require_current("Condition::wait()");
+  detail::require_task("Condition::wait()");
   // Covers the reacquisition too: once the condition is gone, its lock may be.
   detail::Watch alive(waiters_.watches());
   Lock& lock = *lock_;

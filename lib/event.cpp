@@ -4,7 +4,7 @@ namespace fiberloop {
 
 void Event::wait() {
   if (value_) return;
-  detail::TaskStateBase::require_current("Event::wait()");
+  detail::require_task("Event::wait()");
   Future<void> fut = waiters_.add();
   std::exception_ptr error = detail::wait_on(waiters_, fut, "Event", "wait()");
   waiters_.remove(fut);

@@ -6,7 +6,7 @@ namespace fiberloop {
 
 void EventLoop::wait_io(int fd, std::uint32_t kind) {
   const char* what = kind == Poller::kReadable ? "wait_readable()" : "wait_writable()";
-  detail::TaskStateBase::require_current(what);
+  detail::require_task(what);
   detail::IoDriver::WaitSlot slot = io_.arm_wait(fd, kind, what);
   if (!slot) return;  // ready, or hung up, already
   Future<void> ready = create_future<void>();

@@ -5,11 +5,11 @@ namespace fiberloop {
 void Lock::acquire() {
   // Counted even uncontended (the cooperative budget), before the check a
   // yield could change.
-  detail::TaskStateBase::spend_budget();
+  detail::spend_budget();
   // Free, and nobody is owed it: a woken waiter that has not run yet holds a
   // done (not cancelled) future and keeps its place.
   if (try_lock()) return;
-  detail::TaskStateBase::require_current("Lock::acquire()");
+  detail::require_task("Lock::acquire()");
   Future<void> fut = waiters_.add();
   std::exception_ptr error = detail::wait_on(waiters_, fut, "Lock", "acquire()");
   waiters_.remove(fut);

@@ -15,10 +15,10 @@ void QueueCore::wake_up_next(Waiters& waiters) {
 }
 
 void QueueCore::wait_for_room() {
-  TaskStateBase::spend_budget();  // before the check: a yield may change the answer
+  spend_budget();  // before the check: a yield may change the answer
   while (full()) {
     if (shutdown_) throw QueueShutDown();
-    TaskStateBase::require_current("Queue::put()");
+    require_task("Queue::put()");
     Future<void> putter = putters_.add();
     std::exception_ptr error = wait_on(putters_, putter, name_, "put()");
     if (error) {
@@ -32,10 +32,10 @@ void QueueCore::wait_for_room() {
 }
 
 void QueueCore::wait_for_item() {
-  TaskStateBase::spend_budget();
+  spend_budget();
   while (empty()) {
     if (shutdown_) throw QueueShutDown();
-    TaskStateBase::require_current("Queue::get()");
+    require_task("Queue::get()");
     Future<void> getter = getters_.add();
     std::exception_ptr error = wait_on(getters_, getter, name_, "get()");
     if (error) {

@@ -17,12 +17,12 @@ bool Semaphore::locked() const noexcept {
 }
 
 void Semaphore::acquire() {
-  detail::TaskStateBase::spend_budget();  // as Lock::acquire()
+  detail::spend_budget();  // as Lock::acquire()
   if (!locked()) {
     --value_;
     return;
   }
-  detail::TaskStateBase::require_current("Semaphore::acquire()");
+  detail::require_task("Semaphore::acquire()");
   Future<void> fut = waiters_.add();
   std::exception_ptr error = detail::wait_on(waiters_, fut, name_, "acquire()");
   // Out of the queue before waking anyone, so the wake-up cannot be ours.

@@ -6,7 +6,7 @@ namespace fiberloop {
 namespace {
 
 AnyTask require_task() {
-  if (auto* t = detail::TaskStateBase::current()) return AnyTask(t);
+  if (auto* t = detail::running_task()) return AnyTask(t);
   throw RuntimeError("fiberloop::timeout() used outside a task: a timeout scope cancels its task");
 }
 
@@ -58,7 +58,7 @@ void Timeout::on_timeout() {
 bool Timeout::end(const std::exception_ptr& e) {
   if (state_ == State::exited || state_ == State::expired)
     throw RuntimeError("Timeout::exit(): the scope has ended already");
-  if (auto* t = detail::TaskStateBase::current(); !t || AnyTask(t) != task_)
+  if (auto* t = detail::running_task(); !t || AnyTask(t) != task_)
     throw RuntimeError("Timeout::exit(): called from another task than the one it limits");
   handle_.cancel();
   handle_ = Handle();

@@ -30,7 +30,7 @@ struct WaitState : RefCounted {
 void wait_core(const std::vector<FutureStateBase*>& futures, std::optional<double> timeout,
                ReturnWhen return_when) {
   EventLoop& loop = get_running_loop();
-  TaskStateBase::require_current("wait()");
+  require_task("wait()");
   Ref<WaitState> state(
       new WaitState{{}, loop.create_future<void>(), {}, futures.size(), return_when});
   if (timeout) {

@@ -29,9 +29,9 @@ FIBERLOOP_API std::optional<AnyTask> current_task();
 template <class T>
 [[gnu::always_inline]] inline T await(const Future<T>& fut) {
   if (fut.done()) {
-    detail::TaskStateBase::require_current("await()");  // the same error whether done or not
+    detail::require_task("await()");  // the same error whether done or not
   } else {
-    detail::TaskStateBase::suspend_current(fut.state_ptr());
+    detail::suspend_task(fut.state_ptr());
   }
   return take_result(fut);
 }

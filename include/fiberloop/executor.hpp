@@ -218,7 +218,7 @@ auto EventLoop::run_in_executor(Fn&& fn, Args&&... args) {
 // dropped). Throws RuntimeError outside a task.
 template <class Fn, class... Args>
 auto to_thread(Fn&& fn, Args&&... args) {
-  detail::TaskStateBase::require_current("to_thread()");
+  detail::require_task("to_thread()");
   return await(
       run_in_executor(get_running_loop(), std::forward<Fn>(fn), std::forward<Args>(args)...));
 }

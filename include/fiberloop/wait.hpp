@@ -175,7 +175,7 @@ template <class Fn>
 auto wait_for(Fn&& fn, std::optional<double> seconds) {
   // clang-format on
   if (seconds && *seconds <= 0) {
-    detail::TaskStateBase::require_current("wait_for()");
+    detail::require_task("wait_for()");
     throw TimeoutError("wait_for(): timed out");
   }
   return with_timeout(seconds, fn);

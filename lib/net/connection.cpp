@@ -152,7 +152,7 @@ void Connection::write(std::string_view data) {
   // Coalesced until the writing task waits: a reply per command costs one
   // send per batch, as Redis's before-sleep write does. Past the high-water
   // mark, or outside a task (no wait to come), it goes now.
-  if (pending() > opt.high_water || !fiberloop::detail::TaskStateBase::current()) {
+  if (pending() > opt.high_water || !fiberloop::detail::running_task()) {
     flush_now();
     return;
   }

@@ -179,7 +179,7 @@ std::vector<AddrInfo> blocking_getaddrinfo(const std::string& host, const std::s
 
 std::vector<AddrInfo> getaddrinfo(std::string_view host, std::string_view port, int family,
                                   int type, int protocol, int flags) {
-  fiberloop::detail::TaskStateBase::require_current("getaddrinfo()");
+  fiberloop::detail::require_task("getaddrinfo()");
   if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6)
     throw std::invalid_argument(describe_call(host, port) + ": unsupported address family " +
                                 std::to_string(family) + " (AF_UNSPEC, AF_INET or AF_INET6)");

@@ -31,7 +31,7 @@ bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
 // spend_budget(): each socket call counts against the task's cooperative
 // budget, so that a peer that keeps a socket full cannot freeze the loop.
-void spend_budget() { fiberloop::detail::TaskStateBase::spend_budget(); }
+void spend_budget() { fiberloop::detail::spend_budget(); }
 
 // pending_network_error(err): accept(2) on Linux passes a new connection's
 // pending network error on as accept's own (ENETDOWN, EPROTO, ENOPROTOOPT,

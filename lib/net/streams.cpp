@@ -36,7 +36,7 @@ class ReadCall {
     // Each reader call counts against the task's cooperative budget: a
     // connection that stays full would otherwise never let the task yield.
     // (Its yield lets others run: they may start reading meanwhile.)
-    fiberloop::detail::TaskStateBase::spend_budget();
+    fiberloop::detail::spend_budget();
     if (c.reading) [[unlikely]]
       refuse(what);
     c.reading = true;

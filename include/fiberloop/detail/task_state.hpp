@@ -364,3 +364,24 @@ class TaskState final : public TaskStateBase {
 
 }  // namespace detail
 }  // namespace fiberloop
+
+namespace fiberloop::detail {
+
+// The running task, as the layers above the task see it: they check for it,
+// park it and count its budget through these, and name no task class.
+//
+// require_task(what) throws RuntimeError naming `what` outside a task (and
+// aborts with fiberloop's message on a fiber being unwound).
+inline void require_task(const char* what) { TaskStateBase::require_current(what); }
+// running_task() is the task whose step runs on this thread, or null.
+inline TaskStateBase* running_task() noexcept { return TaskStateBase::current(); }
+// suspend_task(fut, what) parks the running task until fut is done (null: for
+// one iteration); TaskStateBase::suspend_current() says what it throws.
+inline void suspend_task(FutureStateBase* fut, const char* what = "await()") {
+  TaskStateBase::suspend_current(fut, what);
+}
+// spend_budget() counts one operation done without waiting against the
+// running task's cooperative budget (EventLoop::set_task_budget()).
+inline void spend_budget() { TaskStateBase::spend_budget(); }
+
+}  // namespace fiberloop::detail
