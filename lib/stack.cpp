@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "stack_arena.hpp"
-#include "stack_overflow.hpp"
+#include "stack/stack_arena.hpp"
+#include "stack/stack_overflow.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
