@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <fiberloop/detail/stack_placement.hpp>
 #include <fiberloop/fiberloop.hpp>
 #include <fiberloop/generator.hpp>
 #include <fiberloop/stack.hpp>

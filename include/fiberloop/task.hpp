@@ -11,6 +11,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "fiberloop/detail/stack_placement.hpp"
+#include "fiberloop/detail/stack_spares.hpp"
 #include "fiberloop/event_loop.hpp"
 #include "fiberloop/export.hpp"
 #include "fiberloop/future.hpp"

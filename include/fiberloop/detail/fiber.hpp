@@ -10,9 +10,9 @@
 #include <type_traits>
 #include <utility>
 
+#include "fiberloop/detail/stack_placement.hpp"
 #include "fiberloop/errors.hpp"
 #include "fiberloop/export.hpp"
-#include "fiberloop/stack.hpp"
 
 namespace fiberloop::detail {
 
