@@ -1,5 +1,5 @@
 // placement.cpp: a task state placed at the top of its own fiber stack, the
-// stack below it for the state's fiber, and both given back.
+// stack below it handed out with it, and both given back.
 #include <algorithm>
 #include <cstdint>
 #include <new>
@@ -9,51 +9,120 @@
 namespace fiberloop::detail {
 namespace {
 
-// A placed task state keeps its slot's address in the top 8 bytes of its
-// stack. Stack tops are page-aligned (multiples of 4 KiB), and the state
+// A placed state keeps its slot's address in the top 8 bytes of its stack,
+// so that giving the state back finds the slot from the state's address
+// alone: stack tops are page-aligned (multiples of 4 KiB), and a state
 // starts less than 4 KiB below its top, or exactly 4 KiB below when so
-// aligned: release_with_stack() finds the top from the state's address.
+// aligned.
 constexpr std::uintptr_t kTopAlign = 4096;
+// Above the state: the link to its slot, and 8 bytes that keep the state's
+// end off the top.
+constexpr std::size_t kAboveState = 16;
+// A state asks for align 0 when the heap's alignment suits it (task.hpp's
+// unaligned operator new), and the fiber's stack ends where the state
+// begins: both need this much.
+constexpr std::size_t kMinAlign = 16;
+
 inline StackSlot*& link_below(std::uintptr_t top) noexcept {
   return *reinterpret_cast<StackSlot**>(top - sizeof(StackSlot*));
 }
-inline std::uintptr_t top_above(const void* state) noexcept {
-  return (reinterpret_cast<std::uintptr_t>(state) | (kTopAlign - 1)) + 1;
+inline StackSlot* slot_of_state(const void* state) noexcept {
+  return link_below((reinterpret_cast<std::uintptr_t>(state) | (kTopAlign - 1)) + 1);
 }
 
-// take_stack_slow() is take_fiber_stack() without a placed task state: a
-// Generator's stack, or any fiber's in sanitizer builds.
-[[gnu::noinline]] FiberStack take_stack_slow(std::size_t size, StackLabel label) {
+void* heap_state(std::size_t size, std::size_t align) {
+  return ::operator new (size, std::align_val_t{std::max(align, kMinAlign)});
+}
+
+// place_on(c, s, size, align) puts a state of `size` bytes at the top of
+// slot s, of class c, and hands out the rest of the stack with it.
+[[gnu::always_inline]] inline PlacedState place_on(PoolCore::SizeClass& c, StackSlot* s,
+                                                   std::size_t size, std::size_t align) noexcept {
+  s->holders = 2;  // the state, and the fiber that takes the stack below it
+  auto top = reinterpret_cast<std::uintptr_t>(s->top);
+  std::uintptr_t at = (top - size - kAboveState) & ~(align - 1);
+  link_below(top) = s;
+  PlacedState placed{reinterpret_cast<void*>(at), {{}, s}};
+  placed.stack.stack.sp = placed.state;
+  placed.stack.stack.size = c.usable - (top - at);
+  return placed;
+}
+
+// take_hot(size, align, stack_size, c, s) takes the slot s of class c for
+// the common spawn: a small state, the default size, a stack freed before.
+// False when the spawn is another.
+[[gnu::always_inline]] inline bool take_hot(std::size_t size, std::size_t align,
+                                            std::size_t stack_size, PoolCore::SizeClass*& c,
+                                            StackSlot*& s) noexcept {
+  c = pool_thread.default_class;
+  return kPlaceStates && size <= kMaxPlacedState && align <= kMinAlign && !stack_size && c &&
+         !c->core->remote.load(std::memory_order_relaxed) && (s = c->core->take_cached(*c));
+}
+
+// take_whole_stack(size, label) is a stack with no state above it: a
+// Generator's, or the fiber's of a state on the heap.
+[[gnu::noinline]] FiberStack take_whole_stack(std::size_t size, StackLabel label) {
   PoolCore::SizeClass& c = local_class(size);
   StackSlot* s = c.core->take_labelled(c, label);
   return {PoolCore::context_of(s), s};
 }
 
-// place_state() puts a task state of `size` bytes at the top of slot s and
-// leaves the rest of the stack pending for the state's fiber.
-[[gnu::always_inline]] inline void* place_state(PoolCore::SizeClass& c, StackSlot* s,
-                                                std::size_t size, std::size_t align) noexcept {
-  s->holders = 2;  // the state, and the fiber it builds next
-  auto top = reinterpret_cast<std::uintptr_t>(s->top);
-  // 16 bytes above the state: the link to its slot, and 8 that keep the
-  // state's end off the top.
-  std::uintptr_t at = (top - size - 16) & ~(align - 1);
-  link_below(top) = s;
-  pool_thread.parked.stack.sp = reinterpret_cast<void*>(at);
-  pool_thread.parked.stack.size = c.usable - (top - at);
-  pool_thread.parked.slot = s;
-  return reinterpret_cast<void*>(at);
+// place_slow() is place_state() for any spawn but the common one.
+[[gnu::noinline]] PlacedState place_slow(std::size_t size, std::size_t align,
+                                         std::size_t stack_size, StackLabel label) {
+  if (!placed_on_stack(size, align)) {
+    void* state = heap_state(size, align);
+    try {
+      return {state, take_whole_stack(stack_size, label)};
+    } catch (...) {
+      ::operator delete (state, std::align_val_t{std::max(align, kMinAlign)});
+      throw;
+    }
+  }
+  PoolCore::SizeClass& c = local_class(stack_size);
+  PlacedState placed = place_on(c, c.core->take_from(c), size, std::max(align, kMinAlign));
+  if (label.number) label_slot(placed.stack.slot, label);
+  return placed;
+}
+
+[[gnu::always_inline]] inline void release_state(void* state, std::size_t size,
+                                                 std::size_t align) noexcept {
+  if (!placed_on_stack(size, align)) {
+    ::operator delete (state, std::align_val_t{std::max(align, kMinAlign)});
+    return;
+  }
+  release_slot(slot_of_state(state), false);
+}
+
+// park() leaves a placed state's stack for the next take_fiber_stack().
+inline void* park(const PlacedState& placed) noexcept {
+  pool_thread.parked = placed.stack;
+  return placed.state;
 }
 
 [[gnu::noinline]] void* allocate_with_stack_slow(std::size_t size, std::size_t align,
                                                  std::size_t stack_size) {
-  if (!placed_on_stack(size, align))
-    return ::operator new (size, std::align_val_t{std::max<std::size_t>(align, 16)});
-  PoolCore::SizeClass& c = local_class(stack_size);
-  return place_state(c, c.core->take_from(c), size, std::max<std::size_t>(align, 16));
+  if (!placed_on_stack(size, align)) return heap_state(size, align);
+  return park(place_slow(size, align, stack_size, {}));
 }
 
 }  // namespace
+
+PlacedState place_state(std::size_t size, std::size_t align, std::size_t stack_size,
+                        StackLabel label) {
+  PoolCore::SizeClass* c;
+  StackSlot* s;
+  if (!take_hot(size, align, stack_size, c, s)) [[unlikely]]
+    return place_slow(size, align, stack_size, label);
+  if (label.number) label_slot(s, label);
+  return place_on(*c, s, size, kMinAlign);
+}
+
+void release_placed_state(void* state, std::size_t size, std::size_t align) noexcept {
+  release_state(state, size, align);
+}
+
+void label_fiber_stack(StackSlot* slot, StackLabel label) noexcept { label_slot(slot, label); }
 
 void give_back_fiber_stack(StackSlot* slot) noexcept {
   // A stack released on another thread, or after this thread's pool died (a
@@ -61,43 +130,38 @@ void give_back_fiber_stack(StackSlot* slot) noexcept {
   release_slot(slot, true);
 }
 
+void* allocate_with_stack(std::size_t size, std::size_t align, std::size_t stack_size) {
+  // The common spawn takes place_state()'s fast path.
+  PoolCore::SizeClass* c;
+  StackSlot* s;
+  if (!take_hot(size, align, stack_size, c, s)) [[unlikely]]
+    return allocate_with_stack_slow(size, align, stack_size);
+  return park(place_on(*c, s, size, kMinAlign));
+}
+
 FiberStack take_fiber_stack(std::size_t size, StackLabel label) {
   if (StackSlot* s = pool_thread.parked.slot) [[likely]] {
-    // The stack below a task state placed by allocate_with_stack(): the
-    // slot already counts the fiber as its second holder, and put_back()
-    // left it labelled a Generator's.
+    // The stack below a state allocate_with_stack() placed: the slot already
+    // counts the fiber as its second holder, and put_back() left it
+    // labelled a Generator's.
     pool_thread.parked.slot = nullptr;
     if (label.number) label_slot(s, label);
     return {pool_thread.parked.stack, s};
   }
-  return take_stack_slow(size, label);
-}
-
-void* allocate_with_stack(std::size_t size, std::size_t align, std::size_t stack_size) {
-  // The common spawn: the default size, a stack freed before. Nothing on
-  // this path calls out, so it saves no registers.
-  PoolCore::SizeClass* c = pool_thread.default_class;
-  StackSlot* s;
-  if (!kPlaceStates || size > kMaxPlacedState || align > 16 || stack_size || !c ||
-      c->core->remote.load(std::memory_order_relaxed) || !(s = c->core->take_cached(*c)))
-      [[unlikely]]
-    return allocate_with_stack_slow(size, align, stack_size);
-  return place_state(*c, s, size, 16);
+  return take_whole_stack(size, label);
 }
 
 void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept {
-  if (!placed_on_stack(size, align)) {
-    ::operator delete (p, std::align_val_t{std::max<std::size_t>(align, 16)});
-    return;
+  if (placed_on_stack(size, align)) {
+    StackSlot* s = slot_of_state(p);
+    if (pool_thread.parked.slot == s) [[unlikely]] {
+      // The constructor threw before its fiber took the stack below: the
+      // fiber's hold goes with it.
+      pool_thread.parked.slot = nullptr;
+      --s->holders;
+    }
   }
-  StackSlot* s = link_below(top_above(p));
-  if (pool_thread.parked.slot == s) [[unlikely]] {
-    // The constructor threw before its fiber took the stack below: the
-    // fiber's hold goes with it.
-    pool_thread.parked.slot = nullptr;
-    --s->holders;
-  }
-  release_slot(s, false);
+  release_state(p, size, align);
 }
 
 }  // namespace fiberloop::detail

@@ -28,30 +28,12 @@ struct StackLabel {
   std::uint64_t number = 0;
 };
 
-// take_fiber_stack(size, label) is StackPool::local().allocate(size), or the
-// stack below a task state that allocate_with_stack() just placed, labelled
-// `label`. Throws as StackPool::allocate().
-FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size, StackLabel label = {});
-// give_back_fiber_stack(slot) is the fiber's release of the stack it took
-// (from any thread): the stack's side-table entry travels with the fiber, so
-// giving back searches nothing.
-FIBERLOOP_API void give_back_fiber_stack(StackSlot* slot) noexcept;
-
-// allocate_with_stack(size, align, stack_size) returns room for an object of
-// `size` bytes at the top of a new stack of stack_size (0: the default), so
-// that an idle task touches one page: its state and its frames. The next
-// take_fiber_stack() on this thread returns the stack below it. The slot is
-// freed when both the fiber and release_with_stack() gave it back.
-// Sanitizer builds use the heap instead (ASan then sees every use after
-// free). Throws as StackPool::allocate().
-FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,
-                                        std::size_t stack_size);
-// A task state up to kMaxPlacedState bytes lives at the top of its own stack
-// (allocate_with_stack()): a parked task then touches one page, not a page
-// and a heap block. Larger states (big captures or results) would push the
-// frames onto a second page. Not in sanitizer builds (kPlaceStates), where
-// ASan must see each task state as a heap block. The alignment bound keeps a
-// state within 4 KiB of its stack's top.
+// A task state up to kMaxPlacedState bytes lives at the top of its own stack:
+// a parked task then touches one page, not a page and a heap block. Larger
+// states (big captures or results) would push the frames onto a second page.
+// Not in sanitizer builds (kPlaceStates), where ASan must see each task state
+// as a heap block. The alignment bound keeps a state within 4 KiB of its
+// stack's top, where giving it back finds the stack (lib/stack/placement.cpp).
 inline constexpr std::size_t kMaxPlacedState = 1024;
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 inline constexpr bool kPlaceStates = false;
@@ -61,8 +43,57 @@ inline constexpr bool kPlaceStates = true;
 constexpr bool placed_on_stack(std::size_t size, std::size_t align) noexcept {
   return kPlaceStates && size <= kMaxPlacedState && align <= 4096;
 }
-// release_with_stack(p, size) gives back what allocate_with_stack() returned;
-// it also cancels a pending stack never taken (a constructor that threw).
+
+// PlacedState is what place_state() hands out: room for a task state and
+// the stack its fiber runs on, taken together so that nothing waits on the
+// thread for a later call to pick up.
+struct PlacedState {
+  void* state;
+  FiberStack stack;
+};
+
+// place_state(size, align, stack_size, label) returns room for an object of
+// `size` bytes aligned to `align` (0: the default new alignment) and a stack
+// of stack_size (0: the default) labelled `label`, for the object's fiber.
+// When placed_on_stack(size, align), the room is at the top of that same
+// stack and the stack handed out is the part below it, so that an idle task
+// touches one page: its state and its frames. Otherwise (sanitizer builds,
+// large or over-aligned states) the room is a heap block and the stack a
+// whole one. Either way there are two holders, given back separately: the
+// stack by give_back_fiber_stack() (Fiber::create(stack, entry) makes that
+// the fiber's job), the room by release_placed_state(); a placed slot is
+// freed when both have. Throws as StackPool::allocate(); nothing is held then.
+FIBERLOOP_API PlacedState place_state(std::size_t size, std::size_t align,
+                                      std::size_t stack_size, StackLabel label = {});
+// release_placed_state(state, size, align) gives back the room place_state()
+// returned, with the same size and align.
+FIBERLOOP_API void release_placed_state(void* state, std::size_t size, std::size_t align) noexcept;
+// label_fiber_stack(slot, label) labels a stack taken earlier, for an owner
+// whose name has an address only once it is built (a task state constructed
+// in the room place_state() returned).
+FIBERLOOP_API void label_fiber_stack(StackSlot* slot, StackLabel label) noexcept;
+
+// give_back_fiber_stack(slot) is the fiber's release of the stack it took
+// (from any thread): the stack's side-table entry travels with the fiber, so
+// giving back searches nothing.
+FIBERLOOP_API void give_back_fiber_stack(StackSlot* slot) noexcept;
+
+// The two-step path, kept until task.hpp moves to place_state(); both steps
+// are made of place_state()'s parts.
+//
+// allocate_with_stack(size, align, stack_size) is place_state()'s room when
+// placed_on_stack(size, align): its stack is parked on this thread, and the
+// next take_fiber_stack() returns it. Otherwise it is only a heap block, and
+// the next take_fiber_stack() takes a new stack. Throws as StackPool::allocate().
+FIBERLOOP_API void* allocate_with_stack(std::size_t size, std::size_t align,
+                                        std::size_t stack_size);
+// take_fiber_stack(size, label) is the stack allocate_with_stack() parked,
+// labelled `label`, or a new stack of `size` (0: the default) from this
+// thread's pool. Throws as StackPool::allocate().
+FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size, StackLabel label = {});
+// release_with_stack(p, size, align) gives back what allocate_with_stack()
+// returned; it also gives back a parked stack never taken (a constructor
+// that threw before it built its fiber).
 FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;
 
 }  // namespace fiberloop::detail

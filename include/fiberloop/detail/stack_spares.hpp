@@ -9,10 +9,10 @@
 
 namespace fiberloop::detail {
 
-// Recycling (detail::TaskState::make()): a finished task state placed by
-// allocate_with_stack(), whose fiber has ended, may stay at the top of its
-// stack as its type's spare on this thread, for the next task of that type.
-// The pool counts its stack among the cached ones.
+// Recycling (detail::TaskState::make()): a finished task state placed on its
+// stack, whose fiber has ended, may stay at the top of that stack as its
+// type's spare on this thread, for the next task of that type. The pool
+// counts its stack among the cached ones.
 //
 // keep_as_spare(slot) makes the stack a spare's: false (nothing changes)
 // unless this thread's pool owns it and it is of the default size.
