@@ -96,4 +96,13 @@ FIBERLOOP_API FiberStack take_fiber_stack(std::size_t size, StackLabel label = {
 // that threw before it built its fiber).
 FIBERLOOP_API void release_with_stack(void* p, std::size_t size, std::size_t align) noexcept;
 
+// RunningLabel is a source for the label of the task running on this
+// thread (number 0: none). The overflow reporter calls it from its signal
+// handler, to name the task that drove an overflowing Generator: it must be
+// async-signal-safe (read a thread-local, build nothing).
+using RunningLabel = StackLabel (*)() noexcept;
+// set_running_label_source(source) installs it for every thread; the task
+// layer does, before main() (lib/task_stack_label.cpp).
+FIBERLOOP_API void set_running_label_source(RunningLabel source) noexcept;
+
 }  // namespace fiberloop::detail
