@@ -22,9 +22,13 @@ namespace fiberloop {
 namespace detail {
 namespace {
 
-// Regions double up to 256 MiB, so a million stacks need about a thousand
-// regions.
+// Regions double up to 256 MiB: a million default stacks then take a few
+// thousand regions, within the table the overflow reporter searches.
 constexpr std::size_t kMaxRegionBytes = std::size_t{256} << 20;
+constexpr std::size_t kSlotsPerFullRegion =
+    kMaxRegionBytes / (kDefaultStack + StackPool::kDefaultGuardSize);
+static_assert(1'000'000 / kSlotsPerFullRegion < kMaxRegions,
+              "a million default stacks fit in the region table");
 
 long now_seconds() noexcept {
   timespec ts{};

@@ -15,13 +15,21 @@ namespace {
 // starts less than 4 KiB below its top, or exactly 4 KiB below when so
 // aligned.
 constexpr std::uintptr_t kTopAlign = 4096;
+constexpr std::size_t kLinkBytes = 8;
 // Above the state: the link to its slot, and 8 bytes that keep the state's
 // end off the top.
-constexpr std::size_t kAboveState = 16;
+constexpr std::size_t kAboveState = kLinkBytes + 8;
 // A state asks for align 0 when the heap's alignment suits it (task.hpp's
 // unaligned operator new), and the fiber's stack ends where the state
 // begins: both need this much.
 constexpr std::size_t kMinAlign = 16;
+static_assert(sizeof(StackSlot*) <= kLinkBytes, "the link fits the top 8 bytes");
+static_assert(kMaxPlacedState + kAboveState <= kTopAlign,
+              "the largest placed state starts less than 4 KiB below its top");
+static_assert(kMaxPlacedAlign <= kTopAlign,
+              "an over-aligned placed state starts at most 4 KiB below its top");
+static_assert(kMinAlign >= __STDCPP_DEFAULT_NEW_ALIGNMENT__ && kMinAlign % 16 == 0,
+              "a placed state is aligned as a heap block, its stack's top as a fiber's");
 
 inline StackSlot*& link_below(std::uintptr_t top) noexcept {
   return *reinterpret_cast<StackSlot**>(top - sizeof(StackSlot*));

@@ -87,8 +87,8 @@ inline void label_slot(StackSlot* s, const StackLabel& label) noexcept {
 }
 
 // memcheck_active() is true when the program runs under valgrind's memcheck
-// (the only tool that answers a MAKE_MEM_UNDEFINED request): elsewhere the
-// request on every take would be a dozen instructions doing nothing.
+// (the only tool that answers a MAKE_MEM_UNDEFINED request), so that
+// elsewhere no take pays for a request nobody hears.
 bool memcheck_active() noexcept;
 #if defined(__SANITIZE_ADDRESS__)
 // unpoison_stack() clears what ASan's shadow says of a freed stack: a fiber

@@ -35,13 +35,14 @@ struct StackLabel {
 // as a heap block. The alignment bound keeps a state within 4 KiB of its
 // stack's top, where giving it back finds the stack (lib/stack/placement.cpp).
 inline constexpr std::size_t kMaxPlacedState = 1024;
+inline constexpr std::size_t kMaxPlacedAlign = 4096;
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 inline constexpr bool kPlaceStates = false;
 #else
 inline constexpr bool kPlaceStates = true;
 #endif
 constexpr bool placed_on_stack(std::size_t size, std::size_t align) noexcept {
-  return kPlaceStates && size <= kMaxPlacedState && align <= 4096;
+  return kPlaceStates && size <= kMaxPlacedState && align <= kMaxPlacedAlign;
 }
 
 // PlacedState is what place_state() hands out: room for a task state and
