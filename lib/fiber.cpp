@@ -1,8 +1,10 @@
 #include "fiberloop/detail/fiber.hpp"
 
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <type_traits>
 
 #include "fiber_switch.hpp"
 
@@ -38,6 +40,8 @@ bool Fiber::current_chain_unwinding() noexcept {
 }
 
 void Fiber::start(void* top) noexcept {
+  static_assert(std::is_standard_layout_v<Fiber> && offsetof(Fiber, self_) == 0,
+                "the loop reads a parked fiber's context at its address (HandleState::warm)");
   auto room = static_cast<std::size_t>(static_cast<char*>(top) -
                                        (static_cast<char*>(stack_.sp) - stack_.size));
   self_ = make_fcontext(top, room, &Fiber::enter);
@@ -75,8 +79,8 @@ void Fiber::switch_in() {
   self_ = jump_fcontext(std::exchange(self_, nullptr), this).fctx;
   tsan_switch(tsan_resumer_);
   asan_finish(fake, nullptr, nullptr);
-  // Read again rather than kept in a register across the jump: cheaper
-  // than saving one more (and known filled now).
+  // Read again after the jump rather than kept across it (the cost:
+  // docs/performance.md); known filled now.
   swap_exception_state(fiber_thread.exceptions, &exceptions_);
   fiber_thread.current = resumer_;
   if (!exited_) {

@@ -60,7 +60,7 @@ TaskStateBase::LastStepped::LastStepped(std::string& sink) noexcept : previous_(
 }
 TaskStateBase::LastStepped::~LastStepped() { stepped_sink = previous_; }
 
-TaskStateBase::TaskStateBase(LoopCore& core, const TaskOptions& options)
+TaskStateBase::TaskStateBase(LoopCore& core, const TaskOptions& options, OnStack& where)
     : FutureStateBase(core),
       number_(task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
       // (A copy of an empty name still costs a call.)
@@ -69,9 +69,11 @@ TaskStateBase::TaskStateBase(LoopCore& core, const TaskOptions& options)
       eager_start_(options.eager_start) {
   step_.callback.emplace([this] { step(); });
   step_.warm = &fiber_;
-  // The label makes the stack the fiber takes this task's: an overflow
-  // report then prints the task's name (or Task-N, from the number).
-  fiber_.create(options.stack_size, [this] { run_fiber(); }, StackLabel{&name_, number_});
+  // The label makes the stack this task's: an overflow report then prints
+  // the task's name (or Task-N, from the number).
+  FiberStack stack = std::exchange(where.stack, FiberStack{});
+  label_fiber_stack(stack.slot, StackLabel{&name_, number_});
+  fiber_.create(stack, [this] { run_fiber(); });
 }
 
 TaskStateBase* TaskStateBase::current() noexcept { return current_task; }

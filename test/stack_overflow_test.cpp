@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fiberloop/detail/fiber.hpp>
+#include <fiberloop/detail/stack_placement.hpp>
 #include <fiberloop/fiberloop.hpp>
 #include <cctype>
 #include <map>
@@ -160,6 +162,21 @@ void fault_elsewhere() {
   *static_cast<volatile char*>(p) = 1;
 }
 
+// overflow_on_a_placed_stack(label_at_the_call) runs an endless recursion on
+// a fiber whose stack came with its owner's room from place_state(),
+// labelled by that call or afterwards, as a task state built in the room is.
+void overflow_on_a_placed_stack(bool label_at_the_call) {
+  namespace fd = fiberloop::detail;
+  static const std::string name = "placed-state";
+  fd::StackLabel label{&name, 9};
+  fd::PlacedState placed =
+      fd::place_state(64, 0, 2 * StackPool::kMinSize, label_at_the_call ? label : fd::StackLabel{});
+  if (!label_at_the_call) fd::label_fiber_stack(placed.stack.slot, label);
+  fd::Fiber fiber;
+  fiber.create(placed.stack, [] { recurse_forever(0); });
+  fiber.resume();
+}
+
 void allocate_a_stack() {
   fiberloop::Generator<int> gen([](auto& g) { g.yield(1); });
   gen.send();
@@ -267,6 +284,8 @@ const std::map<std::string, void (*)()> kScenarios = {
        std::fprintf(stderr, "first: %s\n", first.c_str());
        loop.run_until_complete(spawn(true));
      }},
+    {"placed_labelled_at_the_call", [] { overflow_on_a_placed_stack(true); }},
+    {"placed_labelled_later", [] { overflow_on_a_placed_stack(false); }},
     {"generator_on_a_task_stack",
      [] {
        fiberloop::EventLoop loop;
@@ -435,6 +454,16 @@ BOOST_AUTO_TEST_CASE(a_generator_on_a_stack_a_task_used_says_generator) {
   BOOST_TEST(d.err.find("fiberloop: stack overflow in Generator (stack ") != std::string::npos,
              d.err);
   BOOST_TEST(d.err.find("finished-task") == std::string::npos, d.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_fiber_on_a_stack_from_place_state_is_named_by_its_label) {
+  for (const char* scenario : {"placed_labelled_at_the_call", "placed_labelled_later"}) {
+    Death d = in_fresh_process(scenario);
+    BOOST_TEST(died_of_the_fault(d), scenario << ": " << d.err);
+    BOOST_TEST(d.err.find("fiberloop: stack overflow in Task 'placed-state' (stack ") !=
+                   std::string::npos,
+               scenario << ": " << d.err);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -14,6 +14,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <fiberloop/detail/fiber.hpp>
+#include <fiberloop/detail/stack_placement.hpp>
 #include <fiberloop/fiberloop.hpp>
 #include <fiberloop/generator.hpp>
 #include <fiberloop/stack.hpp>
@@ -784,9 +786,9 @@ BOOST_AUTO_TEST_CASE(running_out_of_address_space_fails_only_the_create_task_tha
   BOOST_TEST(sig == 0);
 }
 
-// The spawn path: a task's state is placed at the top of its own stack
-// (detail::allocate_with_stack), its fiber takes the rest
-// (detail::take_fiber_stack), and both give the slot back. Sanitizer builds
+// The spawn path: a task's state is placed at the top of its own stack and
+// its fiber gets the rest, from one call (detail::place_state), and both
+// give the slot back. Sanitizer builds
 // keep states on the heap; the counts below hold in both.
 namespace {
 namespace fd = fiberloop::detail;
@@ -800,8 +802,9 @@ constexpr bool kStatesPlaced = true;
 BOOST_AUTO_TEST_CASE(a_placed_state_and_its_fiber_hold_one_slot_until_both_give_it_back) {
   constexpr std::size_t kState = 200;
   for (bool fiber_first : {true, false}) {
-    void* state = fd::allocate_with_stack(kState, 0, 0);
-    fd::FiberStack fs = fd::take_fiber_stack(0);
+    fd::PlacedState placed = fd::place_state(kState, 0, 0);
+    void* state = placed.state;
+    fd::FiberStack fs = placed.stack;
     BOOST_TEST(pool.in_use() == 1u);
     if (kStatesPlaced) {
       // The fiber's stack ends where the state begins, in the same slot.
@@ -820,9 +823,9 @@ BOOST_AUTO_TEST_CASE(a_placed_state_and_its_fiber_hold_one_slot_until_both_give_
       fd::give_back_fiber_stack(fs.slot);
       BOOST_TEST(pool.in_use() == 0u);
       BOOST_TEST(pool.retained() == (kStatesPlaced ? 1u : 0u));
-      fd::release_with_stack(state, kState, 0);
+      fd::release_placed_state(state, kState, 0);
     } else {
-      fd::release_with_stack(state, kState, 0);
+      fd::release_placed_state(state, kState, 0);
       BOOST_TEST(pool.in_use() == 1u);  // its fiber still runs on it
       BOOST_TEST(pool.retained() == 0u);
       fd::give_back_fiber_stack(fs.slot);
@@ -834,10 +837,12 @@ BOOST_AUTO_TEST_CASE(a_placed_state_and_its_fiber_hold_one_slot_until_both_give_
 }
 
 BOOST_AUTO_TEST_CASE(a_state_freed_before_its_fiber_took_the_stack_frees_the_slot) {
-  // A task constructor that throws before it builds its fiber.
-  void* state = fd::allocate_with_stack(100, 0, 0);
-  BOOST_TEST(pool.in_use() == (kStatesPlaced ? 1u : 0u));
-  fd::release_with_stack(state, 100, 0);
+  // A task constructor that throws before it builds its fiber: the
+  // placement delete gives back both.
+  fd::PlacedState placed = fd::place_state(100, 0, 0);
+  BOOST_TEST(pool.in_use() == 1u);
+  fd::give_back_fiber_stack(placed.stack.slot);
+  fd::release_placed_state(placed.state, 100, 0);
   BOOST_TEST(pool.in_use() == 0u);
   BOOST_TEST(pool.cached() == (kStatesPlaced ? 1u : 0u));
   // The next fiber gets a whole stack of its own, not the part below a
@@ -854,14 +859,15 @@ BOOST_AUTO_TEST_CASE(a_state_freed_before_its_fiber_took_the_stack_frees_the_slo
 BOOST_AUTO_TEST_CASE(placed_states_follow_set_default_size_and_set_guard_size) {
   std::size_t guard = pool.guard_size();
   auto spawn_and_free = [&] {
-    void* state = fd::allocate_with_stack(64, 0, 0);
-    fd::FiberStack fs = fd::take_fiber_stack(0);
+    fd::PlacedState placed = fd::place_state(64, 0, 0);
+    void* state = placed.state;
+    fd::FiberStack fs = placed.stack;
     BOOST_TEST(fs.stack.size <= pool.default_size());
     BOOST_TEST(fs.stack.size + page_size() > pool.default_size());
     std::memset(bottom_of(fs.stack), 0x22, fs.stack.size);
     void* sp = fs.stack.sp;
     fd::give_back_fiber_stack(fs.slot);
-    fd::release_with_stack(state, 64, 0);
+    fd::release_placed_state(state, 64, 0);
     return sp;
   };
   void* first = spawn_and_free();
@@ -886,9 +892,10 @@ BOOST_AUTO_TEST_CASE(placed_states_follow_set_default_size_and_set_guard_size) {
 BOOST_AUTO_TEST_CASE(over_aligned_states_are_aligned_and_given_back) {
   for (std::size_t align :
        {std::size_t{32}, std::size_t{64}, std::size_t{4096}, std::size_t{8192}}) {
-    void* state = fd::allocate_with_stack(300, align, 0);
+    fd::PlacedState placed = fd::place_state(300, align, 0);
+    void* state = placed.state;
     BOOST_TEST(reinterpret_cast<std::uintptr_t>(state) % align == 0u, align);
-    fd::FiberStack fs = fd::take_fiber_stack(0);
+    fd::FiberStack fs = placed.stack;
     // Up to a page of alignment the state still lives on its stack.
     bool on_stack = kStatesPlaced && align <= 4096;
     BOOST_TEST((fs.stack.sp == state) == on_stack, align);
@@ -896,10 +903,161 @@ BOOST_AUTO_TEST_CASE(over_aligned_states_are_aligned_and_given_back) {
     std::memset(bottom_of(fs.stack), 0x33, fs.stack.size);
     std::memset(state, 0x44, 300);
     fd::give_back_fiber_stack(fs.slot);
-    fd::release_with_stack(state, 300, align);
+    fd::release_placed_state(state, 300, align);
     BOOST_TEST(pool.in_use() == 0u);
     BOOST_TEST(pool.retained() == 0u);
   }
+  BOOST_TEST(pool.cached() == 1u);
+}
+
+// place_state(): the state's room and its fiber's stack from one call, each
+// given back on its own; nothing is parked on the thread for a later call.
+BOOST_AUTO_TEST_CASE(place_state_returns_a_state_and_the_stack_below_it_in_one_call) {
+  constexpr std::size_t kState = 200;
+  BOOST_TEST(fd::placed_on_stack(kState, 0) == kStatesPlaced);
+  for (bool fiber_first : {true, false}) {
+    fd::PlacedState placed = fd::place_state(kState, 0, 0);
+    StackContext& sc = placed.stack.stack;
+    BOOST_TEST(pool.in_use() == 1u);  // in every build: the stack is taken now
+    BOOST_TEST(reinterpret_cast<std::uintptr_t>(placed.state) % 16 == 0u);
+    if (kStatesPlaced) {
+      BOOST_TEST(sc.sp == placed.state);
+      std::size_t above = pool.default_size() - sc.size;
+      BOOST_TEST(above >= kState + 16);
+      BOOST_TEST(above < kState + 32);
+    } else {
+      BOOST_TEST(sc.size == pool.default_size());
+    }
+    std::memset(bottom_of(sc), 0x5a, sc.size);
+    std::memset(placed.state, 0x6b, kState);
+    if (fiber_first) {
+      fd::give_back_fiber_stack(placed.stack.slot);
+      BOOST_TEST(pool.in_use() == 0u);
+      BOOST_TEST(pool.retained() == (kStatesPlaced ? 1u : 0u));
+      fd::release_placed_state(placed.state, kState, 0);
+    } else {
+      fd::release_placed_state(placed.state, kState, 0);
+      BOOST_TEST(pool.in_use() == 1u);  // its fiber still runs on it
+      BOOST_TEST(pool.retained() == 0u);
+      fd::give_back_fiber_stack(placed.stack.slot);
+    }
+    BOOST_TEST(pool.in_use() == 0u);
+    BOOST_TEST(pool.retained() == 0u);
+    BOOST_TEST(pool.cached() == 1u);  // the second round reused the first's slot
+  }
+}
+
+BOOST_AUTO_TEST_CASE(place_state_parks_nothing_for_a_later_take_fiber_stack) {
+  fd::PlacedState placed = fd::place_state(100, 0, 0);
+  fd::FiberStack other = fd::take_fiber_stack(0);
+  BOOST_TEST(other.slot != placed.stack.slot);
+  BOOST_TEST(other.stack.size == pool.default_size());
+  BOOST_TEST(pool.in_use() == 2u);
+  fd::give_back_fiber_stack(placed.stack.slot);
+  fd::release_placed_state(placed.state, 100, 0);
+  fd::give_back_fiber_stack(other.slot);
+  BOOST_TEST(pool.in_use() == 0u);
+  BOOST_TEST(pool.retained() == 0u);
+  BOOST_TEST(pool.cached() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(place_state_puts_a_state_too_large_to_place_on_the_heap_with_a_whole_stack) {
+  // What sanitizer builds do with every state, here in every build.
+  constexpr std::size_t kState = fd::kMaxPlacedState + 1;
+  fd::PlacedState placed = fd::place_state(kState, 0, 0);
+  StackContext& sc = placed.stack.stack;
+  BOOST_TEST(sc.size == pool.default_size());
+  auto* state = static_cast<char*>(placed.state);
+  BOOST_TEST((state + kState <= bottom_of(sc) || state >= static_cast<char*>(sc.sp)));
+  BOOST_TEST(pool.in_use() == 1u);
+  std::memset(bottom_of(sc), 0x7c, sc.size);
+  std::memset(state, 0x7d, kState);
+  fd::release_placed_state(placed.state, kState, 0);
+  BOOST_TEST(pool.in_use() == 1u);
+  fd::give_back_fiber_stack(placed.stack.slot);
+  BOOST_TEST(pool.in_use() == 0u);
+  BOOST_TEST(pool.retained() == 0u);
+  BOOST_TEST(pool.cached() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(place_state_aligns_over_aligned_states_and_gives_them_back) {
+  for (std::size_t align :
+       {std::size_t{32}, std::size_t{64}, std::size_t{4096}, std::size_t{8192}}) {
+    fd::PlacedState placed = fd::place_state(300, align, 0);
+    StackContext& sc = placed.stack.stack;
+    BOOST_TEST(reinterpret_cast<std::uintptr_t>(placed.state) % align == 0u, align);
+    // Up to a page of alignment the state still lives on its stack.
+    bool on_stack = kStatesPlaced && align <= 4096;
+    BOOST_TEST(fd::placed_on_stack(300, align) == on_stack, align);
+    BOOST_TEST((sc.sp == placed.state) == on_stack, align);
+    BOOST_TEST(sc.size + (on_stack ? align + 316 : 0) >= pool.default_size(), align);
+    std::memset(bottom_of(sc), 0x33, sc.size);
+    std::memset(placed.state, 0x44, 300);
+    fd::give_back_fiber_stack(placed.stack.slot);
+    fd::release_placed_state(placed.state, 300, align);
+    BOOST_TEST(pool.in_use() == 0u);
+    BOOST_TEST(pool.retained() == 0u);
+  }
+  BOOST_TEST(pool.cached() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(place_state_takes_the_stack_size_asked_and_holds_nothing_when_refused) {
+  for (std::size_t state_size : {std::size_t{64}, fd::kMaxPlacedState + 1}) {
+    fd::PlacedState placed = fd::place_state(state_size, 0, 2 * StackPool::kMinSize);
+    StackContext& sc = placed.stack.stack;
+    BOOST_TEST(sc.size <= 2 * StackPool::kMinSize);
+    BOOST_TEST(sc.size + page_size() > 2 * StackPool::kMinSize);
+    std::memset(bottom_of(sc), 0x21, sc.size);
+    fd::give_back_fiber_stack(placed.stack.slot);
+    fd::release_placed_state(placed.state, state_size, 0);
+    // A size the pool refuses: no stack is held, and no heap block (LSan
+    // would see that one in sanitizer builds).
+    std::string message =
+        message_of([&] { fd::place_state(state_size, 0, StackPool::kMinSize - 1); });
+    BOOST_TEST(message.find("below StackPool::kMinSize") != std::string::npos, message);
+    BOOST_TEST(pool.in_use() == 0u);
+    BOOST_TEST(pool.retained() == 0u);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_fiber_created_on_a_placed_stack_runs_below_its_state) {
+  constexpr std::size_t kState = 128;
+  fd::PlacedState placed = fd::place_state(kState, 0, 0);
+  char* frame = nullptr;
+  {
+    fd::Fiber fiber;
+    fiber.create(placed.stack,
+                 [&frame] { frame = static_cast<char*>(__builtin_frame_address(0)); });
+    BOOST_TEST(pool.in_use() == 1u);
+    fiber.resume();
+    BOOST_TEST(fiber.finished());
+  }
+  BOOST_TEST(static_cast<void*>(frame) < placed.state);
+  BOOST_TEST(static_cast<void*>(frame) >= static_cast<void*>(bottom_of(placed.stack.stack)));
+  // The fiber gave the stack back; the state still holds a placed slot.
+  BOOST_TEST(pool.in_use() == 0u);
+  BOOST_TEST(pool.retained() == (kStatesPlaced ? 1u : 0u));
+  fd::release_placed_state(placed.state, kState, 0);
+  BOOST_TEST(pool.retained() == 0u);
+  BOOST_TEST(pool.cached() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(fiber_create_on_a_given_stack_gives_it_back_when_the_entry_throws) {
+  struct ThrowsWhenCopied {
+    ThrowsWhenCopied() = default;
+    ThrowsWhenCopied(const ThrowsWhenCopied&) { throw std::runtime_error("copy"); }
+    void operator()() const {}
+  };
+  fd::PlacedState placed = fd::place_state(64, 0, 0);
+  {
+    fd::Fiber fiber;
+    ThrowsWhenCopied entry;
+    BOOST_CHECK_THROW(fiber.create(placed.stack, entry), std::runtime_error);
+  }
+  BOOST_TEST(pool.in_use() == 0u);
+  BOOST_TEST(pool.retained() == (kStatesPlaced ? 1u : 0u));
+  fd::release_placed_state(placed.state, 64, 0);
+  BOOST_TEST(pool.retained() == 0u);
   BOOST_TEST(pool.cached() == 1u);
 }
 

@@ -10,9 +10,9 @@
 #include <type_traits>
 #include <utility>
 
+#include "fiberloop/detail/stack_placement.hpp"
 #include "fiberloop/errors.hpp"
 #include "fiberloop/export.hpp"
-#include "fiberloop/stack.hpp"
 
 namespace fiberloop::detail {
 
@@ -54,6 +54,11 @@ class FIBERLOOP_API Fiber {
   // nothing but FiberUnwind.
   template <class Entry>
   void create(std::size_t stack_size, Entry&& entry, StackLabel label = {});
+  // create(stack, entry) is create() on a stack the caller was given with
+  // its owner's room (place_state()): from this call on the fiber holds the
+  // stack, and gives it back even if building entry throws.
+  template <class Entry>
+  void create(FiberStack stack, Entry&& entry);
 
   // resume() switches to the fiber until it suspends or finishes. While the
   // fiber asks for forwarded calls (forward()), resume() makes them here, on
@@ -82,9 +87,8 @@ class FIBERLOOP_API Fiber {
   bool restartable() const noexcept { return state_ == State::finished && !destroy_; }
   StackSlot* stack_slot() const noexcept { return slot_; }
   void restart() noexcept {
-    // A new context rather than the one the fiber ended in: resuming those
-    // saved about 20 instructions but made some stack_bench runs 40 % slower
-    // (docs/stacks.md, "Recycled task states").
+    // A new context rather than the one the fiber ended in: resuming that
+    // one measured slower (docs/performance.md, "Recycled contexts").
     char* top = static_cast<char*>(entry_);
     auto room = static_cast<std::size_t>(top - (static_cast<char*>(stack_.sp) - stack_.size));
     self_ = boost::context::detail::make_fcontext(top, room, &Fiber::enter);
@@ -110,6 +114,7 @@ class FIBERLOOP_API Fiber {
     void* caught = nullptr;
     unsigned int uncaught = 0;
   };
+  static_assert(sizeof(ExceptionState) == 16);
 
   // current() is the fiber running on this thread, or nullptr on a thread stack.
   static Fiber* current() noexcept;
@@ -169,11 +174,15 @@ class FIBERLOOP_API Fiber {
 
 template <class Entry>
 void Fiber::create(std::size_t stack_size, Entry&& entry, StackLabel label) {
+  create(take_fiber_stack(stack_size, label), std::forward<Entry>(entry));
+}
+
+template <class Entry>
+void Fiber::create(FiberStack stack, Entry&& entry) {
   using Stored = std::decay_t<Entry>;
   static_assert(alignof(Stored) <= 64, "a fiber entry object is aligned to at most 64 bytes");
-  FiberStack taken = take_fiber_stack(stack_size, label);
-  stack_ = taken.stack;
-  slot_ = taken.slot;
+  stack_ = stack.stack;
+  slot_ = stack.slot;
   auto top = reinterpret_cast<std::uintptr_t>(stack_.sp);
   void* at = reinterpret_cast<void*>((top - sizeof(Stored)) & ~std::uintptr_t{63});
   try {

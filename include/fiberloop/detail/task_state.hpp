@@ -16,6 +16,8 @@
 #include "fiberloop/detail/assert.hpp"
 #include "fiberloop/detail/fiber.hpp"
 #include "fiberloop/detail/loop_core.hpp"
+#include "fiberloop/detail/stack_placement.hpp"
+#include "fiberloop/detail/stack_spares.hpp"
 #include "fiberloop/export.hpp"
 #include "fiberloop/future.hpp"
 
@@ -65,38 +67,38 @@ FIBERLOOP_API void die_if_unwinding(const char* what) noexcept;
 // or fut_waiter_ is set and step() is not — until the task is done.
 class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, public LiveTask {
  public:
-  TaskStateBase(LoopCore& core, const TaskOptions& options);
-  ~TaskStateBase() override;
-
-  // operator new(size, where) places a task state at the top of its own
-  // fiber stack of where.stack_size (states up to 1 KiB; see
-  // detail::allocate_with_stack), so that a parked task touches one page;
-  // `new (where) TaskState(...)`. Throws as StackPool::allocate().
+  // operator new(size, where) takes, in one call (place_state()), the room
+  // for a task state and its fiber's stack of where.stack_size: the room at
+  // the top of that same stack when the state is small enough (up to 1 KiB),
+  // so that a parked task touches one page. `new (where) TaskState(..., where)`:
+  // the constructor takes where.stack over for its fiber. Throws as
+  // StackPool::allocate().
   struct OnStack {
     std::size_t stack_size = 0;
     std::size_t size = 0;  // filled by operator new, for the placement delete
     std::size_t align = 0;
+    FiberStack stack{};    // place_state()'s stack, until the fiber takes it
   };
+  TaskStateBase(LoopCore& core, const TaskOptions& options, OnStack& where);
+  ~TaskStateBase() override;
+
   static void* operator new(std::size_t size, OnStack& where) {
-    where.size = size;
-    return allocate_with_stack(size, 0, where.stack_size);
+    return place(size, 0, where);
   }
   static void* operator new(std::size_t size, std::align_val_t align, OnStack& where) {
-    where.size = size;
-    where.align = static_cast<std::size_t>(align);
-    return allocate_with_stack(size, where.align, where.stack_size);
+    return place(size, static_cast<std::size_t>(align), where);
   }
   static void operator delete(void* p, std::size_t size) noexcept {
-    release_with_stack(p, size, 0);
+    release_placed_state(p, size, 0);
   }
   static void operator delete(void* p, std::size_t size, std::align_val_t align) noexcept {
-    release_with_stack(p, size, static_cast<std::size_t>(align));
+    release_placed_state(p, size, static_cast<std::size_t>(align));
   }
-  static void operator delete(void* p, OnStack& where) noexcept {
-    release_with_stack(p, where.size, where.align);
-  }
+  // The placement deletes run when a constructor threw: a stack its fiber
+  // never took goes back with the room.
+  static void operator delete(void* p, OnStack& where) noexcept { unplace(p, where); }
   static void operator delete(void* p, std::align_val_t, OnStack& where) noexcept {
-    release_with_stack(p, where.size, where.align);
+    unplace(p, where);
   }
 
   // cancel() is Task.cancel(): cancel the awaited future, or make the next
@@ -195,6 +197,18 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   void restart(LoopCore& core, const TaskOptions& options) noexcept;
 
  private:
+  static void* place(std::size_t size, std::size_t align, OnStack& where) {
+    PlacedState placed = place_state(size, align, where.stack_size);
+    where.size = size;
+    where.align = align;
+    where.stack = placed.stack;
+    return placed.state;
+  }
+  static void unplace(void* p, OnStack& where) noexcept {
+    if (where.stack.slot) give_back_fiber_stack(std::exchange(where.stack.slot, nullptr));
+    release_placed_state(p, where.size, where.align);
+  }
+
   virtual void run_body() = 0;  // calls the function; stores its value
   virtual void drop_value() noexcept = 0;
 
@@ -273,8 +287,8 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
 template <class R, class Call>
 class TaskState final : public TaskStateBase {
  public:
-  TaskState(LoopCore& core, const TaskOptions& options, Call call)
-      : TaskStateBase(core, options), call_(std::move(call)) {
+  TaskState(LoopCore& core, const TaskOptions& options, Call call, OnStack& where)
+      : TaskStateBase(core, options, where), call_(std::move(call)) {
     if constexpr (!std::is_void_v<R>) value_ = &value_slot_;
   }
 
@@ -298,7 +312,7 @@ class TaskState final : public TaskStateBase {
         register_spare_dropper(&dropper_);
     }
     OnStack where{options.stack_size};
-    return new (where) TaskState(core, options, std::move(call));
+    return new (where) TaskState(core, options, std::move(call), where);
   }
 
   // The last reference's delete keeps a finished state as the spare, if it
@@ -319,7 +333,7 @@ class TaskState final : public TaskStateBase {
   using TaskStateBase::operator delete;  // a constructor's placement delete
 
  private:
-  // kRecycles: states placed on their stacks (allocate_with_stack()), by
+  // kRecycles: states placed on their stacks (place_state()), by
   // the unaligned operator new, only.
   static constexpr bool kRecycles = placed_on_stack(sizeof(TaskState), alignof(TaskState)) &&
                                     alignof(TaskState) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
@@ -331,9 +345,9 @@ class TaskState final : public TaskStateBase {
   void destroy() noexcept {
     this->~TaskState();
     if constexpr (alignof(TaskState) > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
-      release_with_stack(this, sizeof(TaskState), alignof(TaskState));
+      release_placed_state(this, sizeof(TaskState), alignof(TaskState));
     } else {
-      release_with_stack(this, sizeof(TaskState), 0);
+      release_placed_state(this, sizeof(TaskState), 0);
     }
   }
 

@@ -25,9 +25,7 @@
 namespace fiberloop::detail {
 namespace {
 
-// The table the signal handler searches. A slot is null or a published
-// region; high_water bounds the search. 16384 regions of up to 1 GiB each.
-constexpr std::uint32_t kMaxRegions = 16384;
+// The table the signal handler searches; high_water bounds the search.
 std::atomic<StackRegion*> table[kMaxRegions];
 std::atomic<std::uint32_t> high_water{0};
 std::mutex table_mutex;  // writers only; readers never lock

@@ -32,9 +32,11 @@ struct alignas(64) StackSlot {
   void* size_class = nullptr;
   unsigned valgrind_id = 0;
   StackOwner owner = StackOwner::generator;
-  std::uint8_t state = 0;    // StackPool's: in use, cached, released
+  std::uint8_t state = 0;    // StackPool's SlotState (lib/stack/pool_core.hpp)
   std::uint8_t holders = 0;  // the fiber, and a task state living at its top
 };
+static_assert(sizeof(StackSlot) == 64 && alignof(StackSlot) == 64,
+              "a side-table entry is one cache line");
 
 // StackRegion is one reservation: [header: this + slots[count]] then count
 // times [guard | usable stack], then a last guard. The header is written once
@@ -64,6 +66,10 @@ struct StackRegion {
     return static_cast<std::uint32_t>((static_cast<const char*>(sp) - 1 - first) / slot_size);
   }
 };
+
+// kMaxRegions bounds the table the signal handler searches: a slot is null
+// or a published region.
+inline constexpr std::uint32_t kMaxRegions = 16384;
 
 // GuardMode is how guards are made on this kernel: madvise(MADV_GUARD_INSTALL)
 // leaves the region one mapping; mprotect(PROT_NONE) splits it at each guard.

@@ -5,12 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
 
-#include "fiberloop/task.hpp"
+#include "fiberloop/detail/stack_placement.hpp"
 #include "stack_arena.hpp"
 
 namespace fiberloop::detail {
@@ -19,6 +20,12 @@ namespace {
 struct sigaction previous_segv;
 struct sigaction previous_bus;
 std::once_flag install_once;
+
+// Set once, from any thread, before or after the handler is installed; the
+// handler reads it on whatever thread faults.
+constinit std::atomic<RunningLabel> running_label{nullptr};
+static_assert(std::atomic<RunningLabel>::is_always_lock_free,
+              "a signal handler may read it: no lock behind it");
 
 // Line builds the report in a fixed buffer: the handler may not allocate.
 class Line {
@@ -88,11 +95,11 @@ void report(const GuardHit& hit) noexcept {
   } else {
     line.add("Generator");
     // The task stepping on this thread is the one that drove the generator.
-    if (const TaskStateBase* task = TaskStateBase::current()) {
+    RunningLabel source = running_label.load(std::memory_order_acquire);
+    StackLabel task = source ? source() : StackLabel{};
+    if (task.number) {
       line.add(" driven by ");
-      // Its label, not name(): that may build "Task-N", allocating here.
-      StackLabel label = task->label();
-      line.add_task(label.name, label.number);
+      line.add_task(task.name, task.number);
     }
   }
   line.add(" (stack ");
@@ -192,6 +199,10 @@ class AltStack {
 thread_local bool thread_ready = false;
 
 }  // namespace
+
+void set_running_label_source(RunningLabel source) noexcept {
+  running_label.store(source, std::memory_order_release);
+}
 
 void enable_overflow_reports() noexcept {
   if (thread_ready) return;
