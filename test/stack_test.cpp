@@ -1020,7 +1020,7 @@ BOOST_AUTO_TEST_CASE(place_state_takes_the_stack_size_asked_and_holds_nothing_wh
   }
 }
 
-BOOST_AUTO_TEST_CASE(a_fiber_created_on_a_placed_stack_runs_below_its_state) {
+BOOST_AUTO_TEST_CASE(a_fiber_created_on_a_stack_from_place_state_runs_on_it) {
   constexpr std::size_t kState = 128;
   fd::PlacedState placed = fd::place_state(kState, 0, 0);
   char* frame = nullptr;
@@ -1032,8 +1032,10 @@ BOOST_AUTO_TEST_CASE(a_fiber_created_on_a_placed_stack_runs_below_its_state) {
     fiber.resume();
     BOOST_TEST(fiber.finished());
   }
-  BOOST_TEST(static_cast<void*>(frame) < placed.state);
+  // On that stack, and so below the state where the state is placed on it.
   BOOST_TEST(static_cast<void*>(frame) >= static_cast<void*>(bottom_of(placed.stack.stack)));
+  BOOST_TEST(static_cast<void*>(frame) < placed.stack.stack.sp);
+  BOOST_TEST((placed.stack.stack.sp == placed.state) == kStatesPlaced);
   // The fiber gave the stack back; the state still holds a placed slot.
   BOOST_TEST(pool.in_use() == 0u);
   BOOST_TEST(pool.retained() == (kStatesPlaced ? 1u : 0u));
