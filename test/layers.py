@@ -19,6 +19,8 @@ MAX_LINES = 500
 
 # layer: (the layers it is built on, the files in it). Patterns are paths
 # relative to the source root; the first layer whose pattern matches wins.
+# Under lib/ each folder is a layer (lib/loop holds the phases and, apart,
+# the loop that composes them; lib/core the loop core and the future).
 LAYERS = {
     "base": ([], [
         "include/fiberloop/export.hpp", "include/fiberloop/errors.hpp",
@@ -28,53 +30,50 @@ LAYERS = {
         "include/fiberloop/detail/syscall_counts.hpp",
         "include/fiberloop/detail/threadsafe_queue.hpp",
         "include/fiberloop/detail/loop_link.hpp", "include/fiberloop/detail/pending_flush.hpp",
-        "lib/assert.cpp", "lib/errors.cpp", "lib/object_pool.cpp", "lib/poller.cpp",
-        "lib/syscall_counts.cpp", "lib/threadsafe_queue.cpp",
+        "lib/base/*",
     ]),
     "stack": (["base"], [
         "include/fiberloop/stack.hpp", "include/fiberloop/detail/stack_*.hpp",
-        "lib/stack.cpp", "lib/stack_*", "lib/stack/*",
+        "lib/stack/*",
     ]),
     "fiber": (["stack"], [
         "include/fiberloop/detail/fiber.hpp", "include/fiberloop/generator.hpp",
-        "lib/fiber.cpp", "lib/fiber_switch.hpp", "lib/fiber_tls.hpp", "lib/pending_flush.cpp",
+        "lib/fiber/*",
     ]),
     "loop_core": (["base"], [
         "include/fiberloop/handle.hpp", "include/fiberloop/detail/loop_core.hpp",
-        "lib/handle.cpp", "lib/loop_core.cpp",
+        "lib/core/handle.cpp", "lib/core/loop_core.cpp",
     ]),
-    "future": (["loop_core"], ["include/fiberloop/future.hpp", "lib/future.cpp"]),
+    "future": (["loop_core"], ["include/fiberloop/future.hpp", "lib/core/future.cpp"]),
     "task": (["future", "fiber"], [
         "include/fiberloop/detail/task_state.hpp", "include/fiberloop/task.hpp",
-        "lib/task_state.cpp", "lib/task_life.cpp", "lib/task_number.hpp",
-        "lib/task_stack_label.cpp",
+        "lib/task/*",
     ]),
     # The loop's phases know futures and callbacks, not tasks.
     "phases": (["future"], [
         "include/fiberloop/detail/timer_queue.hpp", "include/fiberloop/detail/timers.hpp",
         "include/fiberloop/detail/io_table.hpp", "include/fiberloop/detail/io_driver.hpp",
-        "lib/timers.cpp", "lib/io_table.cpp", "lib/io_driver.cpp",
+        "lib/loop/timers.cpp", "lib/loop/io_table.cpp", "lib/loop/io_driver.cpp",
     ]),
     "event_loop": (["task", "phases"], [
-        "include/fiberloop/event_loop.hpp", "lib/event_loop.cpp",
+        "include/fiberloop/event_loop.hpp", "lib/loop/event_loop.cpp",
     ]),
-    "await": (["event_loop"], ["include/fiberloop/await.hpp", "lib/await.cpp"]),
-    "io_wait": (["await"], ["lib/io_wait.cpp"]),
+    "await": (["event_loop"], ["include/fiberloop/await.hpp", "lib/await/await.cpp"]),
+    "io_wait": (["await"], ["lib/await/io_wait.cpp"]),
     "sync": (["await"], [
         "include/fiberloop/detail/waiters.hpp", "include/fiberloop/lock.hpp",
         "include/fiberloop/event.hpp", "include/fiberloop/condition.hpp",
         "include/fiberloop/semaphore.hpp", "include/fiberloop/barrier.hpp",
-        "include/fiberloop/queue.hpp", "lib/lock.cpp", "lib/event.cpp", "lib/condition.cpp",
-        "lib/semaphore.cpp", "lib/barrier.cpp", "lib/queue.cpp",
+        "include/fiberloop/queue.hpp", "lib/sync/*",
     ]),
     "combinators": (["sync"], [
         "include/fiberloop/gather.hpp", "include/fiberloop/wait.hpp",
         "include/fiberloop/timeout.hpp", "include/fiberloop/task_group.hpp",
-        "lib/gather.cpp", "lib/wait.cpp", "lib/timeout.cpp", "lib/task_group.cpp",
+        "lib/combinators/*",
     ]),
     "threads": (["await"], [
         "include/fiberloop/completer.hpp", "include/fiberloop/executor.hpp",
-        "lib/completer.cpp", "lib/executor.cpp",
+        "lib/threads/*",
     ]),
     "net": (["io_wait", "sync", "threads"], [
         "include/fiberloop/net/*", "lib/net/*",

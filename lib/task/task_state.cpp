@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "fiber_switch.hpp"
+#include "../fiber/fiber_switch.hpp"
 #include "fiberloop/detail/pending_flush.hpp"
 #include "task_number.hpp"
 
