@@ -24,8 +24,8 @@ FIBERLOOP_API std::optional<AnyTask> current_task();
 //   auto fut = loop.create_future<int>();
 //   loop.call_later(0.5, [fut] { fut.set_result(7); });
 //   int v = fiberloop::await(fut);  // inside a task: 7, half a second later
-// (Forced inline: a short body whose out-of-line copy costs a spawn + await
-// a tenth of its instructions.)
+// (Forced inline: its out-of-line copy costs more than its body;
+// docs/performance.md, "Costs behind the shape of the code".)
 template <class T>
 [[gnu::always_inline]] inline T await(const Future<T>& fut) {
   if (fut.done()) {

@@ -64,6 +64,8 @@ void Fiber::destroy_unfinished() {
 // switch_in() is the caller's half of resume() and unwind(): it runs the
 // fiber until it suspends or ends, and gives back the stack of one that ended.
 void Fiber::switch_in() {
+  FIBERLOOP_ASSERT(state_ == State::created || state_ == State::suspended,
+                   "a fiber switched into while running, forwarding or finished");
   resumer_ = fiber_thread.current;
   fiber_thread.current = this;
   state_ = State::running;
@@ -88,6 +90,7 @@ void Fiber::switch_in() {
     return;
   }
   self_ = nullptr;  // the context it left from is dead
+  FIBERLOOP_ASSERT(slot_, "a fiber ended without a stack to give back");
   give_back_stack();
   state_ = State::finished;
 #ifdef FIBERLOOP_TSAN

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "fiber_tls.hpp"
+#include "fiberloop/detail/assert.hpp"
 #include "fiberloop/detail/fiber.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -80,6 +81,8 @@ inline void swap_exception_state(Fiber::ExceptionState* a, Fiber::ExceptionState
 }
 
 inline void Fiber::suspend_inline() {
+  FIBERLOOP_ASSERT(state_ == State::running && fiber_thread.current == this,
+                   "a fiber suspended from outside its own stack");
   fiber_thread.current = resumer_;
   asan_start(&fake_stack_, caller_bottom_, caller_size_);
   tsan_switch(tsan_resumer_);

@@ -25,6 +25,7 @@ void give_to_owner(void* inside) noexcept {
 void give_to_owner(StackSlot* s) noexcept {
   StackRegion* r = s->region;
   auto* owner = static_cast<PoolCore*>(r->pool);
+  FIBERLOOP_ASSERT(s->holders > 0, "a stack slot given back more often than it was taken");
   if (--s->holders) return;
   if (owner->orphaned.load(std::memory_order_acquire)) {
     give_back(*r, r->index_of(s));

@@ -14,6 +14,7 @@
 
 #include "fiberloop/detail/stack_placement.hpp"
 #include "fiberloop/stack.hpp"
+#include "fiberloop/detail/assert.hpp"
 #include "stack_arena.hpp"
 
 namespace fiberloop {
@@ -219,6 +220,7 @@ struct StackPool::Core {
 
   // drop() takes one holder off slot s; the last puts it back.
   [[gnu::always_inline]] void drop(StackSlot* s, bool fiber) noexcept {
+    FIBERLOOP_ASSERT(s->holders > 0, "a stack slot given back more often than it was taken");
     if (--s->holders) {
       if (fiber) {  // the task's state outlives its fiber: the slot waits for it
         s->state = detail::kRetained;

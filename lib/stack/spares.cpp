@@ -1,7 +1,5 @@
 // spares.cpp: finished task states kept on their stacks for the next task of
 // their type, and the hooks that drop them when the pool can no longer keep them.
-#include <cassert>
-
 #include "pool_thread.hpp"
 
 namespace fiberloop::detail {
@@ -12,7 +10,7 @@ bool keep_as_spare(StackSlot* s) noexcept {
   // default size (under memcheck default_class stays null: no spares).
   if (&PoolCore::class_of(s) != c) [[unlikely]]
     return false;
-  assert(s->state == kRetained);  // the state holds it, its fiber has ended
+  FIBERLOOP_ASSERT(s->state == kRetained, "a spare's stack must be held by its state alone");
   s->state = kSpare;
   --c->core->count[kRetained];
   ++c->core->count[kSpare];

@@ -88,7 +88,7 @@ class FIBERLOOP_API Fiber {
   StackSlot* stack_slot() const noexcept { return slot_; }
   void restart() noexcept {
     // A new context rather than the one the fiber ended in: resuming that
-    // one measured slower (docs/performance.md, "Recycled contexts").
+    // one measured slower (docs/performance.md, "Costs behind the shape of the code").
     char* top = static_cast<char*>(entry_);
     auto room = static_cast<std::size_t>(top - (static_cast<char*>(stack_.sp) - stack_.size));
     self_ = boost::context::detail::make_fcontext(top, room, &Fiber::enter);
