@@ -110,8 +110,8 @@ def resolve(root, path, target):
     return None
 
 
-def main():
-    root = pathlib.Path(sys.argv[1]).resolve()
+def check(root):
+    """The problems found under root, one line each."""
     files = sorted(p for d in ("include/fiberloop", "lib") for p in (root / d).rglob("*")
                    if p.suffix in (".hpp", ".cpp", ".h"))
     problems = []
@@ -160,9 +160,38 @@ def main():
         if node not in state:
             visit(node)
 
+    return problems, len(graph)
+
+
+def self_test():
+    """The checker must see what it is there to see: a planted cycle, an
+    upward include and a file in no layer, in a scratch tree."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(tmp)
+        (root / "include/fiberloop/detail").mkdir(parents=True)
+        (root / "lib/core").mkdir(parents=True)
+        (root / "include/fiberloop/future.hpp").write_text('#include "fiberloop/handle.hpp"\n')
+        (root / "include/fiberloop/handle.hpp").write_text('#include "fiberloop/future.hpp"\n')
+        (root / "lib/core/future.cpp").write_text('#include "fiberloop/event_loop.hpp"\n')
+        (root / "include/fiberloop/event_loop.hpp").write_text("")
+        (root / "include/fiberloop/stray.hpp").write_text("")
+        problems, _ = check(root)
+    expected = ["include cycle:", "lib/core/future.cpp (future) includes include/fiberloop/"
+                "event_loop.hpp (event_loop)", "include/fiberloop/stray.hpp: in no layer"]
+    missed = [e for e in expected if not any(p.startswith(e) for p in problems)]
+    for e in missed:
+        print(f"self-test: the checker missed a planted problem: {e}")
+    return not missed
+
+
+def main():
+    if not self_test():
+        return 1
+    problems, checked = check(pathlib.Path(sys.argv[1]).resolve())
     for p in problems:
         print(p)
-    print(f"layers: {len(graph)} files checked, {len(problems)} problems")
+    print(f"layers: {checked} files checked, {len(problems)} problems")
     return 1 if problems else 0
 
 
