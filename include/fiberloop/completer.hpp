@@ -13,6 +13,7 @@
 
 #include "fiberloop/detail/inline_function.hpp"
 #include "fiberloop/detail/ref.hpp"
+#include "fiberloop/detail/threadsafe_queue.hpp"
 #include "fiberloop/errors.hpp"
 #include "fiberloop/event_loop.hpp"
 #include "fiberloop/export.hpp"
@@ -29,8 +30,9 @@ class CompleterBlock;
 // ThreadBridge is a loop's link to other threads that may outlive it: the
 // completers' way in (post), the registry of completers still pending, and
 // the default executor. The loop owns one (made on first use) and closes it
-// from close(); other threads reach it through a shared_ptr, so a post after
-// the loop is closed or destroyed finds it closed instead of a dangling loop.
+// from close(); other threads reach it through a shared_ptr. Its posts go
+// straight into the loop's inbox, which it shares: a post after the loop is
+// closed or destroyed finds the inbox closed instead of a dangling loop.
 class FIBERLOOP_API ThreadBridge final : public LoopExtension {
  public:
   using Callback = InlineFunction<void(), 48>;
@@ -62,8 +64,7 @@ class FIBERLOOP_API ThreadBridge final : public LoopExtension {
   void unlink(CompleterBlock* b) noexcept;
 
  private:
-  std::mutex mutex_;
-  EventLoop* loop_;  // guarded by mutex_; null once closed
+  std::shared_ptr<ThreadsafeQueue> inbox_;  // the loop's, shared: it outlives the loop
   // Touched by the loop thread only:
   CompleterBlock* blocks_ = nullptr;
   std::unique_ptr<ThreadPoolExecutor> executor_;

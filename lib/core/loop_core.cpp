@@ -39,7 +39,7 @@ void LoopCore::set_running(bool on) noexcept {
 void LoopCore::mark_closed() noexcept {
   closed_ = true;
   checked_requeue_ = true;
-  inbox_.close();
+  inbox_->close();
 }
 
 void LoopCore::check_thread_slow() const {
@@ -52,7 +52,7 @@ void LoopCore::check_thread_slow() const {
 void LoopCore::requeue_checks() {
   check_closed();
   check_thread();
-  if (inbox_.pending()) take_posts();  // posted earlier: they run first
+  if (inbox_->pending()) take_posts();  // posted earlier: they run first
 }
 
 void LoopCore::requeue_slow(HandleState* h) {
@@ -73,7 +73,7 @@ void LoopCore::drop_ready() noexcept {
 }
 
 void LoopCore::take_posts() {
-  inbox_.take(posts_batch_);
+  inbox_->take(posts_batch_);
   struct Clear {
     std::vector<Callback>& batch;
     ~Clear() { batch.clear(); }

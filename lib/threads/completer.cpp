@@ -4,7 +4,7 @@
 
 namespace fiberloop::detail {
 
-ThreadBridge::ThreadBridge(EventLoop& loop) noexcept : loop_(&loop) {}
+ThreadBridge::ThreadBridge(EventLoop& loop) noexcept : inbox_(loop.core().inbox()) {}
 ThreadBridge::~ThreadBridge() = default;
 
 std::shared_ptr<ThreadBridge> ThreadBridge::of(EventLoop& loop) {
@@ -15,23 +15,20 @@ std::shared_ptr<ThreadBridge> ThreadBridge::of(EventLoop& loop) {
 }
 
 bool ThreadBridge::post(Callback fn) {
-  // The lock spans the whole call: close() cannot finish, and so the loop
-  // cannot be destroyed, while a post is inside call_soon_threadsafe().
-  std::lock_guard lock(mutex_);
-  if (!loop_) return false;
+  // One lock, the inbox's: its closed flag and its eventfd are guarded by
+  // it, so a post either lands before the loop closed the inbox or is
+  // refused (fn is then destroyed here).
   try {
-    loop_->call_soon_threadsafe(std::move(fn));
+    inbox_->post(std::move(fn));
   } catch (const RuntimeError&) {
-    return false;  // the loop closed, its bridge not yet
+    return false;
   }
   return true;
 }
 
 void ThreadBridge::close() noexcept {
-  {
-    std::lock_guard lock(mutex_);
-    loop_ = nullptr;
-  }
+  // Posts made while the executor shuts down below still land in the inbox;
+  // the loop drops them unrun when it closes the inbox right after this.
   // Joined on the loop thread: the executor must not die with the last
   // completer, which may be on one of its own workers.
   if (executor_) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
@@ -105,7 +106,7 @@ class FIBERLOOP_API LoopCore {
   // test; throwing, the debug-mode thread check and taking in posts from
   // other threads (which must run first) are out of line.
   void requeue(HandleState* h) {
-    if (checked_requeue_ || inbox_.pending()) [[unlikely]] {
+    if (checked_requeue_ || inbox_->pending()) [[unlikely]] {
       requeue_slow(h);  // a tail call: the common requeue needs no frame
       return;
     }
@@ -116,7 +117,7 @@ class FIBERLOOP_API LoopCore {
   // live-task list holds the task until it ends.
   void requeue_step(HandleState* h) {
     FIBERLOOP_ASSERT(h->is_task_step(), "requeue_step() of a handle that is no task's step");
-    if (checked_requeue_ || inbox_.pending()) [[unlikely]] {
+    if (checked_requeue_ || inbox_->pending()) [[unlikely]] {
       requeue_step_slow(h);
       return;
     }
@@ -128,13 +129,16 @@ class FIBERLOOP_API LoopCore {
   void drop_ready() noexcept;
 
   // --- posts from other threads --------------------------------------------
+  // inbox() is the queue other threads post to. Shared: whoever may post
+  // after the loop is gone (the thread bridge) holds it, and finds it closed.
+  const std::shared_ptr<ThreadsafeQueue>& inbox() const noexcept { return inbox_; }
   // post(fn), from any thread, queues fn for the loop and wakes its poll.
-  void post(Callback fn) { inbox_.post(std::move(fn)); }
-  bool posts_pending() const noexcept { return inbox_.pending(); }
+  void post(Callback fn) { inbox_->post(std::move(fn)); }
+  bool posts_pending() const noexcept { return inbox_->pending(); }
   // take_posts() moves the posts into the ready queue, in post order.
   void take_posts();
-  int inbox_fd() const noexcept { return inbox_.fd(); }
-  void clear_inbox_wakeup() noexcept { inbox_.clear_wakeup(); }
+  int inbox_fd() const noexcept { return inbox_->fd(); }
+  void clear_inbox_wakeup() noexcept { inbox_->clear_wakeup(); }
 
   // --- state and the checks of a scheduling call ---------------------------
   bool closed() const noexcept { return closed_; }
@@ -234,7 +238,8 @@ class FIBERLOOP_API LoopCore {
   EventLoop* owner_;
   std::thread::id thread_id_;
   Ref<LoopLink> link_;
-  ThreadsafeQueue inbox_;              // call_soon_threadsafe()'s posts and eventfd
+  // call_soon_threadsafe()'s posts and eventfd; never null.
+  std::shared_ptr<ThreadsafeQueue> inbox_ = std::make_shared<ThreadsafeQueue>();
   std::vector<Callback> posts_batch_;  // swapped with the inbox: both keep their capacity
   ExceptionHandler exception_handler_;
 };
