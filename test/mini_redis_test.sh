@@ -6,6 +6,7 @@
 # split across sends, malformed requests that must close only their own
 # connection), then with redis-cli when it is installed. Every wait is bounded.
 set -euo pipefail
+source "$(dirname "$0")/listening.sh"
 
 if (($# != 1)); then
   echo "usage: $0 MINI_REDIS" >&2
@@ -37,12 +38,7 @@ launch() {
   shift
   "$mini_redis" "$@" >"$tmp/$name.out" 2>&1 &
   pid=$!
-  for _ in $(seq 50); do
-    grep -q "listening on" "$tmp/$name.out" && break
-    sleep 0.1
-  done
-  port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/$name.out")
-  [[ -n "$port" ]] || fail "$name did not start listening"
+  wait_listening "$name"
 }
 
 # finish NAME: SIGTERM, then (10 s at most) it must exit 0 saying "stopped".

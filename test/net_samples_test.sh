@@ -3,6 +3,7 @@
 # Runs the networking samples against each other on 127.0.0.1 (port 0: the
 # servers pick a free port and print it). Every wait is bounded.
 set -euo pipefail
+source "$(dirname "$0")/listening.sh"
 
 if (($# != 4)); then
   echo "usage: $0 ECHO_SERVER ECHO_CLIENT HTTP_HELLO FETCH_MANY" >&2
@@ -31,12 +32,7 @@ launch() {
   "$@" >"$tmp/$name.out" 2>&1 &
   pid=$!
   pids+=("$pid")
-  for _ in $(seq 50); do
-    grep -q "listening on" "$tmp/$name.out" && break
-    sleep 0.1
-  done
-  port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/$name.out")
-  [[ -n "$port" ]] || fail "$name did not start listening"
+  wait_listening "$name"
 }
 
 # finish PID NAME: waits (10 s at most) for it to exit; it must exit 0.

@@ -145,9 +145,8 @@ void IoDriver::add_callback(int fd, std::uint32_t kind, Callback cb) {
   // registration left over from the number's previous file. Nothing is
   // recorded before epoll accepted the fd, so a bogus (huge) number costs
   // no memory.
-  std::uint32_t tag = next_tag_;
-  poller_.watch(fd, before | kind, before != 0, tag);
-  take_tag();
+  poller_.watch(fd, before | kind, before != 0, next_tag_);
+  std::uint32_t tag = take_tag();  // taken once epoll accepted it
   if (!entry) entry = &table_.insert(fd);
   entry->registered = before | kind;
   entry->tag = tag;
@@ -198,9 +197,8 @@ IoDriver::WaitSlot IoDriver::arm_wait(int fd, std::uint32_t kind, const char* wh
     // this fd cost no epoll_ctl. The kernel reports the current state as a
     // first edge, so nothing that is ready already is missed.
     constexpr std::uint32_t mask = Poller::kReadable | Poller::kWritable | Poller::kEdge;
-    std::uint32_t tag = next_tag_;
-    poller_.watch(fd, mask, false, tag);
-    take_tag();
+    poller_.watch(fd, mask, false, next_tag_);
+    std::uint32_t tag = take_tag();
     entry = &table_.insert(fd);
     entry->registered = mask;
     entry->tag = tag;
