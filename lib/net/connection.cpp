@@ -90,6 +90,22 @@ void Connection::consume(std::size_t n) noexcept {
   }
 }
 
+void Connection::end_loan() {
+  lent = false;
+#if defined(__SANITIZE_ADDRESS__)
+  // The unread bytes move to a new block and the old one is freed, so that
+  // a view used after this (a caller's bug) reads freed memory, which ASan
+  // reports, instead of bytes that happen to be there.
+  std::size_t kept = buffered();
+  std::unique_ptr<char[]> moved(new char[rcap]);
+  if (kept > 0) std::memcpy(moved.get(), rdata(), kept);
+  rbuf = std::move(moved);
+  rbeg = 0;
+  rend = kept;
+#endif
+  consume(0);  // emptied by the loan: back to the front, and freed if large
+}
+
 std::size_t Connection::fill() {
   // A connection lost while writing is lost for reading too (asyncio's
   // connection_lost sets the reader's exception); the kernel would say 0.

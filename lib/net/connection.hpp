@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fiberloop/detail/pending_flush.hpp"
@@ -32,6 +33,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const char* rdata() const noexcept { return rbuf.get() + rbeg; }
   std::string take(std::size_t n);       // n buffered bytes, in a string of their size
   void consume(std::size_t n) noexcept;  // drops n buffered bytes
+  // lend(n) consumes n buffered bytes and returns a view of them, which
+  // stays valid until end_loan(): the buffer is neither moved nor emptied
+  // meanwhile. end_loan() starts every read call while a view is out.
+  std::string_view lend(std::size_t n) noexcept {
+    if (n == 0) return {};
+    std::string_view view(rdata(), n);
+    rbeg += n;
+    lent = true;
+    return view;
+  }
+  void end_loan();
   // fill() reads more into the buffer: the count (> 0), 0 at end of stream.
   // It drops what skip_line says is left of a refused line.
   std::size_t fill();
@@ -66,6 +78,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // reading: a task is inside a StreamReader call, so (the call suspended)
   // waiting for data; a second task's read is refused meanwhile.
   bool reading = false;
+  // lent: a view into the buffer is out (lend()); see end_loan().
+  bool lent = false;
 
   std::string wbuf;
   std::size_t wbeg = 0;

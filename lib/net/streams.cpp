@@ -39,6 +39,7 @@ class ReadCall {
     fiberloop::detail::spend_budget();
     if (c.reading) [[unlikely]]
       refuse(what);
+    if (c.lent) c.end_loan();  // this call ends the last view's validity
     c.reading = true;
   }
   ~ReadCall() { c_.reading = false; }
@@ -53,8 +54,11 @@ class ReadCall {
   detail::Connection& c_;
 };
 
-// readuntil() without the ReadCall: readline() holds it.
-std::string read_until(detail::Connection& c, std::string_view sep) {
+// through_separator(c, sep, limit) is the length of the buffered bytes
+// through the first sep, reading more as needed; 0 at the end of the
+// stream, what is left still buffered. Throws LimitOverrunError when sep is
+// not within `limit` bytes, leaving the buffer as it was.
+std::size_t through_separator(detail::Connection& c, std::string_view sep, std::size_t limit) {
   std::size_t searched = 0;  // bytes known not to start the separator
   for (;;) {
     std::size_t avail = c.buffered();
@@ -62,17 +66,56 @@ std::string read_until(detail::Connection& c, std::string_view sep) {
       std::string_view view(c.rdata(), avail);
       std::size_t at = view.find(sep, searched);
       if (at != std::string_view::npos) {
-        if (at > c.opt.limit)
+        if (at > limit)
           throw LimitOverrunError("Separator is found, but chunk is longer than limit", at);
-        return c.take(at + sep.size());
+        return at + sep.size();
       }
       searched = avail + 1 - sep.size();
-      if (searched > c.opt.limit)
+      if (searched > limit)
         throw LimitOverrunError("Separator is not found, and chunk exceed the limit", searched);
     }
-    if (c.eof) throw IncompleteReadError(c.take(avail), std::nullopt);
+    if (c.eof) return 0;
     c.fill();
   }
+}
+
+// until_separator(c, sep) is readuntil()'s length: IncompleteReadError,
+// with everything left, at the end of the stream.
+std::size_t until_separator(detail::Connection& c, std::string_view sep) {
+  std::size_t n = through_separator(c, sep, c.opt.limit);
+  if (n == 0) throw IncompleteReadError(c.take(c.buffered()), std::nullopt);
+  return n;
+}
+
+// line_length(c, limit) is the length of the next line through its "\n",
+// or at the end of the stream of what is left (maybe 0). A line over
+// `limit` is discarded whole, through its newline, whenever that arrives,
+// so that one over-long line is one error and the next read starts at the
+// line after it; the LimitOverrunError goes on to the caller.
+std::size_t line_length(detail::Connection& c, std::size_t limit) {
+  try {
+    std::size_t n = through_separator(c, "\n", limit);
+    return n > 0 ? n : c.buffered();
+  } catch (const LimitOverrunError& e) {
+    std::string_view view(c.rdata(), c.buffered());
+    if (view.substr(e.consumed, 1) == "\n") {
+      c.consume(e.consumed + 1);
+    } else {
+      c.consume(c.buffered());  // no newline buffered ("not found"): the rest
+      c.skip_line = true;       // is dropped as it arrives, by fill()
+    }
+    throw;
+  }
+}
+
+// exact_length(c, n): n once n bytes are buffered; IncompleteReadError, with
+// what did arrive, if the stream ends first.
+std::size_t exact_length(detail::Connection& c, std::size_t n) {
+  while (c.buffered() < n) {
+    if (c.eof) throw IncompleteReadError(c.take(c.buffered()), n);
+    c.fill();
+  }
+  return n;
 }
 }  // namespace
 
@@ -108,7 +151,7 @@ std::size_t StreamReader::read_into(void* buf, std::size_t len) {
     if (c.fill() == 0) return 0;                     // the rest of a refused line goes first
   }
   std::size_t n = std::min(len, c.buffered());
-  std::memcpy(buf, c.rdata(), n);
+  if (n > 0) std::memcpy(buf, c.rdata(), n);
   c.consume(n);
   return n;
 }
@@ -117,39 +160,64 @@ std::string StreamReader::readuntil(std::string_view sep) {
   detail::Connection& c = need(conn_);
   if (sep.empty()) throw std::invalid_argument("readuntil(): the separator is empty");
   ReadCall reading(c, "readuntil()");
-  return read_until(c, sep);
+  return c.take(until_separator(c, sep));
 }
 
 std::string StreamReader::readline() {
   detail::Connection& c = need(conn_);
   ReadCall reading(c, "readline()");
-  try {
-    return read_until(c, "\n");
-  } catch (IncompleteReadError& e) {
-    return std::move(e.partial);
-  } catch (const LimitOverrunError& e) {
-    // The whole line goes, through its newline, so that one over-long line
-    // is one error and the next readline() returns the line after it.
-    std::string_view view(c.rdata(), c.buffered());
-    if (view.substr(e.consumed, 1) == "\n") {
-      c.consume(e.consumed + 1);
-    } else {
-      c.consume(c.buffered());  // no newline buffered ("not found"): the rest
-      c.skip_line = true;       // is dropped as it arrives, by fill()
-    }
-    throw;
-  }
+  return c.take(line_length(c, c.opt.limit));
 }
 
 std::string StreamReader::readexactly(std::size_t n) {
   detail::Connection& c = need(conn_);
   if (n == 0) return {};
   ReadCall reading(c, "readexactly()");
-  while (c.buffered() < n) {
-    if (c.eof) throw IncompleteReadError(c.take(c.buffered()), n);
-    c.fill();
-  }
-  return c.take(n);
+  return c.take(exact_length(c, n));
+}
+
+std::string_view StreamReader::read_view(std::size_t n) {
+  detail::Connection& c = need(conn_);
+  if (n == 0) return {};
+  ReadCall reading(c, "read_view()");
+  if (c.buffered() == 0) c.fill();
+  return c.lend(std::min(n, c.buffered()));
+}
+
+std::string_view StreamReader::readline_view() {
+  detail::Connection& c = need(conn_);
+  ReadCall reading(c, "readline_view()");
+  return c.lend(line_length(c, c.opt.limit));
+}
+
+std::string_view StreamReader::readuntil_view(std::string_view sep) {
+  detail::Connection& c = need(conn_);
+  if (sep.empty()) throw std::invalid_argument("readuntil_view(): the separator is empty");
+  ReadCall reading(c, "readuntil_view()");
+  return c.lend(until_separator(c, sep));
+}
+
+std::string_view StreamReader::readexactly_view(std::size_t n) {
+  detail::Connection& c = need(conn_);
+  if (n == 0) return {};
+  ReadCall reading(c, "readexactly_view()");
+  if (n > c.opt.limit)
+    throw LimitOverrunError("readexactly_view(" + std::to_string(n) +
+                                "): more than the stream's limit (" +
+                                std::to_string(c.opt.limit) + " bytes) at once; use readexactly()",
+                            0);
+  return c.lend(exact_length(c, n));
+}
+
+std::size_t StreamReader::readline_into(void* buf, std::size_t len) {
+  detail::Connection& c = need(conn_);
+  if (len == 0) throw std::invalid_argument("readline_into(): the buffer is empty (len 0)");
+  ReadCall reading(c, "readline_into()");
+  // The line and its newline must fit: a tighter limit than the stream's.
+  std::size_t n = line_length(c, std::min(c.opt.limit, len - 1));
+  std::memcpy(buf, c.rdata(), n);
+  c.consume(n);
+  return n;
 }
 
 bool StreamReader::at_eof() const {
@@ -158,6 +226,8 @@ bool StreamReader::at_eof() const {
 }
 
 std::size_t StreamReader::limit() const { return need(conn_).opt.limit; }
+
+std::size_t StreamReader::buffered() const { return need(conn_).buffered(); }
 
 void StreamWriter::write(std::string_view data) { need(conn_).write(data); }
 

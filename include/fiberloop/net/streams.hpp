@@ -59,6 +59,39 @@ class FIBERLOOP_API StreamReader {
   std::string readuntil(std::string_view separator = "\n");
   // at_eof() is true once the stream ended and the buffer is empty.
   bool at_eof() const;
+  // buffered() is how many bytes are buffered: what the next read can hand
+  // out without waiting. A server reads on while it is non-zero and writes
+  // its replies once it is zero (a reply per batch, not per request).
+  std::size_t buffered() const;
+
+  // Zero-copy reads: the same as the calls above, but the bytes are handed
+  // out as a view into the connection's buffer instead of a new string.
+  // The view is valid until the next read call on this reader or any copy
+  // of it (whatever the call, and even if it throws), or until the last
+  // copy of the reader and the writer is gone; keep bytes longer by copying
+  // them. Sanitizer builds move the buffer at every read call that follows
+  // a view, so a view used too late is reported as a heap-use-after-free.
+  //
+  //   while (!(line = reader.readline_view()).empty()) handle(line);
+  //
+  // read_view(n) is read(n) for n >= 1: up to n bytes (waiting for at least
+  // one), "" at end of stream, at most one buffer's fill (16 KiB at first).
+  std::string_view read_view(std::size_t n = static_cast<std::size_t>(-1));
+  // readline_view(), readuntil_view(sep): readline() and readuntil(sep),
+  // with the same errors and the same handling of over-long lines.
+  std::string_view readline_view();
+  std::string_view readuntil_view(std::string_view separator = "\n");
+  // readexactly_view(n) is readexactly(n) for n up to the limit (the buffer
+  // must hold all n bytes at once): a larger n throws LimitOverrunError
+  // (consumed 0) and reads nothing; readexactly() or read_into() take any n.
+  std::string_view readexactly_view(std::size_t n);
+  // readline_into(buf, len) is readline() into caller memory: the line
+  // through its "\n" (at end of stream, what is left), its length returned,
+  // 0 at end of stream. A line that does not fit in len bytes, or is over
+  // the limit, throws LimitOverrunError and is discarded through its
+  // newline, as readline() discards an over-long line. len 0 throws
+  // std::invalid_argument.
+  std::size_t readline_into(void* buf, std::size_t len);
   // limit() is the line limit.
   std::size_t limit() const;
 
