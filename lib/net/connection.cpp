@@ -52,7 +52,7 @@ std::exception_ptr peer_reset(const Socket& s, std::exception_ptr e) {
 }
 }  // namespace
 
-Connection::Connection(Socket s, StreamOptions o) : sock(std::move(s)), opt(o) {
+Connection::Connection(Socket s, StreamOptions o) : opt(o), sock(std::move(s)) {
   if (opt.low_water > opt.high_water)
     throw std::invalid_argument("StreamOptions: low_water is above high_water");
 }
@@ -146,7 +146,7 @@ std::size_t Connection::fill() {
 std::size_t Connection::recv_into(void* buf, std::size_t len) {
   std::size_t n = 0;
   try {
-    n = sock_recv_into(sock, buf, len);
+    n = recv_into_budgeted(sock, buf, len);  // the reader's call has spent the budget
   } catch (const std::system_error&) {
     if (!closed) throw;
     n = 0;  // closed by this side while waiting: the end of the stream

@@ -63,8 +63,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close(bool abort);
   void finish_close() noexcept;
 
-  Socket sock;
-  StreamOptions opt;
+  // The members every read and write touches come first, packed into
+  // three cache lines: with hundreds of connections each round trip finds
+  // them cold, and each line is a miss (docs/performance.md).
+
   // The read buffer: rcap bytes, not value-initialised, allocated on the
   // first fill (16 KiB) and grown only when a refill would have little room;
   // freed when it empties after growing past 64 KiB.
@@ -80,11 +82,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool reading = false;
   // lent: a view into the buffer is out (lend()); see end_loan().
   bool lent = false;
-
-  std::string wbuf;
-  std::size_t wbeg = 0;
   bool flushing = false;
-  TaskOptions flush_task;  // its name, made on the first flush: later flushes reuse it
+  bool eof_requested = false;
+  bool closing = false;
+  bool closed = false;
+  std::size_t wbeg = 0;
+  std::string wbuf;
+  StreamOptions opt;
+  std::exception_ptr error;
   // Queued on the thread while write() holds coalesced bytes: they go at the
   // writing task's next wait, yield or end (or the iteration's end), and
   // `keep` holds the connection until then, so dropping the writer first
@@ -92,10 +97,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   struct CoalescedFlush : fiberloop::detail::PendingFlush {
     std::shared_ptr<Connection> keep;
   } coalesced;
-  bool eof_requested = false;
-  bool closing = false;
-  bool closed = false;
-  std::exception_ptr error;
+  Socket sock;  // its hot members first, its peer's address last
+
+  TaskOptions flush_task;  // its name, made on the first flush: later flushes reuse it
   std::vector<Future<void>> drain_waiters;
   std::vector<Future<void>> close_waiters;
   std::function<void(Connection*)> on_closed;  // the server's bookkeeping

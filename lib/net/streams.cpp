@@ -23,6 +23,14 @@ detail::Connection& need(const std::shared_ptr<detail::Connection>& c) {
   return *c;
 }
 
+// reader_of(c) is need(c) for a read call: whatever the call does next
+// (even return at once, or throw), it ends the last view's validity.
+detail::Connection& reader_of(const std::shared_ptr<detail::Connection>& c) {
+  detail::Connection& conn = need(c);
+  if (conn.lent) conn.end_loan();  // lent: no read is under way
+  return conn;
+}
+
 // ReadCall marks, for the length of a StreamReader call, the task making it
 // as the connection's reader. A call that suspends is waiting for data, and
 // a read by another task meanwhile is refused before it touches the buffer
@@ -92,10 +100,11 @@ std::size_t until_separator(detail::Connection& c, std::string_view sep) {
 // `limit` is discarded whole, through its newline, whenever that arrives,
 // so that one over-long line is one error and the next read starts at the
 // line after it; the LimitOverrunError goes on to the caller.
-std::size_t line_length(detail::Connection& c, std::size_t limit) {
+std::size_t line_length(detail::Connection& c, std::size_t limit,
+                        std::size_t room = static_cast<std::size_t>(-1)) {
+  std::size_t n;
   try {
-    std::size_t n = through_separator(c, "\n", limit);
-    return n > 0 ? n : c.buffered();
+    n = through_separator(c, "\n", limit);
   } catch (const LimitOverrunError& e) {
     std::string_view view(c.rdata(), c.buffered());
     if (view.substr(e.consumed, 1) == "\n") {
@@ -106,6 +115,11 @@ std::size_t line_length(detail::Connection& c, std::size_t limit) {
     }
     throw;
   }
+  if (n > room) {  // found within the limit, but with its newline it does not fit
+    c.consume(n);
+    throw LimitOverrunError("Separator is found, but chunk is longer than limit", n - 1);
+  }
+  return n > 0 ? n : c.buffered();
 }
 
 // exact_length(c, n): n once n bytes are buffered; IncompleteReadError, with
@@ -120,7 +134,7 @@ std::size_t exact_length(detail::Connection& c, std::size_t n) {
 }  // namespace
 
 std::string StreamReader::read(std::ptrdiff_t n) {
-  detail::Connection& c = need(conn_);
+  detail::Connection& c = reader_of(conn_);
   if (n == 0) return {};
   ReadCall reading(c, "read()");
   if (n < 0) {
@@ -141,7 +155,7 @@ std::string StreamReader::read(std::ptrdiff_t n) {
 }
 
 std::size_t StreamReader::read_into(void* buf, std::size_t len) {
-  detail::Connection& c = need(conn_);
+  detail::Connection& c = reader_of(conn_);
   if (len == 0) return 0;
   ReadCall reading(c, "read_into()");
   if (c.buffered() == 0) {
@@ -157,27 +171,27 @@ std::size_t StreamReader::read_into(void* buf, std::size_t len) {
 }
 
 std::string StreamReader::readuntil(std::string_view sep) {
-  detail::Connection& c = need(conn_);
+  detail::Connection& c = reader_of(conn_);
   if (sep.empty()) throw std::invalid_argument("readuntil(): the separator is empty");
   ReadCall reading(c, "readuntil()");
   return c.take(until_separator(c, sep));
 }
 
 std::string StreamReader::readline() {
-  detail::Connection& c = need(conn_);
+  detail::Connection& c = reader_of(conn_);
   ReadCall reading(c, "readline()");
   return c.take(line_length(c, c.opt.limit));
 }
 
 std::string StreamReader::readexactly(std::size_t n) {
-  detail::Connection& c = need(conn_);
+  detail::Connection& c = reader_of(conn_);
   if (n == 0) return {};
   ReadCall reading(c, "readexactly()");
   return c.take(exact_length(c, n));
 }
 
 std::string_view StreamReader::read_view(std::size_t n) {
-  detail::Connection& c = need(conn_);
+  detail::Connection& c = reader_of(conn_);
   if (n == 0) return {};
   ReadCall reading(c, "read_view()");
   if (c.buffered() == 0) c.fill();
@@ -185,20 +199,20 @@ std::string_view StreamReader::read_view(std::size_t n) {
 }
 
 std::string_view StreamReader::readline_view() {
-  detail::Connection& c = need(conn_);
+  detail::Connection& c = reader_of(conn_);
   ReadCall reading(c, "readline_view()");
   return c.lend(line_length(c, c.opt.limit));
 }
 
 std::string_view StreamReader::readuntil_view(std::string_view sep) {
-  detail::Connection& c = need(conn_);
+  detail::Connection& c = reader_of(conn_);
   if (sep.empty()) throw std::invalid_argument("readuntil_view(): the separator is empty");
   ReadCall reading(c, "readuntil_view()");
   return c.lend(until_separator(c, sep));
 }
 
 std::string_view StreamReader::readexactly_view(std::size_t n) {
-  detail::Connection& c = need(conn_);
+  detail::Connection& c = reader_of(conn_);
   if (n == 0) return {};
   ReadCall reading(c, "readexactly_view()");
   if (n > c.opt.limit)
@@ -210,12 +224,13 @@ std::string_view StreamReader::readexactly_view(std::size_t n) {
 }
 
 std::size_t StreamReader::readline_into(void* buf, std::size_t len) {
-  detail::Connection& c = need(conn_);
+  detail::Connection& c = reader_of(conn_);
   if (len == 0) throw std::invalid_argument("readline_into(): the buffer is empty (len 0)");
   ReadCall reading(c, "readline_into()");
-  // The line and its newline must fit: a tighter limit than the stream's.
-  std::size_t n = line_length(c, std::min(c.opt.limit, len - 1));
-  std::memcpy(buf, c.rdata(), n);
+  // The line and its newline must fit in len: a tighter bound than the
+  // stream's limit (an unterminated last line needs no room for one).
+  std::size_t n = line_length(c, std::min(c.opt.limit, len), len);
+  if (n > 0) std::memcpy(buf, c.rdata(), n);
   c.consume(n);
   return n;
 }

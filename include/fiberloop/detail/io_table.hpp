@@ -18,7 +18,10 @@ namespace fiberloop::detail {
 // one of two ways, never both: level-triggered callbacks (add_reader /
 // add_writer, as asyncio) or edge-triggered readiness waits (wait_readable /
 // wait_writable), which stay registered until the fd is forgotten.
-struct IoEntry {
+// One cache line each (64-byte aligned, as the dense vector lays them out):
+// a wait and its wakeup touch one line per fd, not the two a straddling
+// entry costs.
+struct alignas(64) IoEntry {
   Ref<HandleState> reader;            // add_reader's callback
   Ref<HandleState> writer;            // add_writer's callback
   Ref<FutureStateBase> read_waiter;   // the task in wait_readable(), if any
@@ -38,6 +41,7 @@ struct IoEntry {
   std::uint32_t tag = 0;
   bool present = false;  // managed by IoTable
 };
+static_assert(sizeof(IoEntry) == 64, "an IoEntry is one cache line");
 
 // IoTable maps fds to entries: a dense vector for the numbers a process
 // normally has (below kDenseLimit, grown by doubling as they appear), a hash
