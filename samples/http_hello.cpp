@@ -2,101 +2,193 @@
 // with keep-alive (HTTP/1.1's default; HTTP/1.0's "Connection: keep-alive",
 // as `ab -k` sends), as plain sequential code. Runs for SECONDS, or until
 // SIGINT / SIGTERM. PORT 0 picks a free port; the first line says which.
-#include <algorithm>
-#include <cctype>
+//
+// The request head is read a line at a time with readline_view(): each line
+// is a view into the connection's buffer, parsed once as it arrives, so a
+// request is served without copying or allocating anything. A view is only
+// valid until the next read, which is why a line's facts go into a Request
+// at once and the text itself is never kept.
+#include <charconv>
+#include <cstddef>
 #include <fiberloop/fiberloop.hpp>
 #include <iostream>
 #include <string>
+#include <string_view>
 
 #include "stop_signals.hpp"
 
 namespace net = fiberloop::net;
+using std::string_view;
 
 namespace {
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+// What serve needs to know of a request head.
+struct Request {
+  string_view error;     // a status to answer and close with, before any body
+  bool allowed = false;  // GET or HEAD
+  bool head = false;
+  bool http11 = false;
+  bool close = false, keep_alive = false;  // the Connection tokens seen
+  bool has_length = false;
+  std::size_t length = 0;  // of the body
+};
+
+// HTTP names and tokens are case-insensitive ASCII: comparing against a
+// lowercase literal byte by byte needs no lowercased copy.
+bool iequals(string_view s, string_view lower) {
+  if (s.size() != lower.size()) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i] >= 'A' && s[i] <= 'Z' ? char(s[i] - 'A' + 'a') : s[i];
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
+string_view trim(string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
 }
 
-// header(head, name) is the value of a request header, lowercase and
-// trimmed ("" if absent). name is lowercase.
-std::string header(const std::string& head, const std::string& name) {
-  std::string h = lower(head);
-  std::size_t at = h.find("\r\n" + name + ":");
-  if (at == std::string::npos) return {};
-  std::size_t begin = at + name.size() + 3;
-  std::size_t end = h.find("\r\n", begin);
-  std::string value = h.substr(begin, end - begin);
-  value.erase(0, value.find_first_not_of(" \t"));
-  value.erase(value.find_last_not_of(" \t") + 1);
-  return value;
+// chomp drops the line's "\n" and the "\r" before it (a bare "\n" is
+// accepted, as RFC 9112 allows).
+string_view chomp(string_view line) {
+  line.remove_suffix(1);
+  if (line.ends_with('\r')) line.remove_suffix(1);
+  return line;
 }
 
-// has_token(value, token): a comma-separated header value such as
-// "keep-alive, upgrade" lists token.
-bool has_token(const std::string& value, const std::string& token) {
-  std::size_t begin = 0;
-  while (begin <= value.size()) {
-    std::size_t end = std::min(value.find(',', begin), value.size());
-    std::string item = value.substr(begin, end - begin);
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (item == token) return true;
-    begin = end + 1;
+// METHOD SP TARGET SP HTTP/1.x
+void parse_request_line(string_view line, Request& req) {
+  std::size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
+  string_view version = line.substr(sp2 + 1);
+  req.http11 = version == "HTTP/1.1";
+  if (sp1 == 0 || sp1 == string_view::npos || sp2 <= sp1 + 1 ||
+      !(req.http11 || version == "HTTP/1.0")) {
+    req.error = "400 Bad Request";
+    return;
   }
-  return false;
+  string_view method = line.substr(0, sp1);  // case-sensitive, unlike header names
+  req.head = method == "HEAD";
+  req.allowed = req.head || method == "GET";
 }
 
-// keeps_alive(request_line, connection): HTTP/1.1 keeps the connection
-// unless the client says "Connection: close"; HTTP/1.0 (what `ab -k` sends)
-// only if it says "Connection: keep-alive".
-bool keeps_alive(const std::string& request_line, const std::string& connection) {
-  std::string version = request_line.substr(request_line.rfind(' ') + 1);
-  if (version == "HTTP/1.1") return !has_token(connection, "close");
-  return has_token(connection, "keep-alive");
+void parse_header(string_view line, Request& req) {
+  std::size_t colon = line.find(':');
+  if (colon == 0 || colon == string_view::npos) {
+    req.error = "400 Bad Request";
+    return;
+  }
+  string_view name = line.substr(0, colon), value = trim(line.substr(colon + 1));
+  if (iequals(name, "connection")) {
+    // A token list, e.g. "Keep-Alive, Upgrade"; repeated headers add up.
+    while (!value.empty()) {
+      std::size_t comma = value.find(',');
+      string_view token = trim(value.substr(0, comma));
+      req.close |= iequals(token, "close");
+      req.keep_alive |= iequals(token, "keep-alive");
+      value = comma == string_view::npos ? string_view() : value.substr(comma + 1);
+    }
+  } else if (iequals(name, "content-length")) {
+    // Digits only ("+5", "-1", "5, 5" and values past size_t are refused),
+    // and only once: two lengths would leave the body's end in doubt.
+    auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), req.length);
+    if (req.has_length || err != std::errc() || end != value.data() + value.size())
+      req.error = "400 Bad Request";
+    req.has_length = true;
+  } else if (iequals(name, "transfer-encoding")) {
+    // A chunked body cannot be skipped by its length: refuse it rather than
+    // read it as the next request.
+    req.error = "501 Not Implemented";
+  }
 }
 
-// respond writes a reply with its Content-Length and, always, a Connection
-// header saying what happens next: an HTTP/1.0 client that asked for
-// keep-alive waits for "Connection: keep-alive" before sending again. HEAD
-// gets the headers without the body.
-void respond(net::StreamWriter& w, const std::string& status, const std::string& body,
-             bool keep_alive, bool head_only = false) {
-  w.write("HTTP/1.1 " + status +
-          "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
-          (keep_alive ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n") +
-          (head_only ? std::string() : body));
-  w.drain();
+// read_head fills req from the next request head; false if the stream ended
+// first (between requests: the client is done). It stops at the first
+// malformed line, to answer it at once: a client that sent garbage may not
+// send the empty line that ends a head. The stream's limit bounds the whole
+// head, not only each line, as readuntil("\r\n\r\n") would.
+bool read_head(net::StreamReader& reader, Request& req) {
+  string_view line = reader.readline_view();
+  if (!line.ends_with('\n')) return false;
+  std::size_t size = line.size();
+  parse_request_line(chomp(line), req);
+  while (req.error.empty() && (line = reader.readline_view()) != "\r\n" && line != "\n") {
+    if (!line.ends_with('\n')) return false;
+    if ((size += line.size()) > reader.limit())
+      throw fiberloop::LimitOverrunError("request head longer than the limit", size);
+    parse_header(chomp(line), req);
+  }
+  return true;
 }
+
+// skip reads n bytes and drops them, a buffer's worth at a time, so that a
+// huge length costs time, not memory; false if the stream ended first.
+bool skip(net::StreamReader& reader, std::size_t n) {
+  while (n > 0) {
+    std::size_t got = reader.read_view(n).size();
+    if (got == 0) return false;
+    n -= got;
+  }
+  return true;
+}
+
+// reply is a whole response. It always says Connection: an HTTP/1.0 client
+// that asked for keep-alive only sends again once it sees "keep-alive".
+std::string reply(string_view status, string_view body, bool keep_alive) {
+  std::string r = "HTTP/1.1 ";
+  r.append(status).append("\r\nContent-Type: text/plain\r\nContent-Length: ");
+  r.append(std::to_string(body.size()));
+  r.append(keep_alive ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+  return r.append(body);
+}
+
+// refuse answers with an error, its status as the body, and ends the
+// connection (the caller breaks out of its loop).
+void refuse(net::StreamWriter& writer, string_view status) {
+  writer.write(reply(status, std::string(status) + "\n", false));
+}
+
+constexpr string_view kHello = "Hello, world\n";
+// The same bytes every time: made once, not per request.
+const std::string hello_close = reply("200 OK", kHello, false);
+const std::string hello_keep_alive = reply("200 OK", kHello, true);
 
 // serve is one connection: requests one after another, as long as the
 // client keeps the connection alive.
 void serve(net::StreamReader reader, net::StreamWriter writer) {
   try {
     for (;;) {
-      std::string head = reader.readuntil("\r\n\r\n");
-      std::string request_line = head.substr(0, head.find("\r\n"));
-      bool keep_alive = keeps_alive(request_line, header(head, "connection"));
-      if (std::string length = header(head, "content-length"); !length.empty()) {
-        reader.readexactly(std::stoul(length));  // a body we do not need
-      }
-      bool is_head = request_line.rfind("HEAD ", 0) == 0;
-      if (request_line.rfind("GET ", 0) != 0 && !is_head) {
-        respond(writer, "405 Method Not Allowed", "only GET here\n", false);
+      Request req;
+      if (!read_head(reader, req)) break;
+      if (!req.error.empty()) {
+        refuse(writer, req.error);
         break;
       }
-      respond(writer, "200 OK", "Hello, world\n", keep_alive, is_head);
+      // The body is not needed, but it must be read off the connection:
+      // left there it would be taken for the next request, or, unread at
+      // close(), make the kernel reset the connection under our reply.
+      if (!skip(reader, req.length)) break;
+      if (!req.allowed) {
+        refuse(writer, "405 Method Not Allowed");
+        break;
+      }
+      bool keep_alive = !req.close && (req.http11 || req.keep_alive);
+      string_view r = keep_alive ? hello_keep_alive : hello_close;
+      if (req.head) r.remove_suffix(kHello.size());
+      // write() holds the bytes until this task next waits, so replies to
+      // pipelined requests leave in one send; drain() (back-pressure) only
+      // past the writer's high-water mark, when a client is not reading.
+      writer.write(r);
+      if (writer.write_buffer_size() > 64 * 1024) writer.drain();
       if (!keep_alive) break;
     }
-  } catch (const fiberloop::IncompleteReadError&) {
-    // the client closed between requests: the normal end of keep-alive
   } catch (const fiberloop::LimitOverrunError&) {
-    respond(writer, "431 Request Header Fields Too Large", "headers too long\n", false);
+    refuse(writer, "431 Request Header Fields Too Large");
   } catch (const std::exception&) {
-    // reset, or a malformed Content-Length: drop the connection
+    // a reset: nobody to answer
   }
-  writer.close();
+  writer.close();  // after what was written has been sent
 }
 
 }  // namespace

@@ -70,63 +70,117 @@ n=$(grep -c "HTTP/1.1 200 OK" <<<"$raw" || true)
 ((n == 2)) || fail "expected 2 responses on one connection, got: $raw"
 grep -q "Hello, world" <<<"$raw" || fail "no body in: $raw"
 
-# HTTP/1.0 keep-alive (what `ab -k` sends): each reply says "Connection:
-# keep-alive" with a Content-Length, and the connection stays open for the
-# next request; HEAD gets the headers only. Every socket wait is bounded
-# (5 s), and the whole exchange too (20 s).
+# The replies byte for byte, and whether the connection stays open after
+# each (a second request on the same socket gets its answer) or closes
+# (reading returns end of stream). HTTP/1.0 keeps alive only with
+# "Connection: keep-alive" (what `ab -k` sends), HTTP/1.1 unless "Connection:
+# close"; bodies are read and dropped; errors are answered and close. Every
+# socket wait is bounded (5 s), and the whole exchange too (60 s).
 if command -v python3 >/dev/null 2>&1; then
-  out=$(timeout 20 python3 - "$port" 2>&1 <<'PY'
+  out=$(timeout 60 python3 - "$port" 2>&1 <<'PY'
 import socket, sys
 port = int(sys.argv[1])
-s = socket.create_connection(("127.0.0.1", port), timeout=5)
-buf = b""
-def reply():
-    global buf
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(4096)
-        if not chunk:
-            sys.exit("closed before a reply: %r" % buf)
-        buf += chunk
-    head, _, buf = buf.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
-    n = int(headers.get("content-length", "-1"))
-    return lines[0], headers, n
-for method in ("GET", "HEAD", "GET"):
-    s.sendall(("%s / HTTP/1.0\r\nHost: t\r\nConnection: Keep-Alive\r\n\r\n" % method).encode())
-    status, headers, n = reply()
-    if not status.endswith(" 200 OK"):
-        sys.exit("status: " + status)
-    if headers.get("connection", "").lower() != "keep-alive" or n < 0:
-        sys.exit("not a keep-alive reply: %r" % headers)
-    if method == "GET":
-        while len(buf) < n:
-            chunk = s.recv(4096)
-            if not chunk:
-                sys.exit("closed inside the body")
-            buf += chunk
-        body, buf = buf[:n], buf[n:]
-        if body != b"Hello, world\n":
-            sys.exit("body: %r" % body)
-# HTTP/1.0 without keep-alive, and HTTP/1.1 with "Connection: close": the
-# server closes after the reply.
-for request in ("GET / HTTP/1.0\r\nHost: t\r\n\r\n",
-                "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"):
-    c = socket.create_connection(("127.0.0.1", port), timeout=5)
-    c.sendall(request.encode())
+LIMIT = 64 * 1024  # the stream's default limit: the longest request head
+
+def hello(keep_alive, head=False):
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
+            b"Connection: " + (b"keep-alive" if keep_alive else b"close") + b"\r\n\r\n" +
+            (b"" if head else b"Hello, world\n"))
+
+def refused(status):
+    body = status + b"\n"
+    return (b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\nContent-Length: " +
+            str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+def read_exactly(s, n):
     data = b""
-    while True:
-        chunk = c.recv(4096)
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
         if not chunk:
             break
         data += chunk
-    if not data.startswith(b"HTTP/1.1 200 OK") or not data.endswith(b"Hello, world\n"):
-        sys.exit("reply: %r" % data)
-    c.close()
+    return data
+
+# check sends request on a new connection and expects exactly reply, then
+# the connection open (stays_open) or closed. reset_ok: the server closes
+# with some of the request still unread, which makes the kernel reset the
+# connection after the reply instead of ending it.
+def check(name, request, reply, stays_open, reset_ok=False):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        try:
+            s.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            if not reset_ok:
+                raise
+        got = read_exactly(s, len(reply))
+        if got != reply:
+            sys.exit("%s: got %r, expected %r" % (name, got[:300], reply))
+        if stays_open:
+            s.sendall(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+            got = read_exactly(s, len(hello(True)))
+            if got != hello(True):
+                sys.exit("%s: the connection did not stay open: %r" % (name, got))
+        else:
+            try:
+                extra = s.recv(4096)
+            except ConnectionResetError:
+                if not reset_ok:
+                    raise
+                extra = b""
+            if extra:
+                sys.exit("%s: bytes after the reply: %r" % (name, extra))
+    except socket.timeout:
+        sys.exit("%s: timed out (5 s)" % name)
+    finally:
+        s.close()
+
+def get(version, *headers, method=b"GET", body=b""):
+    return (method + b" / " + version + b"\r\nHost: t\r\n" +
+            b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body)
+
+H10, H11 = b"HTTP/1.0", b"HTTP/1.1"
+check("1.0 keep-alive", get(H10, b"Connection: keep-alive"), hello(True), True)
+check("1.0 token list", get(H10, b"connection: Upgrade, KEEP-ALIVE"), hello(True), True)
+check("1.0 plain", get(H10), hello(False), False)
+check("1.0 keep-alive, close", get(H10, b"Connection: keep-alive, close"), hello(False), False)
+check("1.1 plain", get(H11), hello(True), True)
+check("1.1 close", get(H11, b"Connection: close"), hello(False), False)
+check("1.1 token list", get(H11, b"Connection: Upgrade,  Close "), hello(False), False)
+check("1.1 HEAD", get(H11, method=b"HEAD"), hello(True, head=True), True)
+check("1.0 HEAD", get(H10, b"Connection: keep-alive", method=b"HEAD"), hello(True, head=True), True)
+check("bare LF", b"GET / HTTP/1.1\nHost: t\n\n", hello(True), True)
+# Pipelined: three requests in one send, three replies.
+check("pipelined", b"".join(get(H10, b"Connection: Keep-Alive", method=m) for m in (b"GET", b"HEAD", b"GET")),
+      hello(True) + hello(True, head=True) + hello(True), True)
+# A body is read and dropped, however large; the next request follows it.
+check("GET with body", get(H11, b"Content-Length: 5", body=b"hello"), hello(True), True)
+check("1 MiB body", get(H11, b"Content-Length: %d" % (1 << 20), body=b"x" * (1 << 20)), hello(True), True)
+check("POST with body", get(H11, b"Content-Length: 11", b"Content-Type: text/plain", method=b"POST",
+                            body=b"hello=world"), refused(b"405 Method Not Allowed"), False)
+check("PUT", get(H10, b"Connection: keep-alive", method=b"PUT"), refused(b"405 Method Not Allowed"), False)
+# Heads over the limit: many lines (all of it read, so the close is clean),
+# and one line longer than the limit (the rest of it is unread at close).
+long_head = b"GET / HTTP/1.1\r\n"
+while len(long_head) <= LIMIT:
+    long_head += b"X-Fill: " + b"a" * 990 + b"\r\n"
+check("431 many lines", long_head, refused(b"431 Request Header Fields Too Large"), False)
+check("431 one line", get(H11, b"X-Long: " + b"a" * (LIMIT + 5000)),
+      refused(b"431 Request Header Fields Too Large"), False, reset_ok=True)
+# Malformed: answered at once (even without the empty line that ends a head).
+for name, request in (("no version", b"GET /\r\n"), ("garbage", b"GARBAGE\r\n\r\n"),
+                      ("HTTP/2.0", b"GET / HTTP/2.0\r\n\r\n"), ("empty target", b"GET  HTTP/1.1\r\n\r\n"),
+                      ("no colon", get(H11, b"no colon here")),
+                      ("length abc", get(H11, b"Content-Length: abc")),
+                      ("length -1", get(H11, b"Content-Length: -1")),
+                      ("length overflow", get(H11, b"Content-Length: 99999999999999999999999")),
+                      ("two lengths", get(H11, b"Content-Length: 1", b"Content-Length: 1", body=b"x"))):
+    check(name, request, refused(b"400 Bad Request"), False)
+check("chunked", get(H11, b"Transfer-Encoding: chunked", body=b"0\r\n\r\n"), refused(b"501 Not Implemented"), False)
 print("ok")
 PY
-  ) || fail "HTTP/1.0 keep-alive exchange failed: $out"
-  [[ "$out" == "ok" ]] || fail "HTTP/1.0 keep-alive exchange said: $out"
+  ) || fail "HTTP exchanges failed: $out"
+  [[ "$out" == "ok" ]] || fail "HTTP exchanges said: $out"
 else
   # Without python3: two HTTP/1.0 keep-alive requests on one connection.
   exec 4<>"/dev/tcp/127.0.0.1/$port"
@@ -139,23 +193,34 @@ else
   grep -q "HTTP/1.1 200 OK" <<<"$raw" || fail "no second reply on the HTTP/1.0 connection: $raw"
 fi
 
-# ab -k (ApacheBench, Debian's apache2-utils): HTTP/1.0 keep-alive, 4 at once.
+# ab -k (ApacheBench, Debian's apache2-utils): HTTP/1.0 keep-alive, 10 at once.
 if command -v ab >/dev/null 2>&1; then
-  timeout 60 ab -k -q -n 200 -c 4 -s 5 "http://127.0.0.1:$port/" >"$tmp/ab.out" 2>&1 ||
+  timeout 60 ab -k -q -n 2000 -c 10 -s 5 "http://127.0.0.1:$port/" >"$tmp/ab.out" 2>&1 ||
     fail "ab -k failed: $(cat "$tmp/ab.out")"
-  grep -q "^Complete requests: *200$" "$tmp/ab.out" || fail "ab -k: $(cat "$tmp/ab.out")"
+  grep -q "^Complete requests: *2000$" "$tmp/ab.out" || fail "ab -k: $(cat "$tmp/ab.out")"
   grep -q "^Failed requests: *0$" "$tmp/ab.out" || fail "ab -k: $(cat "$tmp/ab.out")"
-  grep -q "^Keep-Alive requests: *200$" "$tmp/ab.out" || fail "ab -k: $(cat "$tmp/ab.out")"
+  grep -q "^Keep-Alive requests: *2000$" "$tmp/ab.out" || fail "ab -k: $(cat "$tmp/ab.out")"
 else
   echo "net_samples_test: ab (apache2-utils) not installed; skipping the ab -k check"
 fi
 
+# curl_twice NAME ARGS...: two GETs in one curl call; the body must come
+# twice, and $tmp/NAME.err holds curl's account of the connections.
+curl_twice() {
+  local name=$1 body
+  shift
+  body=$(timeout 10 curl -sS -v --max-time 5 "$@" "http://127.0.0.1:$port/" "http://127.0.0.1:$port/x" \
+    2>"$tmp/$name.err") || fail "curl $name failed: $(cat "$tmp/$name.err")"
+  [[ "$body" == $'Hello, world\nHello, world' ]] || fail "curl $name got: $body"
+}
+reused() { grep -qi "re-using existing connection\|reusing existing connection" "$tmp/$1.err"; }
 if command -v curl >/dev/null 2>&1; then
-  body=$(timeout 10 curl -sS -v --max-time 5 "http://127.0.0.1:$port/" "http://127.0.0.1:$port/x" 2>"$tmp/curl.err") ||
-    fail "curl failed: $(cat "$tmp/curl.err")"
-  [[ "$body" == $'Hello, world\nHello, world' ]] || fail "curl got: $body"
-  grep -qi "re-using existing connection\|reusing existing connection" "$tmp/curl.err" ||
-    fail "curl did not keep the connection alive: $(cat "$tmp/curl.err")"
+  curl_twice curl11
+  reused curl11 || fail "curl (HTTP/1.1) did not keep the connection alive: $(cat "$tmp/curl11.err")"
+  curl_twice curl10ka --http1.0 -H 'Connection: keep-alive'
+  reused curl10ka || fail "curl --http1.0 keep-alive did not reuse the connection: $(cat "$tmp/curl10ka.err")"
+  curl_twice curl10 --http1.0
+  reused curl10 && fail "curl --http1.0 reused a connection the server should have closed: $(cat "$tmp/curl10.err")"
 else
   echo "net_samples_test: curl not installed; raw socket check only"
 fi
