@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # usage: mini_redis_test.sh MINI_REDIS
 # Talks RESP to samples/mini_redis on 127.0.0.1 (port 0: it picks a free
-# port and prints it), in both modes (per-reply writes and --batch): first
+# port and prints it), in both modes (StreamReader's views, and --batch): first
 # with a python3 client of its own (commands, errors, pipelining, requests
 # split across sends, malformed requests that must close only their own
 # connection), then with redis-cli when it is installed. Every wait is bounded.
@@ -205,6 +205,25 @@ a.s.sendall(enc(("GET", "big")) * 3)
 for i in range(3):
     check(a.reply(), big, "GET 2 MiB #%d" % i)
 
+# Values at the reader's limit (64 KiB: a view's most, CRLF included) and
+# just past it; large arguments before the last one; SET over a list.
+for n in (65534, 65535, 70000):
+    v = (bytes(range(256)) * (n // 256 + 1))[:n]
+    check(a.call("SET", "edge", v), "OK", "SET of %d bytes" % n)
+    check(a.call("GET", "edge"), v, "GET of %d bytes" % n)
+check(a.call("RPUSH", "bigl", big, "s", big[:70000]), 3, "RPUSH of large values")
+check(a.call("LRANGE", "bigl", 0, -1), [big, b"s", big[:70000]], "LRANGE of large values")
+check(a.call("DEL", "bigl", "edge"), 2, "DEL of large values")
+check(a.call("RPUSH", "sl", "a"), 1, "RPUSH sl")
+check(a.call("SET", "sl", "v"), "OK", "SET over a list")
+check(a.call("GET", "sl"), b"v", "GET after SET over a list")
+
+# A pipeline of 3000 requests (about 80 KiB) in one send: requests straddle
+# the ends of what each read brings, their replies in order all the same.
+a.s.sendall(b"".join(enc(("INCR", "long")) for _ in range(3000)))
+for i in range(1, 3001):
+    check(a.reply(), i, "long pipeline INCR %d" % i)
+
 # Malformed requests: each gets "-ERR Protocol error..." and its connection
 # closes; `a`, opened before, and a connection opened after still work.
 for bad in (b"*abc\r\n", b"*2000000\r\n", b"*1\r\n$536870913\r\n", b"*1\r\n$-2\r\n",
@@ -241,7 +260,7 @@ if not a.closed():
 print("ok")
 PY
 
-for mode in per-reply batch; do
+for mode in views batch; do
   args=(0)
   [[ $mode == batch ]] && args+=(--batch)
   launch "$mode" "${args[@]}"
