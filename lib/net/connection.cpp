@@ -80,9 +80,7 @@ std::string Connection::take(std::size_t n) {
   return out;
 }
 
-void Connection::consume(std::size_t n) noexcept {
-  rbeg += n;
-  if (rbeg != rend) return;
+void Connection::restart_empty() noexcept {
   rbeg = rend = 0;
   if (rcap > kKeepRead) {  // a burst grew it: an idle connection keeps none of that
     rbuf.reset();
@@ -90,20 +88,15 @@ void Connection::consume(std::size_t n) noexcept {
   }
 }
 
-void Connection::end_loan() {
-  lent = false;
-#if defined(__SANITIZE_ADDRESS__)
-  // The unread bytes move to a new block and the old one is freed, so that
-  // a view used after this (a caller's bug) reads freed memory, which ASan
-  // reports, instead of bytes that happen to be there.
+void Connection::move_buffer() {
+  // Under ASan a view used after its loan ended then reads freed memory,
+  // which ASan reports, instead of bytes that happen to be there.
   std::size_t kept = buffered();
   std::unique_ptr<char[]> moved(new char[rcap]);
   if (kept > 0) std::memcpy(moved.get(), rdata(), kept);
   rbuf = std::move(moved);
   rbeg = 0;
   rend = kept;
-#endif
-  consume(0);  // emptied by the loan: back to the front, and freed if large
 }
 
 std::size_t Connection::fill() {
@@ -146,7 +139,7 @@ std::size_t Connection::fill() {
 std::size_t Connection::recv_into(void* buf, std::size_t len) {
   std::size_t n = 0;
   try {
-    n = recv_into_budgeted(sock, buf, len);  // the reader's call has spent the budget
+    n = sock_recv_into(sock, buf, len);
   } catch (const std::system_error&) {
     if (!closed) throw;
     n = 0;  // closed by this side while waiting: the end of the stream

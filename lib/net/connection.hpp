@@ -31,8 +31,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Read side.
   std::size_t buffered() const noexcept { return rend - rbeg; }
   const char* rdata() const noexcept { return rbuf.get() + rbeg; }
-  std::string take(std::size_t n);       // n buffered bytes, in a string of their size
-  void consume(std::size_t n) noexcept;  // drops n buffered bytes
+  std::string take(std::size_t n);  // n buffered bytes, in a string of their size
+  // consume(n) drops n buffered bytes; an emptied buffer starts again at
+  // its front, and is freed if a burst grew it.
+  void consume(std::size_t n) noexcept {
+    rbeg += n;
+    if (rbeg == rend) restart_empty();
+  }
   // lend(n) consumes n buffered bytes and returns a view of them, which
   // stays valid until end_loan(): the buffer is neither moved nor emptied
   // meanwhile. end_loan() starts every read call while a view is out.
@@ -43,7 +48,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     lent = true;
     return view;
   }
-  void end_loan();
+  void end_loan() {
+    lent = false;
+    if constexpr (kMoveAfterLoan) move_buffer();
+    consume(0);  // emptied by the loan: back to the front
+  }
+#if defined(__SANITIZE_ADDRESS__)
+  static constexpr bool kMoveAfterLoan = true;
+#else
+  static constexpr bool kMoveAfterLoan = false;
+#endif
+  // move_buffer() puts the unread bytes in a new block and frees the old one.
+  void move_buffer();
+  void restart_empty() noexcept;
   // fill() reads more into the buffer: the count (> 0), 0 at end of stream.
   // It drops what skip_line says is left of a refused line.
   std::size_t fill();

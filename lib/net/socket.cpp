@@ -209,19 +209,14 @@ ssize_t Socket::recv_now(void* buf, std::size_t len) {
   }
 }
 
-std::size_t detail::recv_into_budgeted(Socket& s, void* buf, std::size_t len) {
+std::size_t sock_recv_into(Socket& s, void* buf, std::size_t len) {
   check_open(s, "sock_recv");
+  spend_budget();
   for (;;) {
     ssize_t n = s.recv_now(buf, len);
     if (n >= 0) return static_cast<std::size_t>(n);
     s.wait(Poller::kReadable);
   }
-}
-
-std::size_t sock_recv_into(Socket& s, void* buf, std::size_t len) {
-  check_open(s, "sock_recv");
-  spend_budget();
-  return detail::recv_into_budgeted(s, buf, len);
 }
 
 std::string sock_recv(Socket& s, std::size_t max) {

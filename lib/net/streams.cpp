@@ -62,6 +62,18 @@ class ReadCall {
   detail::Connection& c_;
 };
 
+// find_separator(data, size, sep, from) is where sep starts in data, at
+// or after from; npos if it does not. A one-byte separator (a line's "\n")
+// is one memchr: string_view::find adds a compare per candidate.
+inline std::size_t find_separator(const char* data, std::size_t size, std::string_view sep,
+                                  std::size_t from) noexcept {
+  if (sep.size() == 1) {
+    const void* at = std::memchr(data + from, sep[0], size - from);
+    return at ? static_cast<const char*>(at) - data : std::string_view::npos;
+  }
+  return std::string_view(data, size).find(sep, from);
+}
+
 // through_separator(c, sep, limit) is the length of the buffered bytes
 // through the first sep, reading more as needed; 0 at the end of the
 // stream, what is left still buffered. Throws LimitOverrunError when sep is
@@ -71,8 +83,7 @@ std::size_t through_separator(detail::Connection& c, std::string_view sep, std::
   for (;;) {
     std::size_t avail = c.buffered();
     if (avail >= sep.size()) {
-      std::string_view view(c.rdata(), avail);
-      std::size_t at = view.find(sep, searched);
+      std::size_t at = find_separator(c.rdata(), avail, sep, searched);
       if (at != std::string_view::npos) {
         if (at > limit)
           throw LimitOverrunError("Separator is found, but chunk is longer than limit", at);
@@ -102,6 +113,13 @@ std::size_t until_separator(detail::Connection& c, std::string_view sep) {
 // line after it; the LimitOverrunError goes on to the caller.
 std::size_t line_length(detail::Connection& c, std::size_t limit,
                         std::size_t room = static_cast<std::size_t>(-1)) {
+  // The common case first: a whole line is buffered already.
+  if (std::size_t avail = c.buffered(); avail > 0) {
+    if (const void* nl = std::memchr(c.rdata(), '\n', avail)) {
+      std::size_t n = static_cast<const char*>(nl) - c.rdata() + 1;
+      if (n - 1 <= limit && n <= room) return n;
+    }
+  }
   std::size_t n;
   try {
     n = through_separator(c, "\n", limit);

@@ -15,9 +15,11 @@
 #include "task_number.hpp"
 
 namespace fiberloop::detail {
+
+constinit thread_local TaskStateBase* TaskStateBase::running_ = nullptr;
+
 namespace {
 
-constinit thread_local TaskStateBase* current_task = nullptr;
 constinit thread_local std::string* stepped_sink = nullptr;
 
 // rethrow_and_clear(e) throws e, leaving it empty: a step's rare path, out
@@ -31,14 +33,14 @@ class Entered {
  public:
   // An eager first step (inside create_task) may run from another task's
   // step: that task is set aside meanwhile, as asyncio's _swap_current_task.
-  Entered(TaskStateBase* task, bool eager) : previous_(current_task) {
+  Entered(TaskStateBase* task, bool eager) : previous_(TaskStateBase::running_) {
     if (previous_ && !eager) [[unlikely]]
       throw_nested(task);
-    current_task = task;
+    TaskStateBase::running_ = task;
     if (stepped_sink) [[unlikely]]
       record_step(task);
   }
-  ~Entered() { current_task = previous_; }
+  ~Entered() { TaskStateBase::running_ = previous_; }
   // Out of line, as the other rare paths of a step: their strings would give
   // the step's functions a frame.
   [[noreturn, gnu::noinline]] void throw_nested(TaskStateBase* task) const {
@@ -76,7 +78,7 @@ TaskStateBase::TaskStateBase(LoopCore& core, const TaskOptions& options, OnStack
   fiber_.create(stack, [this] { run_fiber(); });
 }
 
-TaskStateBase* TaskStateBase::current() noexcept { return current_task; }
+TaskStateBase* TaskStateBase::current() noexcept { return TaskStateBase::running_; }
 
 void TaskStateBase::start() {
   LoopCore& core = *core_or_null();  // live: create_task() checked it
@@ -278,14 +280,14 @@ void die_if_unwinding(const char* what) noexcept {
 }
 
 TaskStateBase& TaskStateBase::require_current(const char* what) {
-  if (current_task && fiber_thread.unwinding == 0) [[likely]] return *current_task;
+  if (TaskStateBase::running_ && fiber_thread.unwinding == 0) [[likely]] return *TaskStateBase::running_;
   return require_current_slow(what);
 }
 
 // Out of line: its messages' strings would give require_current() a frame.
 [[gnu::noinline]] TaskStateBase& TaskStateBase::require_current_slow(const char* what) {
   die_if_unwinding(what);
-  if (!current_task) {
+  if (!TaskStateBase::running_) {
     if (Fiber::current()) {
       throw RuntimeError(std::string(what) +
                          " called inside a Generator driven from outside a task: a wait in a "
@@ -296,11 +298,11 @@ TaskStateBase& TaskStateBase::require_current(const char* what) {
                        " called outside a task: only code running in a Task can wait "
                        "(use EventLoop::run_until_complete from plain code)");
   }
-  return *current_task;
+  return *TaskStateBase::running_;
 }
 
 void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what) {
-  TaskStateBase* task = current_task;
+  TaskStateBase* task = TaskStateBase::running_;
   if (task && fiber_thread.current == &task->fiber_ && wait_is_plain()) [[likely]] {
     task->park(fut);
     return;
@@ -325,8 +327,8 @@ void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what) {
                             fut);
 }
 
-void TaskStateBase::spend_budget() {
-  TaskStateBase* task = current_task;
+void TaskStateBase::spend_budget_slow() {
+  TaskStateBase* task = TaskStateBase::running_;
   if (!task) return;
   LoopCore* core = task->core_or_null();
   if (!core || core->task_budget() == 0) return;

@@ -153,7 +153,22 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   // against the running task's budget (EventLoop::task_budget()), and
   // yields for one iteration when it is spent. Outside a task, or where no
   // wait can be made, it does nothing. May throw CancelledError.
-  static void spend_budget();
+  // running_ is current(), for the inline spend_budget(); only a step sets it.
+  static constinit thread_local TaskStateBase* running_;
+  static void spend_budget() {
+    // Inline: stream and socket calls spend on every call, and the common
+    // case (budget left in this step) is a compare and a decrement.
+    TaskStateBase* task = running_;
+    if (!task) return;
+    LoopCore* core = task->core_or_null();
+    if (core && task->budget_iteration_ == core->iteration() && task->budget_left_ > 1)
+        [[likely]] {
+      --task->budget_left_;
+      return;
+    }
+    spend_budget_slow();
+  }
+  static void spend_budget_slow();
 
   // LastStepped records, while it lives, the name of the last task that
   // stepped on this thread (debug mode names slow task steps with it).

@@ -27,13 +27,6 @@ namespace fiberloop::net {
 //
 // Owner: move-only; destroying it closes it. A Socket that waited in a loop
 // must be closed on that loop's thread (it may outlive the loop).
-class Socket;
-namespace detail {
-// recv_into_budgeted(s, buf, len) is sock_recv_into() for a caller that has
-// counted the operation against the task's budget already (a stream read).
-FIBERLOOP_API std::size_t recv_into_budgeted(Socket& s, void* buf, std::size_t len);
-}  // namespace detail
-
 class FIBERLOOP_API Socket {
  public:
   Socket() noexcept = default;
@@ -77,7 +70,6 @@ class FIBERLOOP_API Socket {
 
  private:
   friend std::size_t sock_recv_into(Socket&, void*, std::size_t);
-  friend std::size_t detail::recv_into_budgeted(Socket&, void*, std::size_t);
   friend std::pair<Socket, Address> sock_accept(Socket&);
   friend void sock_connect(Socket&, const Address&);
   friend std::string sock_recv(Socket&, std::size_t);
