@@ -53,6 +53,10 @@ std::exception_ptr peer_reset(const Socket& s, std::exception_ptr e) {
 }  // namespace
 
 Connection::Connection(Socket s, StreamOptions o) : opt(o), sock(std::move(s)) {
+  coalesced.run = [](fiberloop::detail::PendingFlush* f) noexcept {
+    auto keep = std::move(static_cast<CoalescedFlush*>(f)->keep);
+    keep->flush_now();
+  };
   if (opt.low_water > opt.high_water)
     throw std::invalid_argument("StreamOptions: low_water is above high_water");
 }
@@ -166,10 +170,6 @@ void Connection::write(std::string_view data) {
     return;
   }
   if (!coalesced.queued) {
-    coalesced.run = [](fiberloop::detail::PendingFlush* f) noexcept {
-      auto keep = std::move(static_cast<CoalescedFlush*>(f)->keep);
-      keep->flush_now();
-    };
     coalesced.keep = shared_from_this();
     fiberloop::detail::queue_flush(&coalesced);
   }

@@ -403,7 +403,7 @@ namespace fiberloop::detail {
 // aborts with fiberloop's message on a fiber being unwound).
 inline void require_task(const char* what) { TaskStateBase::require_current(what); }
 // running_task() is the task whose step runs on this thread, or null.
-inline TaskStateBase* running_task() noexcept { return TaskStateBase::current(); }
+inline TaskStateBase* running_task() noexcept { return TaskStateBase::running_; }
 // suspend_task(fut, what) parks the running task until fut is done (null: for
 // one iteration); TaskStateBase::suspend_current() says what it throws.
 inline void suspend_task(FutureStateBase* fut, const char* what = "await()") {
