@@ -98,6 +98,21 @@ inline net::Socket listener(int backlog = 128) {
   return s;
 }
 
+// StreamPair is a stream pair on one end of a TCP connection and a raw
+// socket on the other: stream_pair(options) makes one, inside a task.
+struct StreamPair {
+  net::StreamReader reader;
+  net::StreamWriter writer;
+  net::Socket raw;
+};
+
+inline StreamPair stream_pair(net::StreamOptions options = {}) {
+  net::Socket server = listener();
+  auto [reader, writer] = net::open_connection("127.0.0.1", server.getsockname().port(), options);
+  net::Socket raw = net::sock_accept(server).first;
+  return {reader, writer, std::move(raw)};
+}
+
 // reset_on_close(s) makes closing s send RST instead of FIN.
 inline void reset_on_close(int fd) {
   linger l{1, 0};

@@ -32,19 +32,6 @@ struct ViewsFixture : LoopFixture {
   ViewsFixture() { ::signal(SIGPIPE, SIG_DFL); }
 };
 
-// Pair is a stream pair on one end of a TCP connection and a raw socket on the other.
-struct Pair {
-  StreamReader reader;
-  StreamWriter writer;
-  Socket raw;
-};
-
-Pair connected(net::StreamOptions options = {}) {
-  Socket server = listener();
-  auto [reader, writer] = net::open_connection("127.0.0.1", server.getsockname().port(), options);
-  Socket raw = net::sock_accept(server).first;
-  return {reader, writer, std::move(raw)};
-}
 
 // eventually(pred) yields to the loop until pred() holds, a bounded number
 // of iterations (loopback delivers within a few): whether it came to hold.
@@ -73,7 +60,7 @@ bool still_serving() {
     return 42;
   });
   if (fiberloop::await(other) != 42) return false;
-  Pair q = connected();
+  StreamPair q = stream_pair();
   net::sock_sendall(q.raw, "fresh\nline\n");
   if (q.reader.readline_view() != "fresh\n") return false;
   return q.reader.readline_view() == "line\n";
@@ -101,7 +88,7 @@ BOOST_FIXTURE_TEST_SUITE(stream_views, ViewsFixture)
 
 BOOST_AUTO_TEST_CASE(each_view_call_returns_its_bytes_and_consumes_them) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     BOOST_TEST(p.reader.buffered() == 0u);  // a fresh reader holds nothing
     const std::string burst = "first line\nkey: value\r\nXYZabcdefgh\nline four\ntail";
     net::sock_sendall(p.raw, burst);
@@ -146,7 +133,7 @@ BOOST_AUTO_TEST_CASE(each_view_call_returns_its_bytes_and_consumes_them) {
 
 BOOST_AUTO_TEST_CASE(the_zero_length_calls_return_nothing_and_consume_nothing) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "abc\n");
     BOOST_TEST(p.reader.read_view(1) == "a");
     BOOST_TEST(p.reader.read_view(0) == "");
@@ -160,7 +147,7 @@ BOOST_AUTO_TEST_CASE(the_zero_length_calls_return_nothing_and_consume_nothing) {
 
 BOOST_AUTO_TEST_CASE(views_read_what_was_buffered_without_waiting_for_more) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "one\ntwo\nthree");
     BOOST_TEST(p.reader.readline_view() == "one\n");
     BOOST_TEST(p.reader.buffered() == 9u);
@@ -194,7 +181,7 @@ BOOST_AUTO_TEST_CASE(a_line_sent_in_pieces_reads_whole_through_each_call) {
   run([&] {
     for (const ViewCall& c : calls) {
       BOOST_TEST_CONTEXT(c.name) {
-        Pair p = connected();
+        StreamPair p = stream_pair();
         auto reading = fiberloop::spawn([&] { return c.call(p.reader); });
         std::size_t sent = 0;
         for (std::size_t i = 0; i < pieces.size(); ++i) {
@@ -211,7 +198,7 @@ BOOST_AUTO_TEST_CASE(a_line_sent_in_pieces_reads_whole_through_each_call) {
       }
     }
     // The view itself (not a copy), handed back by the task that read it.
-    Pair p = connected();
+    StreamPair p = stream_pair();
     auto reading = fiberloop::spawn([&] { return p.reader.readline_view(); });
     for (const std::string& piece : pieces) {
       net::sock_sendall(p.raw, piece);
@@ -231,7 +218,7 @@ BOOST_AUTO_TEST_CASE(a_line_sent_in_pieces_reads_whole_through_each_call) {
 BOOST_AUTO_TEST_CASE(a_multibyte_separator_split_across_sends_is_found) {
   // A false start ("--END-x") and the separator itself both cut by the sends.
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     auto reading = fiberloop::spawn([&] { return p.reader.readuntil_view("--END--"); });
     for (std::string_view piece : {"body-", "-E", "N", "D-", "x--", "END", "-", "-more"}) {
       net::sock_sendall(p.raw, piece);
@@ -248,7 +235,7 @@ BOOST_AUTO_TEST_CASE(a_multibyte_separator_split_across_sends_is_found) {
 
 BOOST_AUTO_TEST_CASE(read_view_at_the_end_of_stream_is_empty) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "abc");
     p.raw.shutdown(SHUT_WR);
     BOOST_TEST(p.reader.read_view(2) == "ab");
@@ -263,7 +250,7 @@ BOOST_AUTO_TEST_CASE(read_view_at_the_end_of_stream_is_empty) {
 
 BOOST_AUTO_TEST_CASE(readline_view_at_the_end_gives_what_is_left_then_empty) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "whole\nno newline");
     p.raw.close();
     BOOST_TEST(p.reader.readline_view() == "whole\n");
@@ -281,7 +268,7 @@ BOOST_AUTO_TEST_CASE(readline_view_at_the_end_gives_what_is_left_then_empty) {
 
 BOOST_AUTO_TEST_CASE(readline_into_at_the_end_gives_what_is_left_then_zero) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "one\ntwo");
     p.raw.shutdown(SHUT_WR);
     char buf[8];
@@ -296,7 +283,7 @@ BOOST_AUTO_TEST_CASE(readline_into_at_the_end_gives_what_is_left_then_zero) {
 
 BOOST_AUTO_TEST_CASE(readuntil_view_at_the_end_throws_with_everything_left) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "a|rest without separator");
     p.raw.shutdown(SHUT_WR);
     BOOST_TEST(p.reader.readuntil_view("|") == "a|");
@@ -325,7 +312,7 @@ BOOST_AUTO_TEST_CASE(readuntil_view_at_the_end_throws_with_everything_left) {
 
 BOOST_AUTO_TEST_CASE(readexactly_view_at_the_end_throws_with_what_did_arrive) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     auto sender = fiberloop::spawn([&] {
       net::sock_sendall(p.raw, "0123");
       fiberloop::sleep(0);
@@ -360,7 +347,7 @@ BOOST_AUTO_TEST_CASE(readexactly_view_at_the_end_throws_with_what_did_arrive) {
 
 BOOST_AUTO_TEST_CASE(readline_view_of_a_line_at_the_limit_fits_one_over_is_refused) {
   run([] {
-    Pair p = connected({.limit = 16});
+    StreamPair p = stream_pair({.limit = 16});
     const std::string at_limit(16, 'a');  // 16 bytes and the newline: as asyncio, it fits
     const std::string over(17, 'b');
     net::sock_sendall(p.raw, at_limit + "\n" + over + "\nafter\n");
@@ -377,7 +364,7 @@ BOOST_AUTO_TEST_CASE(an_over_long_line_is_one_error_and_readline_view_returns_th
         const std::string long_line = std::string(300, 'L') + "\n";
         // In one burst.
         {
-          Pair p = connected({.limit = 100});
+          StreamPair p = stream_pair({.limit = 100});
           net::sock_sendall(p.raw, long_line + "next\nafter\n");
           BOOST_CHECK_THROW(p.reader.readline_view(), LimitOverrunError);
           BOOST_TEST(p.reader.readline_view() == "next\n");
@@ -386,7 +373,7 @@ BOOST_AUTO_TEST_CASE(an_over_long_line_is_one_error_and_readline_view_returns_th
         // In pieces, sent by a peer task while the reader reads.
         for (std::size_t chunk : {1, 30, 99, 101, 150, 299}) {
           BOOST_TEST_CONTEXT("chunk " << chunk) {
-            Pair p = connected({.limit = 100});
+            StreamPair p = stream_pair({.limit = 100});
             auto sender = fiberloop::spawn([&] {
               for (std::size_t off = 0; off < long_line.size(); off += chunk) {
                 net::sock_sendall(p.raw, std::string_view(long_line).substr(off, chunk));
@@ -413,7 +400,7 @@ BOOST_AUTO_TEST_CASE(an_over_long_line_is_one_error_and_readline_view_returns_th
         // Refused before its newline was even sent: the rest is dropped as it
         // arrives, and the next call waits for the line after it.
         {
-          Pair p = connected({.limit = 100});
+          StreamPair p = stream_pair({.limit = 100});
           net::sock_sendall(p.raw, std::string(150, 'L'));
           BOOST_CHECK_THROW(p.reader.readline_view(), LimitOverrunError);
           BOOST_TEST(p.reader.buffered() == 0u);
@@ -436,7 +423,7 @@ BOOST_AUTO_TEST_CASE(an_over_long_line_is_one_error_and_readline_view_returns_th
 
 BOOST_AUTO_TEST_CASE(an_over_long_last_line_ends_the_stream_after_its_error) {
   run([] {
-    Pair p = connected({.limit = 100});
+    StreamPair p = stream_pair({.limit = 100});
     net::sock_sendall(p.raw, "ok\n" + std::string(5000, 'x'));
     p.raw.shutdown(SHUT_WR);
     BOOST_TEST(p.reader.readline_view() == "ok\n");
@@ -448,7 +435,7 @@ BOOST_AUTO_TEST_CASE(an_over_long_last_line_ends_the_stream_after_its_error) {
 
 BOOST_AUTO_TEST_CASE(readuntil_view_past_the_limit_keeps_the_bytes_readable) {
   run([] {
-    Pair p = connected({.limit = 16});
+    StreamPair p = stream_pair({.limit = 16});
     // The separator at offset 16 (the limit) is found; at 17 it is past it.
     net::sock_sendall(p.raw, "0123456789abcdef|0123456789abcdefg|rest|");
     BOOST_TEST(p.reader.readuntil_view("|") == "0123456789abcdef|");
@@ -475,7 +462,7 @@ BOOST_AUTO_TEST_CASE(readuntil_view_past_the_limit_keeps_the_bytes_readable) {
 
 BOOST_AUTO_TEST_CASE(readexactly_view_over_the_limit_is_refused_and_reads_nothing) {
   run([] {
-    Pair p = connected({.limit = 1000});
+    StreamPair p = stream_pair({.limit = 1000});
     // Nothing has come: refused at once, not after waiting for bytes.
     BOOST_CHECK_EXCEPTION(p.reader.readexactly_view(1001), LimitOverrunError,
                           [](const LimitOverrunError& e) { return e.consumed == 0; });
@@ -506,7 +493,7 @@ BOOST_AUTO_TEST_CASE(readexactly_view_of_the_default_limit_arriving_in_pieces) {
   // 64 KiB at once: the buffer grows from its first 16 KiB while the bytes
   // come, with some unread bytes ahead of them.
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     const std::size_t limit = p.reader.limit();
     BOOST_REQUIRE(limit == 64u * 1024);
     const std::string data = pattern_string(0, 3 + limit + 5);
@@ -527,7 +514,7 @@ BOOST_AUTO_TEST_CASE(readexactly_view_of_the_default_limit_arriving_in_pieces) {
 
 BOOST_AUTO_TEST_CASE(readline_into_takes_a_line_that_fits_and_refuses_one_that_does_not) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     char buf[16];
     auto clear = [&] { std::memset(buf, '#', sizeof buf); };
     auto untouched_from = [&](std::size_t at) {
@@ -587,7 +574,7 @@ BOOST_AUTO_TEST_CASE(readline_into_takes_a_line_that_fits_and_refuses_one_that_d
 
 BOOST_AUTO_TEST_CASE(readline_into_keeps_the_stream_limit_too) {
   run([] {
-    Pair p = connected({.limit = 10});
+    StreamPair p = stream_pair({.limit = 10});
     char buf[100];
     net::sock_sendall(p.raw, std::string(10, 'a') + "\n" + std::string(11, 'b') + "\nc\n");
     BOOST_TEST(p.reader.readline_into(buf, sizeof buf) == 11u);  // the limit's 10 and "\n"
@@ -601,8 +588,8 @@ BOOST_AUTO_TEST_CASE(readline_into_keeps_the_stream_limit_too) {
 
 BOOST_AUTO_TEST_CASE(a_view_stays_intact_while_the_task_does_anything_but_read_this_reader) {
   run([] {
-    Pair p = connected();
-    Pair q = connected();
+    StreamPair p = stream_pair();
+    StreamPair q = stream_pair();
     const std::string first = "the first line, to be kept in view\n";
     net::sock_sendall(p.raw, first + "second\n");
     const std::string_view view = p.reader.readline_view();
@@ -681,7 +668,7 @@ BOOST_AUTO_TEST_CASE(a_view_outlives_the_writer_closing_and_the_other_copies) {
   run([] {
     for (bool abort : {false, true}) {
       BOOST_TEST_CONTEXT((abort ? "abort" : "close")) {
-        Pair p = connected();
+        StreamPair p = stream_pair();
         net::sock_sendall(p.raw, "kept line\nbuffered\n");
         StreamReader keeper = p.reader;
         std::string_view view = keeper.readline_view();
@@ -708,7 +695,7 @@ BOOST_AUTO_TEST_CASE(a_view_outlives_the_writer_closing_and_the_other_copies) {
 
 BOOST_AUTO_TEST_CASE(several_views_of_one_burst_are_each_valid_until_the_next_call) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "alpha\nbeta\r\ngamma|0123456789rest");
     auto check_then_yield = [](std::string_view v, std::string_view want) {
       fiberloop::sleep(0);
@@ -927,7 +914,7 @@ std::string random_lines(std::mt19937& rng, std::size_t total, std::size_t short
 // mixed_transfer(...) sends data from a peer task in random pieces and
 // reads it back through a Mix.
 void mixed_transfer(const std::string& data, net::StreamOptions options, unsigned seed) {
-  Pair p = connected(options);
+  StreamPair p = stream_pair(options);
   auto sender = fiberloop::spawn([&p, &data, seed] {
     std::mt19937 srng(seed + 1);
     try {
@@ -1015,7 +1002,7 @@ BOOST_AUTO_TEST_CASE(a_second_task_reading_while_one_waits_in_readline_view_is_r
        }},
   };
   run([&] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     int round = 0;
     for (const Call& c : refused) {
       BOOST_TEST_CONTEXT(c.name << " (round " << round << ")") {
@@ -1063,7 +1050,7 @@ BOOST_AUTO_TEST_CASE(each_waiting_view_call_keeps_its_data_when_a_second_reader_
        }},
   };
   run([&] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     for (const ViewCall& w : waiting) {
       BOOST_TEST_CONTEXT(w.name) {
         net::sock_sendall(p.raw, "part");
@@ -1090,7 +1077,7 @@ BOOST_AUTO_TEST_CASE(each_waiting_view_call_keeps_its_data_when_a_second_reader_
 
 BOOST_AUTO_TEST_CASE(a_cancelled_wait_in_readline_view_leaves_the_partial_line_readable) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "half");
     auto waiting = fiberloop::spawn([&] { return p.reader.readline_view(); });
     BOOST_REQUIRE(eventually([&] { return p.reader.buffered() == 4u; }));
@@ -1105,7 +1092,7 @@ BOOST_AUTO_TEST_CASE(a_cancelled_wait_in_readline_view_leaves_the_partial_line_r
 
 BOOST_AUTO_TEST_CASE(after_every_kind_of_error_the_stream_reads_on) {
   run([] {
-    Pair p = connected({.limit = 32});
+    StreamPair p = stream_pair({.limit = 32});
     char buf[64];
     auto send = [&](const std::string& s) { net::sock_sendall(p.raw, s); };
 
@@ -1149,7 +1136,7 @@ BOOST_AUTO_TEST_CASE(after_every_kind_of_error_the_stream_reads_on) {
     BOOST_TEST(p.reader.readline_into(buf, sizeof buf) == 0u);
 
     // A reset peer: the view calls report it, and the loop serves on.
-    Pair r = connected();
+    StreamPair r = stream_pair();
     reset_on_close(r.raw.fd());
     r.raw.close();
     BOOST_CHECK_EXCEPTION(r.reader.readline_view(), std::system_error, [](const std::system_error& e) {
@@ -1171,10 +1158,10 @@ namespace {
 // use_view_in_child(take, next) forks a child that takes a view, runs
 // `next` (if any), then reads every byte of the view.
 Death use_view_in_child(const std::function<std::string_view(StreamReader&)>& take,
-                        const std::function<void(Pair&)>& next) {
+                        const std::function<void(StreamPair&)>& next) {
   return die_in_child([&] {
     fiberloop::run([&] {
-      Pair p = connected({.limit = 64});
+      StreamPair p = stream_pair({.limit = 64});
       net::sock_sendall(p.raw, "first line|\nsecond line\nthird\n");
       std::string_view view = take(p.reader);
       if (view.empty()) ::_exit(3);
@@ -1196,31 +1183,31 @@ const std::vector<std::pair<const char*, std::function<std::string_view(StreamRe
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_view_used_after_the_next_read_call_is_a_heap_use_after_free) {
-  const std::vector<std::pair<const char*, std::function<void(Pair&)>>> nexts = {
-      {"readline()", [](Pair& p) { p.reader.readline(); }},
+  const std::vector<std::pair<const char*, std::function<void(StreamPair&)>>> nexts = {
+      {"readline()", [](StreamPair& p) { p.reader.readline(); }},
       {"read_into()",
-       [](Pair& p) {
+       [](StreamPair& p) {
          char b[4];
          p.reader.read_into(b, sizeof b);
        }},
       {"readline_view() on a copy",
-       [](Pair& p) {
+       [](StreamPair& p) {
          StreamReader copy = p.reader;
          (void)copy.readline_view();
        }},
       {"readexactly_view() that throws",
-       [](Pair& p) {
+       [](StreamPair& p) {
          try {
            (void)p.reader.readexactly_view(65);  // over the limit
          } catch (const LimitOverrunError&) {
          }
        }},
       {"readline_into()",
-       [](Pair& p) {
+       [](StreamPair& p) {
          char b[64];
          p.reader.readline_into(b, sizeof b);
        }},
-      {"readexactly(1)", [](Pair& p) { p.reader.readexactly(1); }},
+      {"readexactly(1)", [](StreamPair& p) { p.reader.readexactly(1); }},
   };
   std::size_t i = 0;
   for (const auto& [take_name, take] : kTakes) {
@@ -1242,7 +1229,7 @@ BOOST_AUTO_TEST_CASE(a_view_used_before_the_next_read_call_is_clean_under_asan) 
   // child exits normally, with nothing on stderr.
   for (const auto& [take_name, take] : kTakes) {
     BOOST_TEST_CONTEXT(take_name) {
-      Death d = use_view_in_child(take, [](Pair& p) {
+      Death d = use_view_in_child(take, [](StreamPair& p) {
         fiberloop::sleep(0);
         net::sock_sendall(p.raw, std::string(32 * 1024, 'm'));  // the peer sends on
         fiberloop::sleep(0);
@@ -1250,7 +1237,7 @@ BOOST_AUTO_TEST_CASE(a_view_used_before_the_next_read_call_is_clean_under_asan) 
         p.writer.drain();
         (void)p.reader.buffered();
         (void)p.reader.at_eof();
-        Pair q = connected();
+        StreamPair q = stream_pair();
         net::sock_sendall(q.raw, "other\n");
         (void)q.reader.readline_view();
       });
@@ -1264,12 +1251,12 @@ BOOST_AUTO_TEST_CASE(a_view_used_before_the_next_read_call_is_clean_under_asan) 
 BOOST_AUTO_TEST_CASE(a_view_used_after_a_read_call_that_returns_at_once_is_reported) {
   // Calls that return before reading anything (a zero length, an empty
   // separator) are read calls too: they end the view's validity.
-  const std::vector<std::pair<const char*, std::function<void(Pair&)>>> nexts = {
-      {"read(0)", [](Pair& p) { p.reader.read(0); }},
-      {"read_view(0)", [](Pair& p) { (void)p.reader.read_view(0); }},
-      {"readexactly_view(0)", [](Pair& p) { (void)p.reader.readexactly_view(0); }},
+  const std::vector<std::pair<const char*, std::function<void(StreamPair&)>>> nexts = {
+      {"read(0)", [](StreamPair& p) { p.reader.read(0); }},
+      {"read_view(0)", [](StreamPair& p) { (void)p.reader.read_view(0); }},
+      {"readexactly_view(0)", [](StreamPair& p) { (void)p.reader.readexactly_view(0); }},
       {"readuntil_view(\"\")",
-       [](Pair& p) {
+       [](StreamPair& p) {
          try {
            (void)p.reader.readuntil_view("");
          } catch (const std::invalid_argument&) {
@@ -1288,7 +1275,7 @@ BOOST_AUTO_TEST_CASE(a_view_used_after_a_read_call_that_returns_at_once_is_repor
 
 BOOST_AUTO_TEST_CASE(readline_into_at_the_end_of_a_stream_that_never_filled_its_buffer) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     p.raw.close();
     char buf[16];
     BOOST_TEST(p.reader.read_into(buf, sizeof buf) == 0u);  // the end, seen past the buffer
@@ -1298,7 +1285,7 @@ BOOST_AUTO_TEST_CASE(readline_into_at_the_end_of_a_stream_that_never_filled_its_
 
 BOOST_AUTO_TEST_CASE(readline_into_takes_an_unterminated_last_line_of_exactly_len_bytes) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "abcde");
     p.raw.shutdown(SHUT_WR);
     char buf[5];

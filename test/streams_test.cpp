@@ -25,19 +25,6 @@ struct StreamsFixture : LoopFixture {
   StreamsFixture() { ::signal(SIGPIPE, SIG_DFL); }
 };
 
-// Pair is a stream pair on one end of a TCP connection and a raw socket on the other.
-struct Pair {
-  StreamReader reader;
-  StreamWriter writer;
-  Socket raw;
-};
-
-Pair connected(net::StreamOptions options = {}) {
-  Socket server = listener();
-  auto [reader, writer] = net::open_connection("127.0.0.1", server.getsockname().port(), options);
-  Socket raw = net::sock_accept(server).first;
-  return {reader, writer, std::move(raw)};
-}
 
 }  // namespace
 
@@ -45,7 +32,7 @@ BOOST_FIXTURE_TEST_SUITE(streams, StreamsFixture)
 
 BOOST_AUTO_TEST_CASE(readline_readexactly_readuntil_read) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "first line\nsecond\r\nXYZ--tail");
     p.raw.shutdown(SHUT_WR);
     BOOST_TEST(p.reader.readline() == "first line\n");
@@ -63,7 +50,7 @@ BOOST_AUTO_TEST_CASE(readline_readexactly_readuntil_read) {
 
 BOOST_AUTO_TEST_CASE(readline_returns_the_partial_last_line_at_eof) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "no newline at the end");
     p.raw.close();
     BOOST_TEST(p.reader.readline() == "no newline at the end");
@@ -73,7 +60,7 @@ BOOST_AUTO_TEST_CASE(readline_returns_the_partial_last_line_at_eof) {
 
 BOOST_AUTO_TEST_CASE(readexactly_at_eof_carries_the_partial_bytes) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "only9byte");
     p.raw.shutdown(SHUT_WR);
     try {
@@ -89,7 +76,7 @@ BOOST_AUTO_TEST_CASE(readexactly_at_eof_carries_the_partial_bytes) {
 
 BOOST_AUTO_TEST_CASE(readuntil_past_the_limit_keeps_the_bytes_readable) {
   run([] {
-    Pair p = connected({.limit = 16});
+    StreamPair p = stream_pair({.limit = 16});
     net::sock_sendall(p.raw, "0123456789abcdefghijkl|rest|");
     try {
       p.reader.readuntil("|");
@@ -105,7 +92,7 @@ BOOST_AUTO_TEST_CASE(readuntil_past_the_limit_keeps_the_bytes_readable) {
 
 BOOST_AUTO_TEST_CASE(readuntil_at_eof_without_the_separator_gives_everything_left) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "abc");
     p.raw.shutdown(SHUT_WR);
     try {
@@ -121,7 +108,7 @@ BOOST_AUTO_TEST_CASE(readuntil_at_eof_without_the_separator_gives_everything_lef
 
 BOOST_AUTO_TEST_CASE(an_over_long_line_is_refused_and_the_next_line_reads) {
   run([] {
-    Pair p = connected({.limit = 100});
+    StreamPair p = stream_pair({.limit = 100});
     net::sock_sendall(p.raw, std::string(1000, 'x') + "\nshort\n");
     BOOST_CHECK_THROW(p.reader.readline(), LimitOverrunError);
     // asyncio discards what it buffered of the long line; keep reading
@@ -140,7 +127,7 @@ BOOST_AUTO_TEST_CASE(an_over_long_line_is_refused_and_the_next_line_reads) {
 
 BOOST_AUTO_TEST_CASE(drain_blocks_above_high_water_and_resumes_at_low_water) {
   run([this] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     p.writer.set_write_buffer_limits(64 * 1024, 16 * 1024);
     std::string chunk(256 * 1024, 'd');
     // Fill the kernel buffers, then some: the writer buffers the rest.
@@ -204,7 +191,7 @@ BOOST_AUTO_TEST_CASE(a_64_mib_transfer_arrives_intact_with_bounded_memory) {
 
 BOOST_AUTO_TEST_CASE(write_eof_half_closes_and_the_reply_still_arrives) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     p.writer.write("request");
     p.writer.write_eof();
     BOOST_CHECK_THROW(p.writer.write("more"), RuntimeError);
@@ -223,7 +210,7 @@ BOOST_AUTO_TEST_CASE(write_eof_half_closes_and_the_reply_still_arrives) {
 
 BOOST_AUTO_TEST_CASE(write_to_a_reset_peer_is_dropped_and_drain_reports_it) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     reset_on_close(p.raw.fd());
     p.raw.close();
     fiberloop::sleep(0.01);
@@ -246,7 +233,7 @@ BOOST_AUTO_TEST_CASE(write_to_a_reset_peer_is_dropped_and_drain_reports_it) {
 
 BOOST_AUTO_TEST_CASE(read_from_a_reset_peer_throws_naming_it) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     reset_on_close(p.raw.fd());
     p.raw.close();
     BOOST_CHECK_EXCEPTION(p.reader.readline(), std::system_error, [](const std::system_error& e) {
@@ -258,7 +245,7 @@ BOOST_AUTO_TEST_CASE(read_from_a_reset_peer_throws_naming_it) {
 
 BOOST_AUTO_TEST_CASE(close_then_wait_closed_and_extra_info) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     auto peer = p.writer.get_extra_info("peername");
     auto local = p.writer.get_extra_info("sockname");
     BOOST_REQUIRE(peer.has_value());
@@ -280,7 +267,7 @@ BOOST_AUTO_TEST_CASE(close_then_wait_closed_and_extra_info) {
 
 BOOST_AUTO_TEST_CASE(a_reader_waiting_when_its_writer_closes_sees_the_end) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     auto reading = fiberloop::spawn([&] { return p.reader.readline(); });
     fiberloop::sleep(0.005);
     p.writer.close();
@@ -310,7 +297,7 @@ BOOST_AUTO_TEST_CASE(a_second_reading_task_is_refused_and_the_first_gets_its_dat
       {"readuntil", [](StreamReader& r) { r.readuntil("|"); }},
   };
   run([&] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     int round = 0;
     for (const Call& c : calls) {
       auto first = fiberloop::spawn([&] { return p.reader.readline(); });
@@ -342,7 +329,7 @@ BOOST_AUTO_TEST_CASE(a_second_reading_task_is_refused_and_the_first_gets_its_dat
 BOOST_AUTO_TEST_CASE(two_tasks_may_drain_one_writer_at_once) {
   // asyncio allows concurrent drain() (each waiter is woken): so does this.
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     p.writer.set_write_buffer_limits(64 * 1024, 16 * 1024);
     std::string chunk(256 * 1024, 'd');
     while (p.writer.write_buffer_size() <= 64 * 1024) p.writer.write(chunk);
@@ -364,7 +351,7 @@ BOOST_AUTO_TEST_CASE(two_tasks_may_drain_one_writer_at_once) {
 
 BOOST_AUTO_TEST_CASE(the_background_writer_is_a_named_task) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     std::string chunk(256 * 1024, 'w');
     while (p.writer.write_buffer_size() == 0) p.writer.write(chunk);  // the kernel is full
     std::string expected =
@@ -475,7 +462,7 @@ struct Ticker {
 // a_fresh_exchange_works() is a whole new connection that reads a line:
 // what a test runs after an error to see that the loop still serves.
 bool a_fresh_exchange_works() {
-  Pair q = connected();
+  StreamPair q = stream_pair();
   net::sock_sendall(q.raw, "fresh\n");
   return q.reader.readline() == "fresh\n";
 }
@@ -486,7 +473,7 @@ BOOST_FIXTURE_TEST_SUITE(streams_read_side, StreamsFixture)
 
 BOOST_AUTO_TEST_CASE(a_large_read_of_a_small_chunk_keeps_no_spare_capacity) {
   run([] {
-    Pair p = connected();
+    StreamPair p = stream_pair();
     net::sock_sendall(p.raw, "x");
     std::string one = p.reader.read(1 << 20);
     BOOST_TEST(one == "x");
@@ -513,7 +500,7 @@ BOOST_AUTO_TEST_CASE(ten_thousand_one_byte_reads_of_a_mebibyte_keep_rss_flat) {
   std::size_t kept_count = 0;
   run(
       [&] {
-        Pair p = connected();
+        StreamPair p = stream_pair();
         std::vector<std::string> kept;
         kept.reserve(kReads);
         int bad = 0;
@@ -544,7 +531,7 @@ BOOST_AUTO_TEST_CASE(large_reads_carry_a_bulk_transfer_intact) {
   static constexpr std::size_t kTotal = 8u << 20;
   run(
       [] {
-        Pair p = connected();
+        StreamPair p = stream_pair();
         auto sender = fiberloop::spawn([&] {
           std::string chunk(100000, '\0');
           for (std::size_t off = 0; off < kTotal; off += chunk.size()) {
@@ -652,7 +639,7 @@ BOOST_AUTO_TEST_CASE(an_over_long_line_is_one_error_and_the_next_line_follows) {
         Ticker ticker;
         for (std::size_t chunk : {std::size_t{0}, std::size_t{1000}, std::size_t{16384 + 7}}) {
           BOOST_TEST_CONTEXT("chunk " << chunk) {
-            Pair p = connected();
+            StreamPair p = stream_pair();
             std::string long_line(200 * 1024, 'L');
             long_line += '\n';
             auto sender = fiberloop::spawn([&] {
@@ -692,7 +679,7 @@ BOOST_AUTO_TEST_CASE(an_over_long_line_is_one_error_and_the_next_line_follows) {
 
 BOOST_AUTO_TEST_CASE(an_over_long_last_line_without_newline_ends_the_stream) {
   run([] {
-    Pair p = connected({.limit = 100});
+    StreamPair p = stream_pair({.limit = 100});
     auto sender = fiberloop::spawn([&] {
       net::sock_sendall(p.raw, std::string(5000, 'x'));
       p.raw.shutdown(SHUT_WR);
@@ -710,7 +697,7 @@ BOOST_AUTO_TEST_CASE(a_line_over_the_limit_then_other_reads_see_the_next_line) {
   run([] {
     for (int call = 0; call < 4; ++call) {
       BOOST_TEST_CONTEXT("call " << call) {
-        Pair p = connected({.limit = 100});
+        StreamPair p = stream_pair({.limit = 100});
         net::sock_sendall(p.raw, std::string(150, 'a'));
         BOOST_CHECK_THROW(p.reader.readline(), LimitOverrunError);
         net::sock_sendall(p.raw, std::string(300, 'b') + "\nnext|");
@@ -742,7 +729,7 @@ BOOST_AUTO_TEST_CASE(drain_after_the_peer_reset_is_econnreset) {
         Ticker ticker;
         for (int variant = 0; variant < 3; ++variant) {
           BOOST_TEST_CONTEXT("variant " << variant) {
-            Pair p = connected();
+            StreamPair p = stream_pair();
             std::optional<fiberloop::Task<int>> reading;
             if (variant == 1) {
               reading = fiberloop::spawn([&] {
