@@ -69,7 +69,7 @@ class FIBERLOOP_API StreamReader {
   // The view is valid until the next read call on this reader or any copy
   // of it (whatever the call, and even if it throws), or until the last
   // copy of the reader and the writer is gone; keep bytes longer by copying
-  // them. Sanitizer builds move the buffer at every read call that follows
+  // them. ASan builds move the buffer at every read call that follows
   // a view, so a view used too late is reported as a heap-use-after-free.
   //
   //   while (!(line = reader.readline_view()).empty()) handle(line);
