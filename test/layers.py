@@ -58,7 +58,12 @@ LAYERS = {
     "event_loop": (["task", "phases"], [
         "include/fiberloop/event_loop.hpp", "lib/loop/event_loop.cpp",
     ]),
-    "await": (["event_loop"], ["include/fiberloop/await.hpp", "lib/await/await.cpp"]),
+    # Signals know the loop and its callbacks; run()'s Ctrl-C is built on them.
+    "signals": (["event_loop"], [
+        "include/fiberloop/signals.hpp", "include/fiberloop/detail/signal_handlers.hpp",
+        "lib/signals/*",
+    ]),
+    "await": (["signals"], ["include/fiberloop/await.hpp", "lib/await/await.cpp"]),
     "io_wait": (["await"], ["lib/await/io_wait.cpp"]),
     "sync": (["await"], [
         "include/fiberloop/detail/waiters.hpp", "include/fiberloop/lock.hpp",
@@ -78,7 +83,11 @@ LAYERS = {
     "net": (["io_wait", "sync", "threads"], [
         "include/fiberloop/net/*", "lib/net/*",
     ]),
-    "umbrella": (["net", "combinators"], [
+    "subprocess": (["net", "combinators"], [
+        "include/fiberloop/subprocess.hpp", "include/fiberloop/detail/child_*.hpp",
+        "lib/subprocess/*",
+    ]),
+    "umbrella": (["subprocess"], [
         "include/fiberloop/fiberloop.hpp", "include/fiberloop/net.hpp",
     ]),
 }

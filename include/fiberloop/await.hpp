@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "fiberloop/event_loop.hpp"
+#include "fiberloop/signals.hpp"
 #include "fiberloop/export.hpp"
 #include "fiberloop/future.hpp"
 #include "fiberloop/task.hpp"
@@ -61,11 +62,20 @@ FIBERLOOP_API void finish_run(EventLoop& loop) noexcept;
 // task and returns its result (or rethrows); the tasks still pending then are
 // cancelled and waited for, and the loop is closed. Throws RuntimeError when
 // called while a loop runs on this thread.
+//
+// Ctrl-C (asyncio.run's, 3.11+): the first SIGINT cancels the main task, so
+// its stack and every other task's unwind (RAII runs); run() then throws
+// KeyboardInterrupt, unless the main task caught the cancellation and
+// returned. A second SIGINT during that shutdown ends the process at once
+// (SIGINT's default action). This holds when SIGINT has its default
+// disposition and no other loop handles it; a SIGINT handler the program
+// adds (EventLoop::add_signal_handler) replaces it. See signals.hpp.
 template <class Fn, class... Args>
 auto run(Fn&& fn, Args&&... args) {
   detail::check_no_running_loop("fiberloop::run()");
   EventLoop loop;
   auto main = loop.create_task(std::forward<Fn>(fn), std::forward<Args>(args)...);
+  detail::CtrlC ctrl_c(loop, main);
   using R = detail::TaskResult<Fn, Args...>;
   try {
     if constexpr (std::is_void_v<R>) {
@@ -76,6 +86,11 @@ auto run(Fn&& fn, Args&&... args) {
       detail::finish_run(loop);
       return result;
     }
+  } catch (const CancelledError&) {
+    bool interrupt = ctrl_c.interrupted() && main.cancelled() && main.uncancel() == 0;
+    detail::finish_run(loop);
+    if (interrupt) throw KeyboardInterrupt();
+    throw;
   } catch (...) {
     detail::finish_run(loop);
     throw;

@@ -97,6 +97,18 @@ inline bool is_cancellation(const std::exception_ptr& e) {
 }
 }  // namespace detail
 
+// KeyboardInterrupt is what fiberloop::run() throws after Ctrl-C (the first
+// SIGINT) cancelled its main task and every task unwound. Like CancelledError
+// (and Python's KeyboardInterrupt, a BaseException) it does not derive from
+// std::exception: a `catch (const std::exception&)` reporting errors must not
+// take an interrupt for one. The conventional ending is exit status 130:
+//   int main() try { fiberloop::run(serve); } catch (const fiberloop::KeyboardInterrupt&) { return 130; }
+class FIBERLOOP_API KeyboardInterrupt {
+ public:
+  static constexpr int kExitStatus = 130;  // 128 + SIGINT, what a shell reports
+  const char* what() const noexcept { return "KeyboardInterrupt"; }
+};
+
 // FiberUnwind is thrown inside a fiber that is destroyed while suspended (a
 // closed Generator, a task abandoned by a closing loop) so that its stack
 // unwinds and RAII runs. Never swallow it: a `catch (...)` in a task body must

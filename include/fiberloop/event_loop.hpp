@@ -36,6 +36,9 @@ class LoopExtension {
   // close() runs in EventLoop::close(), after the tasks are unwound.
   virtual void close() noexcept = 0;
 };
+// The extensions a loop can hold, closed in this order: children before the
+// signal handlers their watcher may use, the thread bridge last.
+enum class ExtensionSlot { children, signals, bridge, count };
 }  // namespace detail
 
 // EventLoop runs callbacks, timers, I/O callbacks and tasks on one thread.
@@ -225,6 +228,17 @@ class FIBERLOOP_API EventLoop {
   const detail::Ref<detail::LoopLink>& link() const noexcept { return core_.link(); }
   // core() is what the layers below the loop schedule through.
   detail::LoopCore& core() noexcept { return core_; }
+  // extension(slot) is what a layer above attached (null until it did).
+  std::shared_ptr<detail::LoopExtension>& extension(detail::ExtensionSlot slot) noexcept {
+    return extensions_[static_cast<std::size_t>(slot)];
+  }
+
+  // add_signal_handler(sig, fn, args...) runs fn(args...) as an ordinary
+  // callback each time signal sig arrives; remove_signal_handler(sig) says
+  // whether one was set. See signals.hpp (include it, or fiberloop.hpp).
+  template <class Fn, class... Args>
+  void add_signal_handler(int sig, Fn&& fn, Args&&... args);
+  bool remove_signal_handler(int sig);
 
   // set_exception_handler(fn) replaces the default handler (nullptr restores it).
   void set_exception_handler(ExceptionHandler handler) {
@@ -262,10 +276,10 @@ class FIBERLOOP_API EventLoop {
   std::size_t task_budget() const noexcept { return core_.task_budget(); }
 
  private:
-  friend class detail::ThreadBridge;  // the default executor and completers (completer.hpp)
   using Callback = detail::HandleState::Callback;
 
   void wait_io(int fd, std::uint32_t kind);  // the readiness waits (io_wait.cpp)
+  void set_signal_handler(int sig, Callback handler);  // lib/signals/
 
   // iterate() is run_once()'s body, inline in run_forever(); then its phases.
   [[gnu::always_inline]] inline void iterate();
@@ -291,9 +305,10 @@ class FIBERLOOP_API EventLoop {
   bool iterating_ = false;
   bool closing_ = false;  // close() is in progress: a nested one is a no-op
   double slow_callback_duration_ = 0.1;
-  // bridge_ links completers and the default executor to this loop (a
-  // ThreadBridge, completer.hpp).
-  std::shared_ptr<detail::LoopExtension> bridge_;
+  // What layers above attached: the thread bridge (completers and the
+  // default executor, completer.hpp), signal handlers, the child watcher.
+  std::shared_ptr<detail::LoopExtension>
+      extensions_[static_cast<std::size_t>(detail::ExtensionSlot::count)];
 };
 
 // get_running_loop() is the loop running on this thread. Throws RuntimeError

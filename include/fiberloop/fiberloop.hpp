@@ -25,3 +25,5 @@
 #include "fiberloop/executor.hpp"
 #include "fiberloop/net/address.hpp"
 #include "fiberloop/net/resolver.hpp"
+#include "fiberloop/signals.hpp"
+#include "fiberloop/subprocess.hpp"

@@ -211,7 +211,9 @@ void EventLoop::close() {
     ~Closing() { flag = false; }
   } closing{closing_};
   abandon_tasks();
-  if (bridge_) bridge_->close();  // completers and the default executor
+  for (auto& extension : extensions_) {
+    if (extension) extension->close();
+  }
   core_.mark_closed();
   core_.drop_ready();
   timers_.clear();

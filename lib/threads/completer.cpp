@@ -10,8 +10,9 @@ ThreadBridge::~ThreadBridge() = default;
 std::shared_ptr<ThreadBridge> ThreadBridge::of(EventLoop& loop) {
   loop.core().check_closed();
   loop.core().check_thread();
-  if (!loop.bridge_) loop.bridge_ = std::make_shared<ThreadBridge>(loop);
-  return std::static_pointer_cast<ThreadBridge>(loop.bridge_);
+  auto& slot = loop.extension(ExtensionSlot::bridge);
+  if (!slot) slot = std::make_shared<ThreadBridge>(loop);
+  return std::static_pointer_cast<ThreadBridge>(slot);
 }
 
 bool ThreadBridge::post(Callback fn) {

@@ -148,6 +148,9 @@ class FIBERLOOP_API LoopCore {
     debug_ = enabled;
     checked_requeue_ = closed_ || debug_;
   }
+  // thread_id() is the thread running the loop, or that last ran it, or
+  // (never run) that created it: the loop's thread.
+  std::thread::id thread_id() const noexcept { return thread_id_; }
   // set_running(on) marks the loop as running on this thread, or not.
   void set_running(bool on) noexcept;
   // mark_closed() refuses new callbacks from now on and closes the inbox.
@@ -236,7 +239,7 @@ class FIBERLOOP_API LoopCore {
   std::size_t cancelled_timers_ = 0;
   LiveTask* live_ = nullptr;  // each listed task holds one reference to itself
   EventLoop* owner_;
-  std::thread::id thread_id_;
+  std::thread::id thread_id_ = std::this_thread::get_id();  // the creator's until it runs
   Ref<LoopLink> link_;
   // call_soon_threadsafe()'s posts and eventfd; never null.
   std::shared_ptr<ThreadsafeQueue> inbox_ = std::make_shared<ThreadsafeQueue>();
