@@ -130,7 +130,7 @@ class FIBERLOOP_API EventLoop {
   template <class Fn, class... Args>
   auto run_in_executor(Fn&& fn, Args&&... args);
 
-  // all_tasks() lists the tasks not yet done.
+  // all_tasks() lists the tasks not yet done, oldest first.
   std::vector<AnyTask> all_tasks() const;
 
   // run_forever() runs until stop() is called. Throws RuntimeError if the

@@ -1,6 +1,7 @@
 // event_loop.cpp: the loop as a composition of its phases, and its life.
 #include "fiberloop/event_loop.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -238,6 +239,9 @@ std::vector<AnyTask> EventLoop::all_tasks() const {
     detail::TaskStateBase& task = detail::TaskStateBase::of(*t);
     if (!task.done()) tasks.emplace_back(&task);
   }
+  // The live list is newest first; asyncio lists (and its run() cancels)
+  // oldest first.
+  std::reverse(tasks.begin(), tasks.end());
   return tasks;
 }
 

@@ -1,6 +1,9 @@
 // twins.cpp: the C++ twins of the Python scenarios next to this file. Each
 // scenario prints the order of events; compare.sh runs both and diffs them,
 // checking our order against CPython's asyncio on this machine.
+#include <signal.h>
+#include <unistd.h>
+
 #include <fiberloop/fiberloop.hpp>
 #include <functional>
 #include <iostream>
@@ -483,9 +486,43 @@ void exception_per_task() {
   }
 }
 
+// ctrl_c is a whole program, run() included: the first SIGINT cancels the
+// main task, run() cancels the rest on its way out, then KeyboardInterrupt.
+int ctrl_c() {
+  auto worker = [](std::string name) {
+    struct Unwinds {
+      std::string name;
+      ~Unwinds() { std::cout << name << " unwinds" << std::endl; }
+    } unwinds{name};
+    fl::sleep(60);
+  };
+  try {
+    fl::run([&] {
+      auto w1 = fl::spawn(worker, "w1");
+      auto w2 = fl::spawn(worker, "w2");
+      fl::sleep(0);
+      struct Unwinds {
+        ~Unwinds() { std::cout << "main unwinds" << std::endl; }
+      } unwinds;
+      try {
+        ::kill(::getpid(), SIGINT);
+        fl::sleep(60);
+      } catch (const fl::CancelledError&) {
+        std::cout << "main cancelled" << std::endl;
+        throw;
+      }
+    });
+    std::cout << "run returned" << std::endl;
+  } catch (const fl::KeyboardInterrupt&) {
+    std::cout << "KeyboardInterrupt" << std::endl;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "ctrl_c") return ctrl_c();
   const std::map<std::string, std::function<void()>> scenarios{
       {"lock_cancel_race", lock_cancel_race},
       {"semaphore_cancel", semaphore_cancel},
