@@ -1,11 +1,11 @@
 // echo_server PORT [SECONDS]: echoes every byte on 127.0.0.1:PORT, one task
 // per connection. Runs for SECONDS, or until SIGINT / SIGTERM. PORT 0 picks a
 // free port; the first line of output says which.
+#include <signal.h>
+
 #include <fiberloop/fiberloop.hpp>
 #include <iostream>
 #include <string>
-
-#include "stop_signals.hpp"
 
 namespace net = fiberloop::net;
 
@@ -30,21 +30,26 @@ int main(int argc, char** argv) {
   }
   int port = std::stoi(argv[1]);
   double seconds = argc == 3 ? std::stod(argv[2]) : -1;
-  StopSignals signals;
   fiberloop::run([&] {
     auto server = net::start_server(echo, "127.0.0.1", port, {.backlog = 1024});
-    std::cout << "echo_server: listening on " << server.sockets()[0].to_string() << std::endl;
     auto& loop = fiberloop::get_running_loop();
+    // SIGINT and SIGTERM arrive as ordinary callbacks on the loop's thread,
+    // never in signal context, so the handler may close the server; that
+    // ends serve_forever() below. (Our SIGINT handler replaces run()'s
+    // Ctrl-C, which would cancel this task and end in KeyboardInterrupt.)
+    // Set before the "listening" line: whoever signals as soon as it reads
+    // that line must find them in place.
+    for (int sig : {SIGINT, SIGTERM}) {
+      loop.add_signal_handler(sig, [server, sig]() mutable {
+        std::cout << "echo_server: signal " << sig << ", stopping" << std::endl;
+        server.close();
+      });
+    }
+    std::cout << "echo_server: listening on " << server.sockets()[0].to_string() << std::endl;
     fiberloop::TimerHandle deadline;
     if (seconds >= 0) deadline = loop.call_later(seconds, [server]() mutable { server.close(); });
-    auto stopper = fiberloop::spawn([&] {
-      int sig = signals.wait();
-      std::cout << "echo_server: signal " << sig << ", stopping" << std::endl;
-      server.close();
-    });
     server.serve_forever();
     deadline.cancel();
-    stopper.cancel();
     server.close_clients();
     server.wait_closed();
     std::cout << "echo_server: stopped" << std::endl;

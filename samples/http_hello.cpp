@@ -8,14 +8,14 @@
 // request is served without copying or allocating anything. A view is only
 // valid until the next read, which is why a line's facts go into a Request
 // at once and the text itself is never kept.
+#include <signal.h>
+
 #include <charconv>
 #include <cstddef>
 #include <fiberloop/fiberloop.hpp>
 #include <iostream>
 #include <string>
 #include <string_view>
-
-#include "stop_signals.hpp"
 
 namespace net = fiberloop::net;
 using std::string_view;
@@ -200,22 +200,19 @@ int main(int argc, char** argv) {
   }
   int port = std::stoi(argv[1]);
   double seconds = argc == 3 ? std::stod(argv[2]) : -1;
-  StopSignals signals;
   fiberloop::run([&] {
     auto server = net::start_server(serve, "127.0.0.1", port);
+    auto& loop = fiberloop::get_running_loop();
+    // SIGINT / SIGTERM close the server, which ends serve_forever(): the
+    // handlers run as loop callbacks, so they may. Set before the
+    // "listening" line, which is what a test waits for before signalling.
+    for (int sig : {SIGINT, SIGTERM})
+      loop.add_signal_handler(sig, [server]() mutable { server.close(); });
     std::cout << "http_hello: listening on " << server.sockets()[0].to_string() << std::endl;
     fiberloop::TimerHandle deadline;
-    if (seconds >= 0) {
-      deadline =
-          fiberloop::get_running_loop().call_later(seconds, [server]() mutable { server.close(); });
-    }
-    auto stopper = fiberloop::spawn([&] {
-      signals.wait();
-      server.close();
-    });
+    if (seconds >= 0) deadline = loop.call_later(seconds, [server]() mutable { server.close(); });
     server.serve_forever();
     deadline.cancel();
-    stopper.cancel();
     server.close_clients();
     server.wait_closed();
     std::cout << "http_hello: stopped" << std::endl;

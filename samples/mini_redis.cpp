@@ -19,6 +19,8 @@
 // --batch is the baseline of test/bench/redis: the same server, reading into
 // a buffer of its own (read_into) and parsing from it, as redis-server parses
 // its query buffer, with the replies written before any read that may wait.
+#include <signal.h>
+
 #include <algorithm>
 #include <charconv>
 #include <climits>
@@ -32,8 +34,6 @@
 #include <unordered_map>
 #include <variant>
 #include <vector>
-
-#include "stop_signals.hpp"
 
 namespace net = fiberloop::net;
 using namespace std::literals;
@@ -449,16 +449,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   int port = std::stoi(argv[1]);
-  StopSignals signals;
   fiberloop::run([&] {
     auto server = net::start_server(serve, "127.0.0.1", port, {.backlog = 1024});
+    // SIGINT / SIGTERM close the server (a loop callback may), which ends
+    // serve_forever(); set before the "listening" line tests wait for.
+    auto& loop = fiberloop::get_running_loop();
+    for (int sig : {SIGINT, SIGTERM})
+      loop.add_signal_handler(sig, [server]() mutable { server.close(); });
     std::cout << "mini_redis: listening on " << server.sockets()[0].to_string() << std::endl;
-    auto stopper = fiberloop::spawn([&] {
-      signals.wait();
-      server.close();
-    });
     server.serve_forever();
-    stopper.cancel();
     server.close_clients();
     server.wait_closed();
     std::cout << "mini_redis: stopped" << std::endl;
