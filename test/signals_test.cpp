@@ -116,6 +116,33 @@ BOOST_AUTO_TEST_CASE(adding_again_replaces_the_handler) {
   BOOST_TEST(!loop.remove_signal_handler(SIGUSR1), "removed twice");
 }
 
+BOOST_AUTO_TEST_CASE(a_removed_or_replaced_handler_never_runs_again) {
+  // The signal is read in one iteration and its handler called in the
+  // next: removal or replacement in between must win, whatever the timing.
+  for (int yields = 0; yields < 4; ++yields) {
+    int old_calls = 0, new_calls = 0;
+    run([&] {
+      auto& l = fiberloop::get_running_loop();
+      l.add_signal_handler(SIGUSR1, [&] { ++old_calls; });
+      ::raise(SIGUSR1);
+      for (int i = 0; i < yields; ++i) fiberloop::sleep(0);
+      int before = old_calls;
+      BOOST_TEST(l.remove_signal_handler(SIGUSR1));
+      fiberloop::sleep(0.01);
+      BOOST_TEST(old_calls == before, "yields " << yields << ": ran after its removal");
+      l.add_signal_handler(SIGUSR1, [&] { ++old_calls; });
+      ::raise(SIGUSR1);
+      for (int i = 0; i < yields; ++i) fiberloop::sleep(0);
+      before = old_calls;
+      l.add_signal_handler(SIGUSR1, [&] { ++new_calls; });
+      fiberloop::sleep(0.01);
+      BOOST_TEST(old_calls == before, "yields " << yields << ": ran after its replacement");
+      BOOST_TEST(new_calls <= 1);
+      l.remove_signal_handler(SIGUSR1);
+    });
+  }
+}
+
 BOOST_AUTO_TEST_CASE(removal_restores_the_disposition_and_the_mask) {
   // SIGUSR2 ignored and unblocked before; SIGHUP default and already blocked.
   struct sigaction ignore {};

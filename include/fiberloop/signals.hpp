@@ -27,7 +27,9 @@ namespace fiberloop {
 // the thread's mask as they were; a signal that arrived but was not yet
 // handled is dropped then, never given to the old disposition late.
 //
-// Adding a handler for a signal that has one replaces it. One loop at a time
+// Adding a handler for a signal that has one replaces it. Once
+// remove_signal_handler() returned (or a replacement was added), the old
+// handler never runs again, even for a signal that was already read. One loop at a time
 // handles a given signal in the process.
 //
 // Throws std::invalid_argument for a number that is not a signal, for

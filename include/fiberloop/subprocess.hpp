@@ -51,9 +51,16 @@ struct SubprocessOptions {
   Stdio err = Stdio::inherit();
   // cwd: the child's working directory (a relative program path is looked
   // up from it, as Python's subprocess does); the parent's if unset.
-  std::optional<std::string> cwd;
+  std::optional<std::string> cwd = {};
   // env: the child's whole environment; the parent's if unset.
-  std::optional<std::map<std::string, std::string>> env;
+  std::optional<std::map<std::string, std::string>> env = {};
+  // new_session: the child leads a new session and process group (setsid),
+  // as Python's start_new_session; no terminal's Ctrl-C reaches it then.
+  bool new_session = false;
+  // process_group: the child joins that process group; 0 makes a new one
+  // led by the child (Python's process_group). Signal the whole group with
+  // killpg(pid(), sig): kill() ends only the child, not what a shell started.
+  std::optional<pid_t> process_group = {};
   // close_fds: the child gets fds 0-2 only (Python's default). Without it
   // the child inherits the parent's fds that are not close-on-exec; every
   // fd fiberloop opens is close-on-exec either way.
@@ -121,7 +128,7 @@ class FIBERLOOP_API Process {
 // action in it. Throws std::invalid_argument for an empty argv, a NUL byte in
 // an argument, an environment name that is empty or holds '=' or a NUL, or a
 // Stdio that does not fit its stream (to_stdout() other than for err, a
-// negative fd); std::system_error with the errno of the failure (ENOENT,
+// negative fd), a negative process_group, or new_session with process_group; std::system_error with the errno of the failure (ENOENT,
 // EACCES, ENOTDIR...) naming the program and cwd when the child cannot be
 // started, so a missing program is never a silent exit status 127;
 // RuntimeError without a running loop.

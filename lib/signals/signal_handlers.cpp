@@ -207,7 +207,13 @@ void SignalHandlers::on_readable() noexcept {
       if (it->second.hook) it->second.hook();
       if (std::shared_ptr<HandleState::Callback> user = it->second.user) {
         try {
-          loop_.call_soon([user = std::move(user)] { (*user)(); });
+          // The call comes an iteration later: by then the handler may be
+          // removed or replaced, and a removed one must never run (it may
+          // refer to what its remover destroyed next).
+          loop_.call_soon([this, sig = it->first, user = std::move(user)] {
+            auto now = slots_.find(sig);
+            if (now != slots_.end() && now->second.user == user) (*user)();
+          });
         } catch (...) {  // a closing loop: the signal has no one left to go to
         }
       }

@@ -129,7 +129,7 @@ void wire(Spawn& spawn, int target, const Stdio& stdio, net::Socket& ours, Child
   }
 }
 
-void set_signals(Spawn& spawn, EventLoop& loop) {
+void set_signals(Spawn& spawn, EventLoop& loop, const SubprocessOptions& options) {
   sigset_t none, defaults;
   ::sigemptyset(&none);
   defaults = none;
@@ -139,8 +139,21 @@ void set_signals(Spawn& spawn, EventLoop& loop) {
   ::sigaddset(&defaults, SIGPIPE);  // servers ignore it; a child expects its default, as Python's
   check(::posix_spawnattr_setsigmask(&spawn.attr, &none), "setsigmask");
   check(::posix_spawnattr_setsigdefault(&spawn.attr, &defaults), "setsigdefault");
-  check(::posix_spawnattr_setflags(&spawn.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
-        "setflags");
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (options.new_session && options.process_group) {
+    throw std::invalid_argument(std::string(kWho) +
+                                ": new_session and process_group exclude each other");
+  }
+  if (options.new_session) flags |= POSIX_SPAWN_SETSID;
+  if (options.process_group) {
+    if (*options.process_group < 0) {
+      throw std::invalid_argument(std::string(kWho) + ": process_group " +
+                                  std::to_string(*options.process_group) + " is negative");
+    }
+    flags |= POSIX_SPAWN_SETPGROUP;
+    check(::posix_spawnattr_setpgroup(&spawn.attr, *options.process_group), "setpgroup");
+  }
+  check(::posix_spawnattr_setflags(&spawn.attr, flags), "setflags");
 }
 
 }  // namespace
@@ -167,7 +180,7 @@ Process create_subprocess_exec(std::vector<std::string> argv, SubprocessOptions 
 
   detail::ChildWatcher& watcher = detail::ChildWatcher::of(loop);
   watcher.before_spawn();
-  set_signals(spawn, loop);  // after before_spawn(): SIGCHLD may be the loop's now
+  set_signals(spawn, loop, options);  // after before_spawn(): SIGCHLD may be the loop's now
 
   std::vector<char*> argp = pointers(argv);
   std::vector<char*> envp = pointers(env);
