@@ -51,9 +51,9 @@ struct SubprocessOptions {
   Stdio err = Stdio::inherit();
   // cwd: the child's working directory (a relative program path is looked
   // up from it, as Python's subprocess does); the parent's if unset.
-  std::optional<std::string> cwd;
+  std::optional<std::string> cwd = std::nullopt;
   // env: the child's whole environment; the parent's if unset.
-  std::optional<std::map<std::string, std::string>> env;
+  std::optional<std::map<std::string, std::string>> env = std::nullopt;
   // close_fds: the child gets fds 0-2 only (Python's default). Without it
   // the child inherits the parent's fds that are not close-on-exec; every
   // fd fiberloop opens is close-on-exec either way.
