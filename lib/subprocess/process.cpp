@@ -59,9 +59,14 @@ std::pair<std::string, std::string> Process::communicate(std::string input) {
         group.spawn([writer = *child.in, data = std::move(input)]() mutable {
           // A child that exits without reading all its input is not an
           // error of communicate's, as asyncio ignores BrokenPipeError here.
+          // No input writes nothing: stdin may be closed already, by a
+          // communicate() that timed out before this one (Python's idiom:
+          // kill, then communicate() again to reap).
           try {
-            writer.write(data);
-            writer.drain();
+            if (!data.empty()) {
+              writer.write(data);
+              writer.drain();
+            }
           } catch (const std::system_error& e) {
             if (e.code().value() != EPIPE && e.code().value() != ECONNRESET) throw;
           }

@@ -51,8 +51,8 @@ struct Spawn {
   Spawn& operator=(const Spawn&) = delete;
 };
 
-// ChildEnd is the child's end of a stdio socket pair: the parent closes it
-// once the child has its copy.
+// ChildEnd is the child's end of a stdio socket pair (or a from_fd copy):
+// the parent closes it once the child has its copy.
 struct ChildEnd {
   int fd = -1;
   ~ChildEnd() {
@@ -112,14 +112,25 @@ void wire(Spawn& spawn, int target, const Stdio& stdio, net::Socket& ours, Child
                                                target == 0 ? O_RDONLY : O_WRONLY, 0),
             "addopen");
       return;
-    case Stdio::Kind::fd:
+    case Stdio::Kind::fd: {
       if (stdio.fd() < 0) {
         throw std::invalid_argument(std::string(kWho) + ": Stdio::from_fd(" +
                                     std::to_string(stdio.fd()) + ") is not an fd");
       }
+      // The child's 0, 1, 2 are set up in turn: a source among them may be
+      // the child's new fd by then (out = pipe(), err = from_fd(1) would
+      // send stderr into the pipe). A copy above 2 is ours whatever came
+      // before; it is close-on-exec here, closed after the spawn.
+      int source = stdio.fd();
+      if (source < 3 && source != target) {
+        source = ::fcntl(source, F_DUPFD_CLOEXEC, 3);
+        if (source < 0) fail(errno, "Stdio::from_fd(" + std::to_string(stdio.fd()) + ")");
+        theirs.fd = source;
+      }
       // adddup2 of an fd onto itself clears its close-on-exec (glibc 2.29+).
-      check(::posix_spawn_file_actions_adddup2(&spawn.actions, stdio.fd(), target), "adddup2");
+      check(::posix_spawn_file_actions_adddup2(&spawn.actions, source, target), "adddup2");
       return;
+    }
     case Stdio::Kind::to_stdout:
       if (target != 2) {
         throw std::invalid_argument(std::string(kWho) + ": Stdio::to_stdout() is for err only");

@@ -8,6 +8,7 @@
 
 #include "fiberloop/detail/child_state.hpp"
 #include "fiberloop/event_loop.hpp"
+#include "fiberloop/export.hpp"
 
 namespace fiberloop::detail {
 
@@ -28,8 +29,9 @@ class ChildWatcher final : public LoopExtension {
   void before_spawn();
   // watch(child) takes the child just started.
   void watch(const std::shared_ptr<ChildState>& child);
-  // uses_pidfd() is the mode, decided once per process.
-  static bool uses_pidfd();
+  // uses_pidfd() is the mode, decided once per process (exported: the
+  // tests check that FIBERLOOP_CHILD_WATCHER picked it).
+  FIBERLOOP_API static bool uses_pidfd();
 
   void close() noexcept override;
 
