@@ -291,6 +291,13 @@ BOOST_AUTO_TEST_CASE(a_handler_added_after_a_worker_started_gets_the_signal) {
 BOOST_AUTO_TEST_CASE(a_signal_landing_on_an_application_thread_is_passed_on) {
   // A thread started before the handler does not block the signal: the
   // kernel may deliver a process signal there. pthread_kill forces it.
+#if defined(__SANITIZE_THREAD__)
+  // TSan takes every signal into its own handler and replays it later on
+  // the thread's own terms; the forwarded tgkill does not survive that
+  // (18 of 20 runs lost it). The normal and ASan builds check this path.
+  BOOST_TEST_MESSAGE("skipped under TSan: its signal interception replaces the forwarding");
+  return;
+#endif
   std::atomic<bool> go{false}, done{false};
   std::thread app([&] {
     while (!go.load()) std::this_thread::yield();
