@@ -68,18 +68,29 @@ void ChildWatcher::watch(const std::shared_ptr<ChildState>& child) {
     try_reap(*child);  // it may have exited already, its SIGCHLD merged with another's
     return;
   }
-  child->pidfd = pidfd_open(child->pid);
-  if (child->pidfd < 0) {
-    int err = errno;
-    ::kill(child->pid, SIGKILL);  // not watched, it would never be reaped: end it now
+  // Not watched, a child would never be reaped: on any failure, end it now.
+  auto end_unwatched = [&] {
+    if (child->pidfd >= 0) ::close(child->pidfd);
+    child->pidfd = -1;
+    ::kill(child->pid, SIGKILL);
     int status;
     while (::waitpid(child->pid, &status, 0) < 0 && errno == EINTR) {
     }
     children_.erase(child->pid);
+  };
+  child->pidfd = pidfd_open(child->pid);
+  if (child->pidfd < 0) {
+    int err = errno;
+    end_unwatched();
     throw std::system_error(err, std::generic_category(), "pidfd_open");
   }
   ChildState* watched = child.get();
-  loop_.add_reader(child->pidfd, [this, watched] { try_reap(*watched); });
+  try {
+    loop_.add_reader(child->pidfd, [this, watched] { try_reap(*watched); });
+  } catch (...) {
+    end_unwatched();
+    throw;
+  }
 }
 
 bool ChildWatcher::try_reap(ChildState& child) noexcept {
