@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <optional>
+#include <source_location>
 #include <type_traits>
 #include <utility>
 
@@ -17,6 +18,21 @@ namespace fiberloop {
 // current_task() is the task running now, or nullopt outside any task.
 FIBERLOOP_API std::optional<AnyTask> current_task();
 
+namespace detail {
+// await_as(fut, what, where) is await() for the library's own waits: `what`
+// names the call in errors and the task dump ("Lock.acquire()").
+template <class T>
+[[gnu::always_inline]] inline T await_as(const Future<T>& fut, const char* what,
+                                         std::source_location where) {
+  if (fut.done()) {
+    detail::require_task(what);  // the same error whether done or not
+  } else {
+    detail::suspend_task(fut.state_ptr(), what, where);
+  }
+  return take_result(fut);
+}
+}  // namespace detail
+
 // await(fut) waits for fut inside a task and returns its result (rethrowing
 // its exception, or CancelledError if it or the task was cancelled). A done
 // future returns at once, without a switch. Throws RuntimeError outside a task.
@@ -27,22 +43,22 @@ FIBERLOOP_API std::optional<AnyTask> current_task();
 //   int v = fiberloop::await(fut);  // inside a task: 7, half a second later
 // (Forced inline: its out-of-line copy costs more than its body;
 // docs/performance.md, "Costs behind the shape of the code".)
+//
+// `where` is the caller's line, for the task dump (EventLoop::dump_tasks).
 template <class T>
-[[gnu::always_inline]] inline T await(const Future<T>& fut) {
-  if (fut.done()) {
-    detail::require_task("await()");  // the same error whether done or not
-  } else {
-    detail::suspend_task(fut.state_ptr());
-  }
-  return take_result(fut);
+[[gnu::always_inline]] inline T await(const Future<T>& fut,
+                                      std::source_location where = std::source_location::current()) {
+  return detail::await_as(fut, "await()", where);
 }
+
 
 // sleep(seconds) suspends the running task for that long (never less);
 // sleep(0) or less yields to the loop for one iteration.
-FIBERLOOP_API void sleep(double seconds);
+FIBERLOOP_API void sleep(double seconds, std::source_location where = std::source_location::current());
 template <class Rep, class Period>
-void sleep(std::chrono::duration<Rep, Period> duration) {
-  sleep(std::chrono::duration<double>(duration).count());
+void sleep(std::chrono::duration<Rep, Period> duration,
+           std::source_location where = std::source_location::current()) {
+  sleep(std::chrono::duration<double>(duration).count(), where);
 }
 
 // spawn(fn, args...) is get_running_loop().create_task(fn, args...): the

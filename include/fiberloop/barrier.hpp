@@ -2,6 +2,7 @@
 // number of tasks.
 #pragma once
 
+#include <source_location>
 #include <cstddef>
 
 #include "fiberloop/condition.hpp"
@@ -31,7 +32,7 @@ class FIBERLOOP_API Barrier {
   // waits for the next round. Throws BrokenBarrierError if the barrier is or
   // becomes broken, or is reset while waiting; CancelledError if cancelled;
   // RuntimeError if the barrier is destroyed while the task waits.
-  std::size_t wait();
+  std::size_t wait(std::source_location where = std::source_location::current());
   // reset() returns the barrier to its empty state; the tasks waiting get
   // BrokenBarrierError. May wait for the internal lock.
   void reset();
@@ -46,9 +47,9 @@ class FIBERLOOP_API Barrier {
 
  private:
   enum class State { filling, draining, resetting, broken };
-  std::size_t wait_locked(const detail::Watch& alive);
-  void block();
-  void wait_released();
+  std::size_t wait_locked(const detail::Watch& alive, std::source_location where);
+  void block(std::source_location where);
+  void wait_released(std::source_location where);
   void exit();
 
   Condition cond_;

@@ -2,6 +2,7 @@
 // while a Lock is released.
 #pragma once
 
+#include <source_location>
 #include <optional>
 
 #include "fiberloop/detail/waiters.hpp"
@@ -36,7 +37,7 @@ class FIBERLOOP_API Condition {
 
   // acquire() is the lock's; a waiter whose condition is destroyed gets
   // RuntimeError, as in wait().
-  void acquire();
+  void acquire(std::source_location where = std::source_location::current());
   void release() { lock_->release(); }
   bool locked() const noexcept { return lock_->locked(); }
   void lock() { acquire(); }
@@ -50,17 +51,12 @@ class FIBERLOOP_API Condition {
   // waiter (a spurious wake-up rather than a lost one). Throws RuntimeError
   // if the lock is not held, or — without the lock — if the condition is
   // destroyed while the task waits.
-  void wait();
+  void wait(std::source_location where = std::source_location::current()) { wait_as("Condition.wait()", where); }
   // wait_for(pred) waits until pred() is true (checked first, then after each
   // wake-up) and returns its last value. Same errors as wait().
   template <class Pred>
-  auto wait_for(Pred pred) {
-    auto result = pred();
-    while (!result) {
-      wait();
-      result = pred();
-    }
-    return result;
+  auto wait_for(Pred pred, std::source_location where = std::source_location::current()) {
+    return wait_for_as(pred, "Condition.wait()", where);
   }
   // notify(n) wakes up to n waiters; they return once they get the lock,
   // which the caller still holds. Throws RuntimeError if the lock is not held.
@@ -69,7 +65,19 @@ class FIBERLOOP_API Condition {
   void notify_all() { notify(waiters_.size()); }
 
  private:
-  std::exception_ptr wait_for_notification();
+  // The waits as a primitive built on this one names them (Barrier).
+  friend class Barrier;
+  void wait_as(const char* what, std::source_location where);
+  template <class Pred>
+  auto wait_for_as(Pred& pred, const char* what, std::source_location where) {
+    auto result = pred();
+    while (!result) {
+      wait_as(what, where);
+      result = pred();
+    }
+    return result;
+  }
+  std::exception_ptr wait_for_notification(const char* what, std::source_location where);
   void wake(std::size_t n);
 
   std::optional<Lock> own_;

@@ -1,6 +1,8 @@
 // event.hpp: Event, asyncio.Event — a flag tasks can wait for.
 #pragma once
 
+#include <source_location>
+
 #include "fiberloop/detail/waiters.hpp"
 #include "fiberloop/export.hpp"
 
@@ -25,7 +27,7 @@ class FIBERLOOP_API Event {
   // CancelledError if the task is cancelled while it waits, RuntimeError
   // outside a task (when it has to wait) or if the event is destroyed while
   // the task waits.
-  void wait();
+  void wait(std::source_location where = std::source_location::current());
   // set() sets the flag and wakes every waiter.
   void set();
   // clear() resets the flag; tasks woken already still return from wait().

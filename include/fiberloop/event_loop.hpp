@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <source_location>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -214,8 +215,12 @@ class FIBERLOOP_API EventLoop {
   // that has add_reader/add_writer callbacks; std::system_error (epoll_ctl)
   // for an fd epoll cannot watch; CancelledError if the task is cancelled;
   // std::system_error(EBADF) if forget_fd(fd) is called while it waits.
-  void wait_readable(int fd) { wait_io(fd, Poller::kReadable); }
-  void wait_writable(int fd) { wait_io(fd, Poller::kWritable); }
+  void wait_readable(int fd, std::source_location where = std::source_location::current()) {
+    wait_io(fd, Poller::kReadable, where);
+  }
+  void wait_writable(int fd, std::source_location where = std::source_location::current()) {
+    wait_io(fd, Poller::kWritable, where);
+  }
 
   // forget_fd(fd) drops everything the loop holds for fd — callbacks,
   // readiness waits (their tasks get EBADF), the epoll registration. Call it
@@ -278,7 +283,8 @@ class FIBERLOOP_API EventLoop {
  private:
   using Callback = detail::HandleState::Callback;
 
-  void wait_io(int fd, std::uint32_t kind);  // the readiness waits (io_wait.cpp)
+  // the readiness waits (io_wait.cpp)
+  void wait_io(int fd, std::uint32_t kind, std::source_location where);
   void set_signal_handler(int sig, Callback handler);  // lib/signals/
 
   // iterate() is run_once()'s body, inline in run_forever(); then its phases.
@@ -323,8 +329,10 @@ FIBERLOOP_API void check_no_running_loop(const char* who);
 
 // wait_readable(fd) / wait_writable(fd) are the running loop's readiness
 // waits (EventLoop::wait_readable), for code inside a task.
-FIBERLOOP_API void wait_readable(int fd);
-FIBERLOOP_API void wait_writable(int fd);
+FIBERLOOP_API void wait_readable(int fd,
+                                 std::source_location where = std::source_location::current());
+FIBERLOOP_API void wait_writable(int fd,
+                                 std::source_location where = std::source_location::current());
 
 template <class T>
 T EventLoop::run_until_complete(Future<T> future) {

@@ -219,8 +219,9 @@ auto EventLoop::run_in_executor(Fn&& fn, Args&&... args) {
 template <class Fn, class... Args>
 auto to_thread(Fn&& fn, Args&&... args) {
   detail::require_task("to_thread()");
-  return await(
-      run_in_executor(get_running_loop(), std::forward<Fn>(fn), std::forward<Args>(args)...));
+  return detail::await_as(
+      run_in_executor(get_running_loop(), std::forward<Fn>(fn), std::forward<Args>(args)...),
+      "to_thread()", std::source_location::current());
 }
 
 }  // namespace fiberloop

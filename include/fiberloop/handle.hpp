@@ -116,6 +116,7 @@ class TimerHandle : public Handle {
   TimerHandle() noexcept = default;
   // when() is the loop time (seconds, as EventLoop::time()) it is due at.
   double when() const noexcept { return state_ ? static_cast<double>(state_->when_ns) / 1e9 : 0.0; }
+  std::int64_t when_ns() const noexcept { return state_ ? state_->when_ns : 0; }
 
  private:
   friend class EventLoop;

@@ -1,6 +1,8 @@
 // lock.hpp: Lock, asyncio.Lock — mutual exclusion between tasks of one loop.
 #pragma once
 
+#include <source_location>
+
 #include "fiberloop/detail/waiters.hpp"
 #include "fiberloop/export.hpp"
 
@@ -29,7 +31,7 @@ class FIBERLOOP_API Lock {
   // not held), RuntimeError outside a task or if the lock is destroyed while
   // the task waits. Uncontended, it never allocates, and yields only for the
   // cooperative budget (EventLoop::task_budget()).
-  void acquire();
+  void acquire(std::source_location where = std::source_location::current());
   // release() frees the lock and wakes the first waiter. Throws RuntimeError
   // if the lock is not held.
   void release();

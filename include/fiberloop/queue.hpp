@@ -1,6 +1,7 @@
 // queue.hpp: Queue, PriorityQueue and LifoQueue, as asyncio's queues.
 #pragma once
 
+#include <source_location>
 #include <algorithm>
 #include <cstddef>
 #include <functional>
@@ -52,9 +53,9 @@ class FIBERLOOP_API QueueCore {
   virtual void drop_one() noexcept = 0;
 
   // wait_for_room() is put()'s wait while the queue is full.
-  void wait_for_room();
+  void wait_for_room(std::source_location where);
   // wait_for_item() is get()'s wait while the queue is empty.
-  void wait_for_item();
+  void wait_for_item(std::source_location where);
   void check_put();
   void check_get();
   void after_put();
@@ -162,8 +163,8 @@ class BasicQueue : public QueueCore {
   // put(item) waits while the queue is full, then queues item. Throws
   // QueueShutDown once the queue is shut down, CancelledError if cancelled
   // while waiting (item is then not queued).
-  void put(T item) {
-    wait_for_room();
+  void put(T item, std::source_location where = std::source_location::current()) {
+    wait_for_room(where);
     put_nowait(std::move(item));
   }
   // put_nowait(item) queues item without waiting. Throws QueueFull if the
@@ -176,8 +177,8 @@ class BasicQueue : public QueueCore {
   // get() waits while the queue is empty, then takes the next item. Throws
   // QueueShutDown if the queue is shut down and empty (at once after an
   // immediate shutdown), CancelledError if cancelled while waiting.
-  T get() {
-    wait_for_item();
+  T get(std::source_location where = std::source_location::current()) {
+    wait_for_item(where);
     return get_nowait();
   }
   // get_nowait() takes the next item without waiting. Throws QueueEmpty if

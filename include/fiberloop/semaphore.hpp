@@ -1,6 +1,8 @@
 // semaphore.hpp: Semaphore and BoundedSemaphore, as asyncio's.
 #pragma once
 
+#include <source_location>
+
 #include "fiberloop/detail/waiters.hpp"
 #include "fiberloop/export.hpp"
 
@@ -29,7 +31,7 @@ class FIBERLOOP_API Semaphore {
   // if cancelled while waiting (no unit is then taken), RuntimeError outside a
   // task or if the semaphore is destroyed while the task waits. Never
   // allocates nor yields when a unit is free and nobody waits.
-  void acquire();
+  void acquire(std::source_location where = std::source_location::current());
   // release() gives a unit back and wakes the first waiter.
   virtual void release();
   // locked() is true if acquire() would have to wait.

@@ -1,6 +1,7 @@
 // wait.hpp: wait, wait_for, as_completed and shield, as asyncio's.
 #pragma once
 
+#include <source_location>
 #include <chrono>
 #include <cstddef>
 #include <deque>
@@ -150,7 +151,8 @@ auto wait(R&& futures, ReturnWhen return_when) {
 // clang-format off
 template <class F>
   requires detail::Awaitable<F>
-auto wait_for(const F& fut, std::optional<double> seconds) {
+auto wait_for(const F& fut, std::optional<double> seconds,
+              std::source_location where = std::source_location::current()) {
   // clang-format on
   using T = typename F::value_type;
   Future<T> f(fut);
@@ -163,7 +165,7 @@ auto wait_for(const F& fut, std::optional<double> seconds) {
       throw TimeoutError("wait_for(): timed out");
     }
   }
-  return with_timeout(seconds, [&] { return await(f); });
+  return with_timeout(seconds, [&] { return detail::await_as(f, "wait_for()", where); });
 }
 
 // wait_for(fn, seconds) runs fn() in the calling task under a timeout (as

@@ -12,7 +12,7 @@ std::optional<AnyTask> current_task() {
 namespace {
 // sleep_on_timer(seconds) is sleep() for a positive duration; apart, so
 // that sleep(0)'s path stays a few instructions.
-[[gnu::noinline]] void sleep_on_timer(double seconds) {
+[[gnu::noinline]] void sleep_on_timer(double seconds, std::source_location where) {
   detail::die_if_unwinding("sleep()");  // before get_running_loop() can say "no running loop"
   // In a generator driven from plain code, name that rule rather than the loop.
   if (detail::Fiber::current()) detail::require_task("sleep()");
@@ -25,19 +25,20 @@ namespace {
     TimerHandle& timer;
     ~CancelTimer() { timer.cancel(); }
   } cancel_timer{timer};
-  await(done);
+  detail::TaskStateBase::set_wait_arg(timer.when_ns());
+  detail::await_as(done, "sleep()", where);
 }
 }  // namespace
 
-void sleep(double seconds) {
+void sleep(double seconds, std::source_location where) {
   if (seconds > 0) {
-    sleep_on_timer(seconds);
+    sleep_on_timer(seconds, where);
     return;
   }
   // Zero, negative or NaN (which call_later would reject): yield instead.
   if (std::isnan(seconds)) throw std::invalid_argument("sleep(): the duration is NaN");
   // Checks the rules (a task, no unwinding) and names sleep() if broken.
-  detail::suspend_task(nullptr, "sleep()");
+  detail::suspend_task(nullptr, "sleep()", where);
 }
 
 namespace detail {

@@ -4,7 +4,7 @@
 
 namespace fiberloop {
 
-void EventLoop::wait_io(int fd, std::uint32_t kind) {
+void EventLoop::wait_io(int fd, std::uint32_t kind, std::source_location where) {
   const char* what = kind == Poller::kReadable ? "wait_readable()" : "wait_writable()";
   detail::require_task(what);
   detail::IoDriver::WaitSlot slot = io_.arm_wait(fd, kind, what);
@@ -19,10 +19,15 @@ void EventLoop::wait_io(int fd, std::uint32_t kind) {
     const detail::FutureStateBase* waiter;
     ~Disarm() { io.disarm_wait(fd, kind, waiter); }
   } disarm{io_, fd, kind, ready.state_ptr()};
-  await(ready);
+  detail::TaskStateBase::set_wait_arg(fd);
+  detail::await_as(ready, what, where);
 }
 
-void wait_readable(int fd) { get_running_loop().wait_readable(fd); }
-void wait_writable(int fd) { get_running_loop().wait_writable(fd); }
+void wait_readable(int fd, std::source_location where) {
+  get_running_loop().wait_readable(fd, where);
+}
+void wait_writable(int fd, std::source_location where) {
+  get_running_loop().wait_writable(fd, where);
+}
 
 }  // namespace fiberloop

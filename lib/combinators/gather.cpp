@@ -83,7 +83,7 @@ void await_gathering(EventLoop& loop, bool return_exceptions,
     outer->add(children[i]);
   }
   outer->start();
-  await(Future<void>(Ref<FutureStateBase>(outer)));
+  await_as(Future<void>(Ref<FutureStateBase>(outer)), "gather()", std::source_location::current());
 }
 
 }  // namespace fiberloop::detail

@@ -87,7 +87,7 @@ void TaskGroup::exit(std::exception_ptr body_error) {
     if (!g.on_completed.valid()) g.on_completed = g.parent->get_loop().create_future<void>();
     std::exception_ptr e;
     try {
-      await(g.on_completed);
+      detail::await_as(g.on_completed, "TaskGroup", std::source_location::current());
     } catch (const CancelledError&) {
       e = std::current_exception();
     }

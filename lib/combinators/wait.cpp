@@ -54,7 +54,7 @@ void wait_core(const std::vector<FutureStateBase*>& futures, std::optional<doubl
       for (std::size_t i = 0; i < futures.size(); ++i) futures[i]->remove_done_callback(ids[i]);
     }
   } cleanup{*state, futures, ids};
-  await(state->waiter);
+  await_as(state->waiter, "wait()", std::source_location::current());
 }
 
 std::vector<std::size_t> repeated_positions(const std::vector<FutureStateBase*>& states) {
@@ -105,7 +105,7 @@ void cancel_and_wait(FutureStateBase* fut) {
     ~Cleanup() { fut->remove_done_callback(id); }
   } cleanup{fut, id};
   fut->cancel("");
-  await(waiter);
+  await_as(waiter, "wait_for()", std::source_location::current());
 }
 
 struct AsCompletedCore::Shared {
@@ -180,7 +180,7 @@ std::size_t AsCompletedCore::next() {
     shared_->waiter = get_running_loop().create_future<void>();
     Future<void> w = shared_->waiter;
     try {
-      await(w);
+      await_as(w, "as_completed()", std::source_location::current());
     } catch (...) {
       shared_->waiter = Future<void>();
       throw;

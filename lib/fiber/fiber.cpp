@@ -1,5 +1,8 @@
 #include "fiberloop/detail/fiber.hpp"
 
+#include <execinfo.h>
+
+#include <algorithm>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +24,9 @@ namespace {
 
 using boost::context::detail::jump_fcontext;
 using boost::context::detail::make_fcontext;
+
+// The deepest walk backtrace() makes; deeper frames are left out.
+constexpr int kMaxBacktrace = 128;
 
 }  // namespace
 
@@ -144,8 +150,39 @@ void Fiber::unwind() {
     __tsan_destroy_fiber(std::exchange(tsan_fiber_, nullptr));
 #endif
   } else if (state_ == State::suspended) {
-    unwind_requested_ = true;
+    request_ = Request::unwind;
     switch_in();
+  }
+}
+
+int Fiber::backtrace(void** frames, int max) {
+  if (state_ != State::suspended || max <= 0) return 0;
+  request_ = Request::backtrace;
+  backtrace_frames_ = frames;
+  backtrace_max_ = max;
+  switch_in();
+  return std::exchange(backtrace_max_, 0);
+}
+
+// serve_request() runs on the fiber right after a switch in that asked for
+// more than going on. A walk switches straight back out, so that to the
+// code that suspended, nothing happened; an unwinding raises FiberUnwind.
+[[gnu::noinline]] void Fiber::serve_request() {
+  while (request_ == Request::backtrace) {
+    request_ = Request::none;
+    // Frame 0 is this function: the fiber's own frames start above it.
+    void* frames[kMaxBacktrace + 1];
+    int n = ::backtrace(frames, std::min(backtrace_max_, kMaxBacktrace) + 1);
+    n = n > 0 ? n - 1 : 0;
+    std::copy_n(frames + 1, n, backtrace_frames_);
+    backtrace_max_ = n;
+    switch_out();
+  }
+  if (request_ == Request::unwind) {
+    request_ = Request::none;
+    unwinding_ = true;
+    ++fiber_thread.unwinding;
+    throw FiberUnwind();
   }
 }
 

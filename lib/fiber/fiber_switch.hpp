@@ -80,20 +80,20 @@ inline void swap_exception_state(Fiber::ExceptionState* a, Fiber::ExceptionState
   std::memcpy(b, held, 16);
 }
 
-inline void Fiber::suspend_inline() {
-  FIBERLOOP_ASSERT(state_ == State::running && fiber_thread.current == this,
-                   "a fiber suspended from outside its own stack");
+inline void Fiber::switch_out() {
   fiber_thread.current = resumer_;
   asan_start(&fake_stack_, caller_bottom_, caller_size_);
   tsan_switch(tsan_resumer_);
   caller_ = boost::context::detail::jump_fcontext(std::exchange(caller_, nullptr), nullptr).fctx;
   asan_finish(fake_stack_, &caller_bottom_, &caller_size_);
-  if (unwind_requested_) [[unlikely]] {
-    unwind_requested_ = false;
-    unwinding_ = true;
-    ++fiber_thread.unwinding;
-    throw FiberUnwind();
-  }
+}
+
+inline void Fiber::suspend_inline() {
+  FIBERLOOP_ASSERT(state_ == State::running && fiber_thread.current == this,
+                   "a fiber suspended from outside its own stack");
+  switch_out();
+  if (request_ != Request::none) [[unlikely]]
+    serve_request();
 }
 
 }  // namespace fiberloop::detail

@@ -250,7 +250,7 @@ void Server::wait_closed() {
   if (s.closed && s.connections.empty()) return;
   Future<void> done = get_running_loop().create_future<void>();
   s.close_waiters.push_back(done);
-  await(done);
+  fiberloop::detail::await_as(done, "Server.wait_closed()", std::source_location::current());
 }
 
 void Server::serve_forever() {
@@ -259,7 +259,7 @@ void Server::serve_forever() {
   if (s.closed) return;
   Future<void> done = get_running_loop().create_future<void>();
   s.serve_waiters.push_back(done);
-  await(done);
+  fiberloop::detail::await_as(done, "Server.serve_forever()", std::source_location::current());
 }
 
 Server start_server(ClientHandler handler, const std::string& host, int port,

@@ -272,7 +272,7 @@ void StreamWriter::drain() {
   while (!c.error && c.pending() > c.opt.high_water) {
     Future<void> resumed = get_running_loop().create_future<void>();
     c.drain_waiters.push_back(resumed);
-    await(resumed);
+    fiberloop::detail::await_as(resumed, "StreamWriter.drain()", std::source_location::current());
   }
   if (c.error) std::rethrow_exception(c.error);
 }
@@ -295,7 +295,7 @@ void StreamWriter::wait_closed() {
   if (c.closed) return;
   Future<void> closed = get_running_loop().create_future<void>();
   c.close_waiters.push_back(closed);
-  await(closed);
+  fiberloop::detail::await_as(closed, "StreamWriter.wait_closed()", std::source_location::current());
 }
 
 std::optional<Address> StreamWriter::get_extra_info(std::string_view name) const {

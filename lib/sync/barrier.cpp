@@ -34,18 +34,18 @@ Barrier::Barrier(std::size_t parties) : parties_(parties) {
   if (parties == 0) throw std::invalid_argument("Barrier: parties must be > 0");
 }
 
-std::size_t Barrier::wait() {
+std::size_t Barrier::wait(std::source_location where) {
   detail::Watch alive(watches_);
   BarrierLock locked(cond_, alive, "wait()");
   try {
-    return wait_locked(alive);
+    return wait_locked(alive, where);
   } catch (const detail::WaitedOnDestroyed&) {
     throw detail::WaitedOnDestroyed("Barrier", "wait()");  // not the inner Condition's
   }
 }
 
-std::size_t Barrier::wait_locked(const detail::Watch& alive) {
-  block();  // while the previous round drains or resets
+std::size_t Barrier::wait_locked(const detail::Watch& alive, std::source_location where) {
+  block(where);  // while the previous round drains or resets
   std::size_t index = count_++;
   std::exception_ptr error;
   try {
@@ -54,7 +54,7 @@ std::size_t Barrier::wait_locked(const detail::Watch& alive) {
       state_ = State::draining;
       cond_.notify_all();
     } else {
-      wait_released();
+      wait_released(where);
     }
   } catch (const FiberUnwind&) {
     if (!alive.gone()) {
@@ -72,13 +72,15 @@ std::size_t Barrier::wait_locked(const detail::Watch& alive) {
   return index;
 }
 
-void Barrier::block() {
-  cond_.wait_for([this] { return state_ != State::draining && state_ != State::resetting; });
+void Barrier::block(std::source_location where) {
+  auto open = [this] { return state_ != State::draining && state_ != State::resetting; };
+  cond_.wait_for_as(open, "Barrier.wait()", where);
   if (state_ == State::broken) throw BrokenBarrierError("Barrier aborted");
 }
 
-void Barrier::wait_released() {
-  cond_.wait_for([this] { return state_ != State::filling; });
+void Barrier::wait_released(std::source_location where) {
+  auto released = [this] { return state_ != State::filling; };
+  cond_.wait_for_as(released, "Barrier.wait()", where);
   if (state_ == State::broken || state_ == State::resetting)
     throw BrokenBarrierError("Abort or reset of barrier");
 }

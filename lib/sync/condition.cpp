@@ -38,24 +38,24 @@ std::exception_ptr reacquire(Lock& lock, const detail::Watch& alive, std::except
 
 }  // namespace
 
-void Condition::acquire() {
+void Condition::acquire(std::source_location where) {
   bool own_lock = own_.has_value();  // read now: it is gone with the condition
   try {
-    lock_->acquire();
+    lock_->acquire(where);
   } catch (const detail::WaitedOnDestroyed&) {
     if (own_lock) throw detail::WaitedOnDestroyed("Condition", "acquire()");
     throw;
   }
 }
 
-void Condition::wait() {
+void Condition::wait_as(const char* what, std::source_location where) {
   if (!locked()) throw RuntimeError("Condition::wait(): cannot wait on an un-acquired lock");
   detail::require_task("Condition::wait()");
   // Covers the reacquisition too: once the condition is gone, its lock may be.
   detail::Watch alive(waiters_.watches());
   Lock& lock = *lock_;
   release();
-  std::exception_ptr error = wait_for_notification();
+  std::exception_ptr error = wait_for_notification(what, where);
   if (alive.gone()) leave_destroyed(error);
   try {
     // The lock must be held again even if the wait was cancelled.
@@ -74,10 +74,11 @@ void Condition::wait() {
 
 // wait_for_notification() returns what the wait ended with, null when
 // notified; a destruction meanwhile too (the caller's watch tells).
-std::exception_ptr Condition::wait_for_notification() {
+std::exception_ptr Condition::wait_for_notification(const char* what,
+                                                    std::source_location where) {
   try {
     Future<void> fut = waiters_.add();
-    std::exception_ptr error = detail::wait_on(waiters_, fut, "Condition", "wait()");
+    std::exception_ptr error = detail::wait_on(waiters_, fut, "Condition", "wait()", what, where);
     waiters_.remove(fut);
     return error;
   } catch (const FiberUnwind&) {

@@ -2,11 +2,11 @@
 
 namespace fiberloop {
 
-void Event::wait() {
+void Event::wait(std::source_location where) {
   if (value_) return;
   detail::require_task("Event::wait()");
   Future<void> fut = waiters_.add();
-  std::exception_ptr error = detail::wait_on(waiters_, fut, "Event", "wait()");
+  std::exception_ptr error = detail::wait_on(waiters_, fut, "Event", "wait()", "Event.wait()", where);
   waiters_.remove(fut);
   if (error) std::rethrow_exception(error);
 }

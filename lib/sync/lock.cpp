@@ -2,7 +2,7 @@
 
 namespace fiberloop {
 
-void Lock::acquire() {
+void Lock::acquire(std::source_location where) {
   // Counted even uncontended (the cooperative budget), before the check a
   // yield could change.
   detail::spend_budget();
@@ -11,7 +11,7 @@ void Lock::acquire() {
   if (try_lock()) return;
   detail::require_task("Lock::acquire()");
   Future<void> fut = waiters_.add();
-  std::exception_ptr error = detail::wait_on(waiters_, fut, "Lock", "acquire()");
+  std::exception_ptr error = detail::wait_on(waiters_, fut, "Lock", "acquire()", "Lock.acquire()", where);
   waiters_.remove(fut);
   if (error) {
     // Woken and cancelled at once: the lock was handed to us, pass it on.

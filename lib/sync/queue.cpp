@@ -14,13 +14,13 @@ void QueueCore::wake_up_next(Waiters& waiters) {
   }
 }
 
-void QueueCore::wait_for_room() {
+void QueueCore::wait_for_room(std::source_location where) {
   spend_budget();  // before the check: a yield may change the answer
   while (full()) {
     if (shutdown_) throw QueueShutDown();
     require_task("Queue::put()");
     Future<void> putter = putters_.add();
-    std::exception_ptr error = wait_on(putters_, putter, name_, "put()");
+    std::exception_ptr error = wait_on(putters_, putter, name_, "put()", "Queue.put()", where);
     if (error) {
       putter.cancel();          // in case it is not done yet
       putters_.remove(putter);  // a get_nowait() or shutdown() may have popped it
@@ -31,13 +31,13 @@ void QueueCore::wait_for_room() {
   }
 }
 
-void QueueCore::wait_for_item() {
+void QueueCore::wait_for_item(std::source_location where) {
   spend_budget();
   while (empty()) {
     if (shutdown_) throw QueueShutDown();
     require_task("Queue::get()");
     Future<void> getter = getters_.add();
-    std::exception_ptr error = wait_on(getters_, getter, name_, "get()");
+    std::exception_ptr error = wait_on(getters_, getter, name_, "get()", "Queue.get()", where);
     if (error) {
       getter.cancel();
       getters_.remove(getter);

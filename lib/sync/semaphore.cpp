@@ -16,7 +16,7 @@ bool Semaphore::locked() const noexcept {
   return false;
 }
 
-void Semaphore::acquire() {
+void Semaphore::acquire(std::source_location where) {
   detail::spend_budget();  // as Lock::acquire()
   if (!locked()) {
     --value_;
@@ -24,7 +24,7 @@ void Semaphore::acquire() {
   }
   detail::require_task("Semaphore::acquire()");
   Future<void> fut = waiters_.add();
-  std::exception_ptr error = detail::wait_on(waiters_, fut, name_, "acquire()");
+  std::exception_ptr error = detail::wait_on(waiters_, fut, name_, "acquire()", "Semaphore.acquire()", where);
   // Out of the queue before waking anyone, so the wake-up cannot be ours.
   waiters_.remove(fut);
   // A unit handed to us that we cannot take goes back to the pool.

@@ -214,7 +214,9 @@ void TaskStateBase::resume_body(bool eager) {
 
 // park() registers the wait before it switches out, as asyncio's __step
 // does right after the coroutine yields: nothing runs in between.
-void TaskStateBase::park(FutureStateBase* fut) {
+void TaskStateBase::park(FutureStateBase* fut, const char* what, std::source_location where) {
+  wait_.what = what;
+  wait_.where = where;
   if (fut) {
     wait_on(fut);
   } else {
@@ -301,30 +303,41 @@ TaskStateBase& TaskStateBase::require_current(const char* what) {
   return *TaskStateBase::running_;
 }
 
-void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what) {
+void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what,
+                                    std::source_location where) {
   TaskStateBase* task = TaskStateBase::running_;
   if (task && fiber_thread.current == &task->fiber_ && wait_is_plain()) [[likely]] {
-    task->park(fut);
+    task->park(fut, what, where);
     return;
   }
-  suspend_current_slow(fut, what);
+  suspend_current_slow(fut, what, where);
 }
 
 [[gnu::noinline]] void TaskStateBase::suspend_current_slow(FutureStateBase* fut,
-                                                          const char* what) {
+                                                          const char* what,
+                                                          std::source_location where) {
   TaskStateBase& task = require_current(what);
   // Coalesced writes reach the kernel before the task waits: request and
   // response code cannot deadlock on bytes still in a buffer.
   if (fiber_thread.flushes_queued) run_pending_flushes();
   if (Fiber::current() == &task.fiber_) {
-    task.park(fut);
+    task.park(fut, what, where);
     return;
   }
   // A generator (or a generator in a generator) that this task drives: its
   // fiber hands the wait to whoever resumed it, up to the task's own fiber,
   // and stays parked inside their send() until the wait is over.
-  Fiber::current()->forward([](void* f) { suspend_current(static_cast<FutureStateBase*>(f)); },
-                            fut);
+  struct Wait {
+    FutureStateBase* fut;
+    const char* what;
+    std::source_location where;
+  } wait{fut, what, where};
+  Fiber::current()->forward(
+      [](void* w) {
+        auto* wait = static_cast<Wait*>(w);
+        suspend_current(wait->fut, wait->what, wait->where);
+      },
+      &wait);
 }
 
 void TaskStateBase::spend_budget_slow() {
@@ -340,7 +353,7 @@ void TaskStateBase::spend_budget_slow() {
   }
   if (--task->budget_left_ > 0) return;
   if (Fiber::current_chain_unwinding()) return;  // no wait can be made there
-  suspend_current(nullptr, "the cooperative budget's yield");
+  suspend_current(nullptr, "the cooperative budget's yield", std::source_location::current());
 }
 
 void TaskStateBase::end() noexcept {

@@ -79,6 +79,14 @@ class FIBERLOOP_API Fiber {
   // unwind() ends a fiber from outside: a suspended one unwinds from its
   // suspension point; one never resumed finishes without running its entry.
   void unwind();
+  // backtrace(frames, max) fills frames with the return addresses of a
+  // suspended fiber's stack, innermost first, and returns how many: it
+  // switches in, lets the fiber walk its own stack with the unwinder C++
+  // exceptions use (its .eh_frame tables hold under -O2, where a frame
+  // pointer walk would not), and switches back, nothing else of the fiber
+  // running. 0 for a fiber that is not suspended (running, forwarding,
+  // never started, finished).
+  int backtrace(void** frames, int max);
 
   // restartable(): finished, its entry object intact (trivially
   // destructible: never destroyed). restart() then makes it a new fiber
@@ -137,6 +145,10 @@ class FIBERLOOP_API Fiber {
   // (lib/fiber_switch.hpp).
   friend class TaskStateBase;
   void suspend_inline();
+  // switch_out() is the fiber's side of every switch back to its resumer;
+  // serve_request() does what request_ asks after one.
+  void switch_out();
+  void serve_request();
   void serve_forwards();
   void give_back_stack() noexcept;
   void destroy_unfinished();
@@ -155,7 +167,11 @@ class FIBERLOOP_API Fiber {
   void (*destroy_)(void* entry) noexcept = nullptr;
   Fiber* resumer_ = nullptr;  // Fiber::current() of whoever resumed us
   State state_ = State::finished;
-  bool unwind_requested_ = false;  // the next switch in raises FiberUnwind
+  // What the next switch in asks of the fiber besides going on: raise
+  // FiberUnwind, or walk its stack (backtrace()). One byte, so that the
+  // check after every switch stays one compare.
+  enum class Request : std::uint8_t { none, unwind, backtrace };
+  Request request_ = Request::none;
   bool unwinding_ = false;
   bool exited_ = false;  // the entry returned: the stack is free to give back
   ForwardFn forward_fn_ = nullptr;  // a request for the resumer
@@ -170,6 +186,8 @@ class FIBERLOOP_API Fiber {
   // The fiber's exception state while it is parked; its resumer's while it
   // runs (switch_in() swaps them on the way in and on the way back).
   ExceptionState exceptions_;
+  void** backtrace_frames_ = nullptr;  // backtrace()'s buffer, while it runs
+  int backtrace_max_ = 0;
 };
 
 template <class Entry>

@@ -9,6 +9,7 @@
 #include <functional>
 #include <new>
 #include <optional>
+#include <source_location>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -138,10 +139,13 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   // the task with the generator inside its send(). Throws RuntimeError
   // outside a task; throws what the task must see raised at its await.
   // Aborts with fiberloop's message when the fiber is being unwound.
-  static void suspend_current(FutureStateBase* fut, const char* what = "await()");
+  // `what` names the call that waits (in errors and the task dump) and
+  // `where` the user's line that made it (the dump).
+  static void suspend_current(FutureStateBase* fut, const char* what, std::source_location where);
   // suspend_current_slow() is suspend_current() off its fast path: outside a
   // task, in a generator the task drives, or while unwinding.
-  static void suspend_current_slow(FutureStateBase* fut, const char* what);
+  static void suspend_current_slow(FutureStateBase* fut, const char* what,
+                                   std::source_location where);
   // require_current(what) throws RuntimeError naming `what` outside a task,
   // and aborts with fiberloop's message when called from a fiber being
   // unwound (no wait can complete then).
@@ -169,6 +173,33 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
     spend_budget_slow();
   }
   static void spend_budget_slow();
+
+  // WaitSite is what the task dump tells of a task's last wait: the call
+  // (suspend_current()'s `what`), the line that made it, when (the loop's
+  // clock at that iteration) and one number the call gives (set_wait_arg():
+  // a sleep's deadline, a readiness wait's fd). Written on every park: a
+  // few stores, no allocation.
+  struct WaitSite {
+    const char* what = nullptr;
+    std::source_location where{};
+    std::int64_t since_ns = 0;
+    std::int64_t arg = 0;
+  };
+  const WaitSite& wait_site() const noexcept { return wait_; }
+  // set_wait_arg(arg) gives the running task's next wait its number (the
+  // calls whose dump line needs one set it right before they park).
+  static void set_wait_arg(std::int64_t arg) noexcept {
+    if (TaskStateBase* task = running_) task->wait_.arg = arg;
+  }
+  // awaiting() is the future the task is parked on, or null.
+  FutureStateBase* awaiting() const noexcept { return fut_waiter_; }
+  unsigned long number() const noexcept { return number_; }
+  // The task that made this one in a TaskGroup (its number, 0 for none):
+  // a number rather than a pointer, which could outlive the parent.
+  unsigned long parent_number() const noexcept { return parent_number_; }
+  void set_parent_number(unsigned long number) noexcept { parent_number_ = number; }
+  // backtrace(frames, max) is the parked fiber's stack (Fiber::backtrace()).
+  int backtrace(void** frames, int max) { return fiber_.backtrace(frames, max); }
 
   // LastStepped records, while it lives, the name of the last task that
   // stepped on this thread (debug mode names slow task steps with it).
@@ -254,7 +285,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   // park(fut), on the task's own fiber, registers the wait for fut (null:
   // queues the next step) and switches to the loop until the next step;
   // throws what that step throws in.
-  void park(FutureStateBase* fut);
+  void park(FutureStateBase* fut, const char* what, std::source_location where);
   void wait_on(FutureStateBase* fut);
   // refuse_wait(fut) makes the await of fut raise: another loop's future,
   // or the task itself. cancel_awaited() passes a pending cancel() on to
@@ -268,6 +299,8 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   void report_never_retrieved() noexcept;
 
   unsigned long number_;
+  unsigned long parent_number_ = 0;
+  WaitSite wait_;
   // fut_waiter_ holds no reference: the wait that awaits it (on the task's
   // fiber, parked) holds one until the task's next step, which clears it.
   FutureStateBase* fut_waiter_ = nullptr;
@@ -406,8 +439,8 @@ inline void require_task(const char* what) { TaskStateBase::require_current(what
 inline TaskStateBase* running_task() noexcept { return TaskStateBase::running_; }
 // suspend_task(fut, what) parks the running task until fut is done (null: for
 // one iteration); TaskStateBase::suspend_current() says what it throws.
-inline void suspend_task(FutureStateBase* fut, const char* what = "await()") {
-  TaskStateBase::suspend_current(fut, what);
+inline void suspend_task(FutureStateBase* fut, const char* what, std::source_location where) {
+  TaskStateBase::suspend_current(fut, what, where);
 }
 // spend_budget() counts one operation done without waiting against the
 // running task's cooperative budget (EventLoop::set_task_budget()).

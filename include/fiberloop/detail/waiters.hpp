@@ -3,6 +3,7 @@
 // was destroyed.
 #pragma once
 
+#include <source_location>
 #include <algorithm>
 #include <cstddef>
 #include <deque>
@@ -154,12 +155,14 @@ class Waiters {
 // the queue at once. If the primitive was destroyed meanwhile it throws
 // instead, as leave_destroyed() (primitive and call name it in the message),
 // and the caller must let that pass without touching the primitive.
+//
+// what and where name the wait in the task dump ("Lock.acquire()", the user's line).
 inline std::exception_ptr wait_on(Waiters& waiters, const Future<void>& fut, const char* primitive,
-                                  const char* call) {
+                                  const char* call, const char* what, std::source_location where) {
   Watch watch(waiters.watches());
   std::exception_ptr error;
   try {
-    await(fut);
+    await_as(fut, what, where);
   } catch (const FiberUnwind&) {
     if (!watch.gone()) waiters.remove(fut);
     throw;
