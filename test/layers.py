@@ -63,7 +63,9 @@ LAYERS = {
         "include/fiberloop/signals.hpp", "include/fiberloop/detail/signal_handlers.hpp",
         "lib/signals/*",
     ]),
-    "await": (["signals"], ["include/fiberloop/await.hpp", "lib/await/await.cpp"]),
+    # The task dump reads tasks through the loop; a signal can ask for it.
+    "observe": (["signals"], ["include/fiberloop/task_dump.hpp", "lib/observe/*"]),
+    "await": (["observe"], ["include/fiberloop/await.hpp", "lib/await/await.cpp"]),
     "io_wait": (["await"], ["lib/await/io_wait.cpp"]),
     "sync": (["await"], [
         "include/fiberloop/detail/waiters.hpp", "include/fiberloop/lock.hpp",

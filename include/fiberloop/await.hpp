@@ -9,6 +9,7 @@
 
 #include "fiberloop/event_loop.hpp"
 #include "fiberloop/signals.hpp"
+#include "fiberloop/task_dump.hpp"
 #include "fiberloop/export.hpp"
 #include "fiberloop/future.hpp"
 #include "fiberloop/task.hpp"
@@ -90,6 +91,7 @@ template <class Fn, class... Args>
 auto run(Fn&& fn, Args&&... args) {
   detail::check_no_running_loop("fiberloop::run()");
   EventLoop loop;
+  detail::enable_dump_from_environment(loop);
   auto main = loop.create_task(std::forward<Fn>(fn), std::forward<Args>(args)...);
   detail::CtrlC ctrl_c(loop, main);
   using R = detail::TaskResult<Fn, Args...>;

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <source_location>
 #include <string>
@@ -41,6 +42,10 @@ class LoopExtension {
 // signal handlers their watcher may use, the thread bridge last.
 enum class ExtensionSlot { children, signals, bridge, count };
 }  // namespace detail
+
+// DumpFormat is EventLoop::dump_tasks()'s: lines for people, or one JSON
+// document (docs/observability.md has its schema).
+enum class DumpFormat { text, json };
 
 // EventLoop runs callbacks, timers, I/O callbacks and tasks on one thread.
 // Like asyncio's loop, it is not thread-safe: only call_soon_threadsafe() may
@@ -133,6 +138,22 @@ class FIBERLOOP_API EventLoop {
 
   // all_tasks() lists the tasks not yet done, oldest first.
   std::vector<AnyTask> all_tasks() const;
+
+  // dump_tasks(out, format) writes every live task, oldest first: its number
+  // and name, state (running / ready / waiting / done), what it waits on
+  // and since when, the line of the wait, the tasks awaiting it, its
+  // TaskGroup parent and its stack (the parked fiber's, walked in place);
+  // then the cycles of tasks awaiting each other. Nothing of the tasks runs
+  // meanwhile, and nothing is allocated per task but the output's own
+  // growth. From the loop's thread only (RuntimeError otherwise); from a
+  // task, that task is the one "running". See docs/observability.md.
+  void dump_tasks(std::ostream& out, DumpFormat format = DumpFormat::text);
+  // enable_dump_on_signal(sig, path, format) makes signal sig write the dump
+  // (to stderr, or appended to the file at path) from the loop's thread,
+  // while the program goes on: Go's SIGQUIT dump, without the exit. It is
+  // a signal handler (add_signal_handler()): the same rules and errors.
+  void enable_dump_on_signal(int sig, std::string path = {},
+                             DumpFormat format = DumpFormat::text);
 
   // run_forever() runs until stop() is called. Throws RuntimeError if the
   // loop is closed or already running, or another loop runs on this thread.

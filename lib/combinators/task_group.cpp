@@ -8,6 +8,7 @@ namespace fiberloop {
 namespace detail {
 
 std::size_t GroupState::add(TaskStateBase* task) {
+  task->set_parent_number(parent->state().number());  // the task dump's "parent"
   std::size_t i;
   if (free_slots != npos) {
     i = free_slots;

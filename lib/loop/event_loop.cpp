@@ -104,6 +104,7 @@ inline void EventLoop::iterate() {
   } done{iterating_};
   timers_.drop_cancelled();
   io_.poll(poll_timeout_ns());  // and the posts from other threads
+  core_.set_iteration_ns(detail::Timers::now_ns());
   timers_.queue_due();
   run_ready();
 }

@@ -217,6 +217,7 @@ void TaskStateBase::resume_body(bool eager) {
 void TaskStateBase::park(FutureStateBase* fut, const char* what, std::source_location where) {
   wait_.what = what;
   wait_.where = where;
+  wait_.since_ns = core_or_null()->iteration_ns();
   if (fut) {
     wait_on(fut);
   } else {

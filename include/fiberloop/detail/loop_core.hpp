@@ -212,6 +212,10 @@ class FIBERLOOP_API LoopCore {
   // task steps at most once per iteration.
   std::uint64_t iteration() const noexcept { return iteration_; }
   void next_iteration() noexcept { ++iteration_; }
+  // iteration_ns() is the loop's clock as read once per iteration, after the
+  // poll: what a wait records as its start (the task dump), for a load.
+  std::int64_t iteration_ns() const noexcept { return iteration_ns_; }
+  void set_iteration_ns(std::int64_t now) noexcept { iteration_ns_ = now; }
   std::size_t task_budget() const noexcept { return task_budget_; }
   void set_task_budget(std::size_t operations) noexcept { task_budget_ = operations; }
   static constexpr std::size_t kDefaultTaskBudget = 128;
@@ -236,6 +240,7 @@ class FIBERLOOP_API LoopCore {
   bool checked_requeue_ = false;
   std::size_t task_budget_ = kDefaultTaskBudget;
   std::uint64_t iteration_ = 0;
+  std::int64_t iteration_ns_ = 0;
   std::size_t cancelled_timers_ = 0;
   LiveTask* live_ = nullptr;  // each listed task holds one reference to itself
   EventLoop* owner_;
