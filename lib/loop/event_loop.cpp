@@ -59,9 +59,7 @@ EventLoop::~EventLoop() {
   close();
 }
 
-double EventLoop::time() const noexcept {
-  return static_cast<double>(detail::Timers::now_ns()) / 1e9;
-}
+double EventLoop::time() const noexcept { return static_cast<double>(core_.now_ns()) / 1e9; }
 
 void EventLoop::check_can_run() const {
   core_.check_closed();
@@ -103,7 +101,12 @@ inline void EventLoop::iterate() {
     ~Done() { flag = false; }
   } done{iterating_};
   timers_.drop_cancelled();
-  io_.poll(poll_timeout_ns());  // and the posts from other threads
+  if (core_.virtual_time()) [[unlikely]] {
+    poll_virtual();
+  } else {
+    io_.poll(poll_timeout_ns());  // and the posts from other threads
+  }
+  core_.stamp_iteration();
   timers_.queue_due();
   run_ready();
 }
@@ -183,7 +186,7 @@ inline void EventLoop::run_ready() {
 }
 
 void EventLoop::run_timed(HandleState& h) {
-  std::int64_t t0 = detail::Timers::now_ns();
+  std::int64_t t0 = detail::LoopCore::real_now_ns();
   std::string stepped;
   {
     detail::TaskStateBase::LastStepped watch(stepped);
@@ -193,7 +196,7 @@ void EventLoop::run_timed(HandleState& h) {
       h.run();
     }
   }
-  double took = static_cast<double>(detail::Timers::now_ns() - t0) / 1e9;
+  double took = static_cast<double>(detail::LoopCore::real_now_ns() - t0) / 1e9;
   if (took >= slow_callback_duration_) {
     char buf[64];
     std::snprintf(buf, sizeof buf, " took %.3f seconds", took);
