@@ -207,6 +207,28 @@ BOOST_AUTO_TEST_CASE(time_does_not_jump_while_a_task_waits_on_an_fd_another_thre
   BOOST_TEST(loop.time() < 3600.0);
 }
 
+BOOST_AUTO_TEST_CASE(an_fd_registered_but_not_awaited_does_not_hold_the_clock) {
+  int fds[2];
+  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+  BOOST_REQUIRE(::write(fds[1], "x", 1) == 1);
+  double took = real_seconds([&] {
+    run(
+        [&] {
+          fiberloop::wait_readable(fds[0]);  // registers fds[0], which stays registered
+          fiberloop::sleep(3600.0);
+        },
+        kLongLimit);
+  });
+  BOOST_TEST(loop.forget_fd(fds[0]));  // it was still registered through the sleep
+  ::close(fds[0]);
+  ::close(fds[1]);
+  // The readiness wait itself was a real one (the fd was awaited): the
+  // clock moved by the microseconds it took, then jumped the hour.
+  BOOST_TEST(loop.time() >= 3600.0);
+  BOOST_TEST(loop.time() < 3601.0);
+  BOOST_TEST(took < 10.0);
+}
+
 BOOST_AUTO_TEST_CASE(a_to_thread_job_in_flight_holds_the_clock) {
   std::vector<std::string> order;
   double job_at = -1;
@@ -280,16 +302,27 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(run_options)
 
 BOOST_AUTO_TEST_CASE(run_with_virtual_time_sleeps_an_hour_at_once) {
+  // SIGINT at its default, so that run() installs its Ctrl-C handler: that
+  // one must not hold the clock.
+  struct sigaction dfl {}, saved {};
+  dfl.sa_handler = SIG_DFL;
+  BOOST_REQUIRE(::sigaction(SIGINT, &dfl, &saved) == 0);
   double at = -1;
+  bool ctrl_c_installed = false;
   double took = real_seconds([&] {
-    at = fiberloop::run(fiberloop::RunOptions{.virtual_time = true}, [] {
+    at = fiberloop::run(fiberloop::RunOptions{.virtual_time = true}, [&] {
       EventLoop& loop = fiberloop::get_running_loop();
       BOOST_TEST(loop.virtual_time());
       BOOST_TEST(!loop.get_debug());
+      struct sigaction now {};
+      ::sigaction(SIGINT, nullptr, &now);
+      ctrl_c_installed = now.sa_handler != SIG_DFL;
       fiberloop::sleep(3600.0);
       return loop.time();
     });
   });
+  ::sigaction(SIGINT, &saved, nullptr);
+  BOOST_TEST(ctrl_c_installed);
   BOOST_TEST(at == 3600.0);
   BOOST_TEST(took < 10.0);
 }
