@@ -339,6 +339,11 @@ BOOST_AUTO_TEST_CASE(run_takes_its_options_as_an_lvalue_and_passes_arguments_on)
       },
       1);
   BOOST_TEST(got == 61);
+  // A braced list can only be the options: the plain run() cannot deduce from it.
+  BOOST_TEST(fiberloop::run({.virtual_time = true}, [] {
+    fiberloop::sleep(5.0);
+    return fiberloop::get_running_loop().time();
+  }) == 5.0);
   // Without options, run() stays on the real clock.
   BOOST_TEST(!fiberloop::run([] { return fiberloop::get_running_loop().virtual_time(); }));
 }
