@@ -6,8 +6,8 @@
 
 #include <boost/test/unit_test.hpp>
 #include <chrono>
-#include <sstream>
 #include <fiberloop/fiberloop.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -304,7 +304,8 @@ BOOST_AUTO_TEST_SUITE(run_options)
 BOOST_AUTO_TEST_CASE(run_with_virtual_time_sleeps_an_hour_at_once) {
   // SIGINT at its default, so that run() installs its Ctrl-C handler: that
   // one must not hold the clock.
-  struct sigaction dfl {}, saved {};
+  struct sigaction dfl = {};
+  struct sigaction saved = {};
   dfl.sa_handler = SIG_DFL;
   BOOST_REQUIRE(::sigaction(SIGINT, &dfl, &saved) == 0);
   double at = -1;
@@ -314,7 +315,7 @@ BOOST_AUTO_TEST_CASE(run_with_virtual_time_sleeps_an_hour_at_once) {
       EventLoop& loop = fiberloop::get_running_loop();
       BOOST_TEST(loop.virtual_time());
       BOOST_TEST(!loop.get_debug());
-      struct sigaction now {};
+      struct sigaction now = {};
       ::sigaction(SIGINT, nullptr, &now);
       ctrl_c_installed = now.sa_handler != SIG_DFL;
       fiberloop::sleep(3600.0);
@@ -340,10 +341,11 @@ BOOST_AUTO_TEST_CASE(run_takes_its_options_as_an_lvalue_and_passes_arguments_on)
       1);
   BOOST_TEST(got == 61);
   // A braced list can only be the options: the plain run() cannot deduce from it.
-  BOOST_TEST(fiberloop::run({.virtual_time = true}, [] {
+  double at = fiberloop::run({.virtual_time = true}, [] {
     fiberloop::sleep(5.0);
     return fiberloop::get_running_loop().time();
-  }) == 5.0);
+  });
+  BOOST_TEST(at == 5.0);
   // Without options, run() stays on the real clock.
   BOOST_TEST(!fiberloop::run([] { return fiberloop::get_running_loop().virtual_time(); }));
 }

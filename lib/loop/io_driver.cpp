@@ -253,8 +253,8 @@ bool IoDriver::forget(int fd) noexcept {
 std::size_t IoDriver::awaited() noexcept {
   std::size_t n = 0;
   table_.for_each([&n](int, IoEntry& e) {
-    bool waits = (e.read_waiter && !e.read_waiter->done()) ||
-                 (e.write_waiter && !e.write_waiter->done());
+    bool waits =
+        (e.read_waiter && !e.read_waiter->done()) || (e.write_waiter && !e.write_waiter->done());
     if (e.reader || e.writer || waits) ++n;
   });
   return n;
