@@ -57,6 +57,7 @@ LAYERS = {
     ]),
     "event_loop": (["task", "phases"], [
         "include/fiberloop/event_loop.hpp", "lib/loop/event_loop.cpp",
+        "lib/loop/virtual_time.cpp",
     ]),
     # Signals know the loop and its callbacks; run()'s Ctrl-C is built on them.
     "signals": (["event_loop"], [

@@ -75,10 +75,19 @@ namespace detail {
 FIBERLOOP_API void finish_run(EventLoop& loop) noexcept;
 }  // namespace detail
 
+// RunOptions are what run(options, fn, args...) sets on its new loop
+// before the main task is made: virtual_time (EventLoop::set_virtual_time,
+// for tests) and debug (EventLoop::set_debug), both off by default.
+struct RunOptions {
+  bool virtual_time = false;
+  bool debug = false;
+};
+
 // run(fn, args...) is asyncio.run: a new loop runs fn(args...) as the main
 // task and returns its result (or rethrows); the tasks still pending then are
 // cancelled and waited for, and the loop is closed. Throws RuntimeError when
-// called while a loop runs on this thread.
+// called while a loop runs on this thread. run(options, fn, args...) is the
+// same on a loop set up as `options` says (asyncio.run's debug=).
 //
 // Ctrl-C (asyncio.run's, 3.11+): the first SIGINT cancels the main task, so
 // its stack and every other task's unwind (RAII runs); run() then throws
@@ -88,10 +97,12 @@ FIBERLOOP_API void finish_run(EventLoop& loop) noexcept;
 // disposition and no other loop handles it; a SIGINT handler the program
 // adds (EventLoop::add_signal_handler) replaces it. See signals.hpp.
 template <class Fn, class... Args>
-auto run(Fn&& fn, Args&&... args) {
+auto run(const RunOptions& options, Fn&& fn, Args&&... args) {
   detail::check_no_running_loop("fiberloop::run()");
   EventLoop loop;
   detail::enable_dump_from_environment(loop);
+  loop.set_virtual_time(options.virtual_time);
+  loop.set_debug(options.debug);
   auto main = loop.create_task(std::forward<Fn>(fn), std::forward<Args>(args)...);
   detail::CtrlC ctrl_c(loop, main);
   using R = detail::TaskResult<Fn, Args...>;
@@ -113,6 +124,14 @@ auto run(Fn&& fn, Args&&... args) {
     detail::finish_run(loop);
     throw;
   }
+}
+
+// clang-format off
+template <class Fn, class... Args>
+  requires(!std::is_same_v<std::remove_cvref_t<Fn>, RunOptions>)
+auto run(Fn&& fn, Args&&... args) {
+  // clang-format on
+  return run(RunOptions{}, std::forward<Fn>(fn), std::forward<Args>(args)...);
 }
 
 }  // namespace fiberloop

@@ -55,6 +55,9 @@ class FIBERLOOP_API ThreadBridge final : public LoopExtension {
   // threads) and lets go of the futures of completers still pending. Loop
   // thread only (EventLoop::close() calls it).
   void close() noexcept override;
+  // holds_time(): a completer still pending is a job in flight on some
+  // thread, whose outcome virtual time must not jump past.
+  bool holds_time() const noexcept override { return blocks_ != nullptr; }
 
   // default_executor() is the loop's thread pool, made on first use. Loop thread only.
   ThreadPoolExecutor& default_executor();

@@ -37,6 +37,14 @@ class LoopExtension {
   virtual ~LoopExtension() = default;
   // close() runs in EventLoop::close(), after the tasks are unwound.
   virtual void close() noexcept = 0;
+  // quiet_fds() is how many of the fds the loop waits on are this
+  // extension's yet can bring nothing the program waits for (the signalfd
+  // with only run()'s Ctrl-C handler on it): virtual time jumps past them.
+  virtual std::size_t quiet_fds() const noexcept { return 0; }
+  // holds_time() says whether work may still come through this extension
+  // that no fd of the loop shows (a thread's job in flight, a child watched
+  // through SIGCHLD): virtual time must not jump meanwhile.
+  virtual bool holds_time() const noexcept { return false; }
 };
 // The extensions a loop can hold, closed in this order: children before the
 // signal handlers their watcher may use, the thread bridge last.
@@ -105,8 +113,24 @@ class FIBERLOOP_API EventLoop {
   // loop if it sleeps. Throws RuntimeError if the loop is closed.
   void call_soon_threadsafe(detail::InlineFunction<void(), 48> fn);
 
-  // time() is the loop's clock: monotonic seconds.
+  // time() is the loop's clock in seconds: monotonic, or virtual (below).
   double time() const noexcept;
+
+  // set_virtual_time(true) gives the loop a virtual clock, for tests (Go's
+  // testing/synctest, tokio's time::pause): time() starts at 0 and, whenever
+  // the loop is durably blocked, jumps to the next timer's deadline instead
+  // of sleeping. Durably blocked: no callback ready, no task runnable, no
+  // post from another thread pending, no executor / to_thread / Completer
+  // job in flight, no child process running, no fd a callback or a task
+  // waits on (the loop's own eventfd and a signalfd holding only run()'s
+  // Ctrl-C handler aside; a signal handler of the program's counts). Short
+  // of that, the poll waits for real, at most until the next deadline, and
+  // the clock moves by the real time it waited. docs/testing.md has the
+  // details. Throws RuntimeError once the loop has run, while it runs, on a
+  // closed loop, or with timers scheduled (their deadlines were read off the
+  // other clock).
+  void set_virtual_time(bool enabled);
+  bool virtual_time() const noexcept { return core_.virtual_time(); }
 
   // create_future<T>() makes a pending Future<T> bound to this loop.
   template <class T = void>
@@ -311,6 +335,9 @@ class FIBERLOOP_API EventLoop {
   // iterate() is run_once()'s body, inline in run_forever(); then its phases.
   [[gnu::always_inline]] inline void iterate();
   std::int64_t poll_timeout_ns() const;
+  // poll_virtual() is the poll phase in virtual time (virtual_time.cpp).
+  void poll_virtual();
+  bool durably_blocked();
   [[gnu::always_inline]] inline void run_ready();
   std::size_t run_ready_prefetching(std::size_t ntodo);
   // Inline: a call to a function that only prefetches can be dropped whole,

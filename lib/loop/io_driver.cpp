@@ -250,6 +250,16 @@ bool IoDriver::forget(int fd) noexcept {
   return true;
 }
 
+std::size_t IoDriver::awaited() noexcept {
+  std::size_t n = 0;
+  table_.for_each([&n](int, IoEntry& e) {
+    bool waits =
+        (e.read_waiter && !e.read_waiter->done()) || (e.write_waiter && !e.write_waiter->done());
+    if (e.reader || e.writer || waits) ++n;
+  });
+  return n;
+}
+
 void IoDriver::clear() noexcept {
   table_.for_each([this](int fd, IoEntry& entry) {
     if (entry.registered) poller_.unwatch(fd);

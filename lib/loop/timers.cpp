@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <ctime>
 #include <limits>
 #include <stdexcept>
 
@@ -28,15 +27,9 @@ std::int64_t seconds_to_ns_ceil(double s) {
 
 }  // namespace
 
-std::int64_t Timers::now_ns() noexcept {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-std::int64_t Timers::deadline_after(double delay) {
+std::int64_t Timers::deadline_after(double delay) const {
   std::int64_t d = seconds_to_ns_ceil(delay);
-  std::int64_t now = now_ns();  // read at the call, as asyncio's call_later does
+  std::int64_t now = core_.now_ns();  // read at the call, as asyncio's call_later does
   return d > kFarFuture - now ? kFarFuture : now + d;
 }
 
@@ -76,12 +69,12 @@ void Timers::drop_cancelled_slow() {
 
 std::int64_t Timers::timeout_ns() const {
   if (queue_.empty()) return -1;
-  std::int64_t wait = queue_.front()->when_ns - now_ns();
+  std::int64_t wait = queue_.front()->when_ns - core_.now_ns();
   return std::clamp<std::int64_t>(wait, 0, kMaxPollNs);
 }
 
 void Timers::queue_due_slow() {
-  std::int64_t now = now_ns();
+  std::int64_t now = core_.iteration_ns();  // read once, right after the poll
   while (!queue_.empty() && queue_.front()->when_ns <= now) {
     HandleState* h = queue_.pop();
     h->in_heap = false;

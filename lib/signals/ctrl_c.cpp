@@ -1,5 +1,6 @@
 #include <signal.h>
 
+#include "fiberloop/detail/signal_handlers.hpp"
 #include "fiberloop/errors.hpp"
 #include "fiberloop/signals.hpp"
 
@@ -37,7 +38,10 @@ CtrlC::CtrlC(EventLoop& loop, AnyTask main) {
   if (!sigint_has_default_action()) return;
   auto state = std::make_shared<State>(std::move(main));
   try {
-    loop.add_signal_handler(SIGINT, [&loop, s = state] { on_interrupt(loop, *s); });
+    // Not a wake-up source: an operator's Ctrl-C is no event a test's
+    // virtual clock should wait for (EventLoop::set_virtual_time).
+    SignalHandlers::of(loop).set_user(
+        SIGINT, HandleState::Callback([&loop, s = state] { on_interrupt(loop, *s); }), false);
   } catch (const RuntimeError&) {
     return;  // another loop handles SIGINT: it is that loop's to answer
   }

@@ -91,12 +91,22 @@ SignalHandlers* SignalHandlers::find(EventLoop& loop) noexcept {
 
 SignalHandlers::~SignalHandlers() { close(); }
 
-void SignalHandlers::set_user(int sig, HandleState::Callback handler) {
+void SignalHandlers::set_user(int sig, HandleState::Callback handler, bool wakes) {
   const char* who = "add_signal_handler()";
   check_catchable(sig, who);
   check_thread(loop_, who);
   loop_.core().check_closed();
-  claim(sig, who).user = std::make_shared<HandleState::Callback>(std::move(handler));
+  Slot& slot = claim(sig, who);
+  slot.user = std::make_shared<HandleState::Callback>(std::move(handler));
+  slot.user_wakes = wakes;
+}
+
+std::size_t SignalHandlers::quiet_fds() const noexcept {
+  if (fd_ < 0) return 0;
+  for (const auto& [sig, slot] : slots_) {
+    if (slot.user && slot.user_wakes) return 0;
+  }
+  return 1;
 }
 
 bool SignalHandlers::remove_user(int sig) {

@@ -34,6 +34,9 @@ class ChildWatcher final : public LoopExtension {
   FIBERLOOP_API static bool uses_pidfd();
 
   void close() noexcept override;
+  // holds_time(): a child still running may exit at any moment; virtual
+  // time must not jump past that (in SIGCHLD mode no fd shows it).
+  bool holds_time() const noexcept override { return !children_.empty(); }
 
  private:
   bool try_reap(ChildState& child) noexcept;  // true once reaped

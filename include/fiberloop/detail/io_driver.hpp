@@ -63,6 +63,10 @@ class FIBERLOOP_API IoDriver {
   // clear() drops every registration (the loop is closing).
   void clear() noexcept;
   std::size_t watched() const noexcept { return table_.size(); }
+  // awaited() counts the fds that something waits on: an add_reader /
+  // add_writer callback, or a task in a readiness wait. A Socket that
+  // stays registered between its waits does not count while idle.
+  std::size_t awaited() noexcept;
 
  private:
   void poll_kernel(std::int64_t timeout_ns);

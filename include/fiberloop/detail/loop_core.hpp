@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -47,9 +48,10 @@ struct LiveTask {
 // through, as asyncio's events.py is for its futures and tasks, and tokio's
 // `Schedule` + `OwnedTasks` for its tasks: the ready queue (with the inbox of
 // posts from other threads, which must join it first), the checks a
-// scheduling call makes, error reporting, the live-task list and the
-// cooperative budget's clock. The phases that fill the queue (timers, the
-// I/O driver) and the loop that runs it sit above. One per EventLoop.
+// scheduling call makes, error reporting, the live-task list, the
+// cooperative budget's clock and the loop's clock (real or virtual). The
+// phases that fill the queue (timers, the I/O driver) and the loop that runs
+// it sit above. One per EventLoop.
 class FIBERLOOP_API LoopCore {
  public:
   using Callback = HandleState::Callback;
@@ -212,10 +214,41 @@ class FIBERLOOP_API LoopCore {
   // task steps at most once per iteration.
   std::uint64_t iteration() const noexcept { return iteration_; }
   void next_iteration() noexcept { ++iteration_; }
-  // iteration_ns() is the loop's clock as read once per iteration, after the
-  // poll: what a wait records as its start (the task dump), for a load.
+  // iteration_ns() is the loop's clock as read once this iteration, right
+  // after the poll returned: what the due timers were measured against, for
+  // whoever needs "now" to the iteration rather than to the nanosecond.
   std::int64_t iteration_ns() const noexcept { return iteration_ns_; }
-  void set_iteration_ns(std::int64_t now) noexcept { iteration_ns_ = now; }
+  void stamp_iteration() noexcept { iteration_ns_ = now_ns(); }
+
+  // --- the clock -----------------------------------------------------------
+  // now_ns() is the loop's clock in nanoseconds: CLOCK_MONOTONIC, or in
+  // virtual time (EventLoop::set_virtual_time) a counter from 0 that only
+  // the loop moves. Real time pays one predicted branch for the choice.
+  std::int64_t now_ns() const noexcept {
+    if (virtual_time_) [[unlikely]]
+      return virtual_ns_;
+    return real_now_ns();
+  }
+  // real_now_ns() is CLOCK_MONOTONIC whatever the loop's mode: what a
+  // duration of real work (a slow callback) is measured with.
+  static std::int64_t real_now_ns() noexcept {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  }
+  bool virtual_time() const noexcept { return virtual_time_; }
+  // set_virtual_time(on) switches clocks, the virtual one starting at 0.
+  // The event loop checks that nothing has read the old clock yet.
+  void set_virtual_time(bool on) noexcept {
+    virtual_time_ = on;
+    virtual_ns_ = 0;
+    iteration_ns_ = 0;
+  }
+  // advance_virtual(to_ns) moves the virtual clock forward to to_ns; it
+  // never goes back.
+  void advance_virtual(std::int64_t to_ns) noexcept {
+    if (to_ns > virtual_ns_) virtual_ns_ = to_ns;
+  }
   std::size_t task_budget() const noexcept { return task_budget_; }
   void set_task_budget(std::size_t operations) noexcept { task_budget_ = operations; }
   static constexpr std::size_t kDefaultTaskBudget = 128;
@@ -238,9 +271,11 @@ class FIBERLOOP_API LoopCore {
   bool debug_ = false;
   // checked_requeue_ is closed_ || debug_: requeue() tests both at once.
   bool checked_requeue_ = false;
+  bool virtual_time_ = false;
   std::size_t task_budget_ = kDefaultTaskBudget;
   std::uint64_t iteration_ = 0;
   std::int64_t iteration_ns_ = 0;
+  std::int64_t virtual_ns_ = 0;
   std::size_t cancelled_timers_ = 0;
   LiveTask* live_ = nullptr;  // each listed task holds one reference to itself
   EventLoop* owner_;

@@ -24,7 +24,10 @@ class SignalHandlers final : public LoopExtension {
   explicit SignalHandlers(EventLoop& loop) noexcept : loop_(loop) {}
   ~SignalHandlers() override;
 
-  void set_user(int sig, HandleState::Callback handler);
+  // set_user(sig, fn, wakes) sets the handler add_signal_handler() sets.
+  // wakes: the signal is something the program waits for; run()'s Ctrl-C
+  // handler is not, so virtual time still jumps with it set.
+  void set_user(int sig, HandleState::Callback handler, bool wakes = true);
   bool remove_user(int sig);
   // set_hook(sig, fn) runs fn (noexcept, on the loop's thread, inside the
   // signalfd's reader callback) whenever sig arrives, beside any user handler.
@@ -34,10 +37,14 @@ class SignalHandlers final : public LoopExtension {
   sigset_t handled() const noexcept { return mask_; }
 
   void close() noexcept override;
+  // quiet_fds(): the signalfd, unless a handler that wakes is on it (the
+  // child watcher's hook speaks for itself through its holds_time()).
+  std::size_t quiet_fds() const noexcept override;
 
  private:
   struct Slot {
     std::shared_ptr<HandleState::Callback> user;
+    bool user_wakes = true;
     std::function<void()> hook;
     struct sigaction previous;
     bool was_blocked = false;

@@ -12,7 +12,7 @@
 namespace fiberloop::detail {
 
 // Timers holds call_later/call_at's handles by deadline on the loop's
-// monotonic clock and, once per iteration, moves the due ones to the end of
+// clock and, once per iteration, moves the due ones to the end of
 // the core's ready queue (as asyncio's _run_once does with _scheduled).
 // Cancelled handles stay in the heap until they come up, unless they are
 // most of it (asyncio's _MIN_SCHEDULED_TIMER_HANDLES rule): then they are
@@ -24,12 +24,11 @@ class FIBERLOOP_API Timers {
   Timers& operator=(const Timers&) = delete;
   ~Timers() { clear(); }
 
-  // now_ns() is the loop's clock: CLOCK_MONOTONIC in nanoseconds.
-  static std::int64_t now_ns() noexcept;
-  // deadline_after(delay) is now + delay seconds, rounded up (a timer never
-  // fires early); deadline_at(when) is loop time `when` in nanoseconds.
-  // Both throw std::invalid_argument for a NaN.
-  static std::int64_t deadline_after(double delay);
+  // deadline_after(delay) is now on the loop's clock (LoopCore::now_ns) +
+  // delay seconds, rounded up (a timer never fires early); deadline_at(when)
+  // is loop time `when` in nanoseconds. Both throw std::invalid_argument for
+  // a NaN.
+  std::int64_t deadline_after(double delay) const;
   static std::int64_t deadline_at(double when);
 
   // schedule(h, when_ns) queues the new handle h, due at when_ns, taking a
@@ -47,7 +46,11 @@ class FIBERLOOP_API Timers {
   // timeout_ns() is how long the poll may sleep for the timers: until the
   // earliest deadline (at most a day), or -1 when there is none.
   std::int64_t timeout_ns() const;
-  // queue_due() moves the handles due now to the ready queue, in order.
+  // next_deadline_ns() is the earliest deadline; the queue is not empty.
+  std::int64_t next_deadline_ns() const { return queue_.front()->when_ns; }
+  bool empty() const noexcept { return queue_.empty(); }
+  // queue_due() moves the handles due at the iteration's clock reading
+  // (LoopCore::iteration_ns) to the ready queue, in order.
   void queue_due() {
     if (!queue_.empty()) queue_due_slow();
   }
