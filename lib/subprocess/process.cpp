@@ -55,8 +55,11 @@ std::pair<std::string, std::string> Process::communicate(std::string input) {
   std::string out, err;
   try {
     task_group([&](TaskGroup& group) {
+      // Named as the library's other tasks are, for all_tasks() and the dump.
+      std::string pid = std::to_string(child.pid);
       if (child.in) {
-        group.spawn([writer = *child.in, data = std::move(input)]() mutable {
+        group.spawn({.name = "fiberloop.subprocess stdin " + pid},
+                    [writer = *child.in, data = std::move(input)]() mutable {
           // A child that exits without reading all its input is not an
           // error of communicate's, as asyncio ignores BrokenPipeError here.
           // No input writes nothing: stdin may be closed already, by a
@@ -73,7 +76,10 @@ std::pair<std::string, std::string> Process::communicate(std::string input) {
           writer.close();
         });
       }
-      if (child.err) group.spawn([&err, reader = *child.err]() mutable { err = reader.read(); });
+      if (child.err) {
+        group.spawn({.name = "fiberloop.subprocess stderr " + pid},
+                    [&err, reader = *child.err]() mutable { err = reader.read(); });
+      }
       if (child.out) out = child.out->read();
     });
   } catch (const ExceptionGroup& group) {
