@@ -12,6 +12,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "death.hpp"
 
@@ -59,13 +60,21 @@ constexpr const char* kEndOpen = "END[";
 
 void say(const std::string& text) { (void)!::write(STDERR_FILENO, text.data(), text.size()); }
 
-// watched(loop, threshold) sets the watchdog up and has every exception
-// handler report written to stderr as END[message|task]END.
+// reported(loop) has every exception handler report written to stderr as
+// END[message|task=name|on=thread]END, thread being the loop's or another.
+void reported(EventLoop& loop) {
+  loop.set_exception_handler([loop_thread = std::this_thread::get_id()](
+                                 EventLoop&, const fiberloop::ExceptionContext& ctx) {
+    bool on_loop = std::this_thread::get_id() == loop_thread;
+    say(kEndOpen + ctx.message + "|task=" + ctx.task + "|on=" + (on_loop ? "loop" : "another") +
+        "]END\n");
+  });
+}
+
+// watched(loop, threshold) sets the watchdog up, reported.
 void watched(EventLoop& loop, double threshold) {
   loop.set_stall_threshold(threshold);
-  loop.set_exception_handler([](EventLoop&, const fiberloop::ExceptionContext& ctx) {
-    say(kEndOpen + ctx.message + "|task=" + ctx.task + "]END\n");
-  });
+  reported(loop);
 }
 
 std::size_t count(const std::string& text, const std::string& what) {
@@ -114,7 +123,7 @@ void check_one_stall(const Stall& s, const std::string& detected_as, const std::
   BOOST_TEST(s.detection.find(detected_as + " has held the loop thread for ") == 0, all);
   BOOST_TEST(s.end.find(ended_as + " took ") == 0, all);
   BOOST_TEST(s.end.find("it stalled the loop") != std::string::npos, all);
-  BOOST_TEST(s.end.find("|task=" + task) != std::string::npos, all);
+  BOOST_TEST(s.end.find("|task=" + task + "|on=loop") != std::string::npos, all);
   BOOST_TEST(took(s.end) >= at_least, all);
   if (kBacktraceExpected) {
     BOOST_TEST(s.detection.find(function) != std::string::npos, all);
@@ -150,9 +159,8 @@ BOOST_AUTO_TEST_CASE(a_task_that_spins_is_named_at_detection_and_at_the_end) {
   Stall s = read_stall(die_in_child([] {
     EventLoop loop;
     watched(loop, 0.05);
-    loop.run_until_complete(loop.create_task(fiberloop::TaskOptions{"spinner", 0}, [] {
-      return fiberloop_stall_test_spins(0.2);
-    }));
+    loop.run_until_complete(loop.create_task(fiberloop::TaskOptions{"spinner", 0},
+                                             [] { return fiberloop_stall_test_spins(0.2); }));
   }));
   check_one_stall(s, "Task 'spinner'", "Executing <Task 'spinner' step>", "spinner", 0.2,
                   "fiberloop_stall_test_spins");
@@ -194,9 +202,9 @@ BOOST_AUTO_TEST_CASE(the_loop_goes_on_after_a_stall_and_reports_each_stall_once)
 BOOST_AUTO_TEST_CASE(a_loop_idle_in_its_poll_is_no_stall) {
   check_quiet(die_in_child([] {
     EventLoop loop;
-    watched(loop, 0.15);
-    loop.run_until_complete([] { fiberloop::sleep(0.6); });
-    loop.call_later(0.3, [&] { loop.stop(); });  // and without any task
+    watched(loop, 0.3);
+    loop.run_until_complete([] { fiberloop::sleep(0.8); });
+    loop.call_later(0.6, [&] { loop.stop(); });  // and without any task
     loop.run_forever();
   }));
 }
@@ -204,8 +212,8 @@ BOOST_AUTO_TEST_CASE(a_loop_idle_in_its_poll_is_no_stall) {
 BOOST_AUTO_TEST_CASE(many_short_steps_are_no_stall) {
   check_quiet(die_in_child([] {
     EventLoop loop;
-    watched(loop, 0.15);
-    double until = loop.time() + 0.6;
+    watched(loop, 0.3);
+    double until = loop.time() + 0.8;
     long steps = 0;
     for (int i = 0; i < 50; ++i) {
       loop.create_task([&] {
@@ -215,7 +223,7 @@ BOOST_AUTO_TEST_CASE(many_short_steps_are_no_stall) {
         }
       });
     }
-    loop.run_until_complete([&] { fiberloop::sleep(0.7); });
+    loop.run_until_complete([&] { fiberloop::sleep(0.9); });
     if (steps < 1000) ::_exit(3);  // the runs were many, and short
   }));
 }
@@ -251,9 +259,7 @@ BOOST_AUTO_TEST_CASE(debug_mode_turns_it_on_at_a_tenth_of_a_second_unless_set) {
 BOOST_AUTO_TEST_CASE(set_debug_alone_starts_the_watchdog_and_reports_a_stall_once) {
   Stall s = read_stall(die_in_child([] {
     EventLoop loop;
-    loop.set_exception_handler([](EventLoop&, const fiberloop::ExceptionContext& ctx) {
-      say(kEndOpen + ctx.message + "|task=" + ctx.task + "]END\n");
-    });
+    reported(loop);
     loop.set_debug(true);
     loop.run_until_complete(loop.create_task(fiberloop::TaskOptions{"debugged", 0}, [] {
       return fiberloop_stall_test_sleeps_in_usleep(300000);

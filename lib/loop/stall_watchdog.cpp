@@ -146,12 +146,12 @@ void StallWatchdog::detect(std::uint64_t claimed, std::int64_t elapsed_ns) noexc
         break;
     }
     std::string what = name.empty() ? std::string("a callback") : "Task '" + name + "'";
-    write_all(STDERR_FILENO,
-              "fiberloop: stall watchdog: " + what + " has held the loop thread for " +
-                  seconds(static_cast<double>(elapsed_ns) / 1e9) + " so far (stall threshold " +
-                  seconds(static_cast<double>(threshold_ns_.load(std::memory_order_relaxed)) /
-                          1e9) +
-                  "); its backtrace:\n" + trace);
+    write_all(
+        STDERR_FILENO,
+        "fiberloop: stall watchdog: " + what + " has held the loop thread for " +
+            seconds(static_cast<double>(elapsed_ns) / 1e9) + " so far (stall threshold " +
+            seconds(static_cast<double>(threshold_ns_.load(std::memory_order_relaxed)) / 1e9) +
+            "); its backtrace:\n" + trace);
   } catch (...) {
     trace = "  (no backtrace: out of memory)\n";  // the strings above are all that can throw
   }

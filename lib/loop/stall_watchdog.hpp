@@ -81,8 +81,8 @@ class StallWatchdog final : public LoopExtension {
   std::atomic<std::int64_t> threshold_ns_{0};
   std::thread monitor_;
 
-  std::mutex mutex_;  // guards what follows
-  std::condition_variable wake_;   // the monitor's tick, cut short by stop_
+  std::mutex mutex_;              // guards what follows
+  std::condition_variable wake_;  // the monitor's tick, cut short by stop_
   std::condition_variable detected_;
   bool stop_ = false;
   std::uint64_t named_run_ = 0;  // the run the task name below belongs to

@@ -49,16 +49,16 @@ int backtrace_signal() noexcept { return SIGRTMIN + kBacktraceSignalOffset; }
 
 // answer(sig) is the handler: it runs on the signalled thread, on whatever
 // stack that thread was on (a fiber's: the frames are the task's).
-extern "C" void answer(int) {
+void answer(int) {
   int saved_errno = errno;
   std::uint64_t request = slot.request.load(std::memory_order_acquire);
   if (request != 0 && slot.tid.load(std::memory_order_relaxed) == this_thread_tid() &&
       slot.taken.exchange(request, std::memory_order_acq_rel) != request) {
     slot.depth.store(::backtrace(slot.frames, kMaxFrames), std::memory_order_relaxed);
     const std::atomic<std::uint64_t>* word = slot.word.load(std::memory_order_relaxed);
-    slot.still.store(word->load(std::memory_order_acquire) ==
-                         slot.expected.load(std::memory_order_relaxed),
-                     std::memory_order_relaxed);
+    slot.still.store(
+        word->load(std::memory_order_acquire) == slot.expected.load(std::memory_order_relaxed),
+        std::memory_order_relaxed);
     slot.answered.store(request, std::memory_order_release);
     std::uint64_t one = 1;
     (void)!::write(slot.wakeup, &one, sizeof one);
