@@ -2,6 +2,7 @@
 // loop thread is reported while it lasts (stderr, with the loop thread's
 // backtrace) and once when it ends (the exception handler). Each stalling
 // case runs in a forked child whose stderr the parent reads.
+#include <signal.h>
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
@@ -9,10 +10,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <fiberloop/fiberloop.hpp>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include "death.hpp"
 
@@ -279,6 +284,48 @@ BOOST_AUTO_TEST_CASE(close_joins_the_monitor_at_once) {
   BOOST_TEST(took < 0.5);
   BOOST_CHECK_THROW(loop.set_stall_threshold(0.1), fiberloop::RuntimeError);
   loop.set_stall_threshold(0);  // off is fine on a closed loop
+}
+
+// blocked_on(comm) is the signal mask (/proc's SigBlk) of this process's
+// thread named comm, and whether there is one.
+std::pair<bool, unsigned long long> blocked_on(const std::string& comm) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream name(task.path() / "comm");
+    std::string got;
+    std::getline(name, got);
+    if (got != comm) continue;
+    std::ifstream status(task.path() / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("SigBlk:", 0) == 0) return {true, std::stoull(line.substr(7), nullptr, 16)};
+    }
+  }
+  return {false, 0};
+}
+
+BOOST_AUTO_TEST_CASE(the_monitor_blocks_the_asynchronous_signals_and_its_creator_s_mask_stays) {
+  sigset_t before, after;
+  ::pthread_sigmask(SIG_BLOCK, nullptr, &before);
+  EventLoop loop;
+  loop.set_stall_threshold(1.0);
+  ::pthread_sigmask(SIG_BLOCK, nullptr, &after);
+  // A thread starts with every signal blocked until glibc gives it its
+  // creator's mask: wait (bounded) for that, seen as SIGSEGV unblocked.
+  auto [found, mask] = blocked_on("fiberloop-stall");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (found && ((mask >> (SIGSEGV - 1)) & 1) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+    std::tie(found, mask) = blocked_on("fiberloop-stall");
+  }
+  BOOST_REQUIRE(found);
+  auto blocked = [m = mask](int sig) { return (m >> (sig - 1)) & 1; };
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGCHLD, SIGPIPE, SIGALRM})
+    BOOST_TEST(blocked(sig) == 1u, "signal " << sig << " is not blocked on the monitor");
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL})
+    BOOST_TEST(blocked(sig) == 0u, "signal " << sig << " is blocked on the monitor");
+  for (int sig = 1; sig < SIGRTMIN; ++sig)
+    BOOST_TEST(sigismember(&before, sig) == sigismember(&after, sig), "signal " << sig);
+  loop.close();
+  BOOST_TEST(!blocked_on("fiberloop-stall").first);  // joined
 }
 
 BOOST_AUTO_TEST_CASE(a_threshold_must_be_finite_and_not_negative) {
