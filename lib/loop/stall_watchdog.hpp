@@ -27,9 +27,10 @@ namespace fiberloop::detail {
 //
 // The run word: (run number << 2) | kRunning | kClaimed. The loop sets it
 // to running as a run begins and to idle as it ends (an exchange); the
-// monitor claims a running word with a compare-exchange. So exactly one of
-// the two sees the other: a run ends either unclaimed, or claimed, and then
-// the monitor's detection is what the loop waits for and reports.
+// monitor claims a running word with a compare-exchange. So a run ends
+// either unclaimed (a later claim fails: the word changed) or claimed (the
+// loop's exchange sees it, waits for the monitor's detection and reports
+// the end): never a report at detection without one at the end.
 //
 // Owner: a LoopExtension in ExtensionSlot::watchdog; close() joins the
 // monitor. Only set_threshold() and the run calls are the loop thread's.
