@@ -55,9 +55,11 @@ LAYERS = {
         "include/fiberloop/detail/io_table.hpp", "include/fiberloop/detail/io_driver.hpp",
         "lib/loop/timers.cpp", "lib/loop/io_table.cpp", "lib/loop/io_driver.cpp",
     ]),
+    # The stall watchdog is the loop's own instrument (run_timed publishes to it).
     "event_loop": (["task", "phases"], [
         "include/fiberloop/event_loop.hpp", "lib/loop/event_loop.cpp",
         "lib/loop/virtual_time.cpp",
+        "lib/loop/stall_watchdog.*", "lib/loop/thread_backtrace.*",
     ]),
     # Signals know the loop and its callbacks; run()'s Ctrl-C is built on them.
     "signals": (["event_loop"], [

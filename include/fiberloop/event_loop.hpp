@@ -29,6 +29,7 @@ namespace fiberloop {
 
 namespace detail {
 class ThreadBridge;
+class StallWatchdog;
 
 // LoopExtension is what a layer above the loop attaches to it and the loop
 // closes with itself: the thread bridge (completers, the default executor).
@@ -46,9 +47,10 @@ class LoopExtension {
   // through SIGCHLD): virtual time must not jump meanwhile.
   virtual bool holds_time() const noexcept { return false; }
 };
-// The extensions a loop can hold, closed in this order: children before the
-// signal handlers their watcher may use, the thread bridge last.
-enum class ExtensionSlot { children, signals, bridge, count };
+// The extensions a loop can hold, closed in this order: the stall watchdog
+// first (nothing runs to watch any more), children before the signal
+// handlers their watcher may use, the thread bridge last.
+enum class ExtensionSlot { watchdog, children, signals, bridge, count };
 }  // namespace detail
 
 // DumpFormat is EventLoop::dump_tasks()'s: lines for people, or one JSON
@@ -309,11 +311,33 @@ class FIBERLOOP_API EventLoop {
 
   // set_debug(true) reports callbacks that run longer than
   // slow_callback_duration() (default 0.1 s) through the exception handler,
-  // and makes call_soon() from a foreign thread throw RuntimeError.
-  void set_debug(bool enabled) noexcept { core_.set_debug(enabled); }
+  // makes call_soon() from a foreign thread throw RuntimeError, and turns
+  // the stall watchdog on at 0.1 s unless set_stall_threshold() was called
+  // (a watchdog that cannot start is reported through the handler).
+  void set_debug(bool enabled) noexcept;
   bool get_debug() const noexcept { return core_.debug(); }
   void set_slow_callback_duration(double seconds) noexcept { slow_callback_duration_ = seconds; }
   double slow_callback_duration() const noexcept { return slow_callback_duration_; }
+
+  // set_stall_threshold(seconds) starts the stall watchdog (0, the default,
+  // stops it): a monitor thread that sees, while it happens, one callback
+  // or task step hold the loop's thread longer than `seconds` (the poll
+  // waiting for I/O or timers is no stall). At detection it writes to
+  // stderr what stalls (the task's name, or "a callback"), for how long so
+  // far, and the loop thread's backtrace, taken by signal SIGRTMIN+5: the
+  // program must not use that signal while a watchdog runs. When the stall
+  // ends, the exception handler is told once ("Executing <Task 'name'
+  // step> took N seconds; it stalled the loop..." with that backtrace, and
+  // the task's name in `task`); it replaces debug mode's slow-callback
+  // report for that run. Throws std::invalid_argument for a negative or NaN
+  // threshold, RuntimeError on a closed loop, std::system_error if the
+  // monitor cannot start. See docs/observability.md.
+  void set_stall_threshold(double seconds);
+  // stall_threshold() is the watchdog's threshold in seconds (0: off).
+  double stall_threshold() const noexcept {
+    return stall_threshold_set_ ? stall_threshold_ : (core_.debug() ? kDebugStallThreshold : 0.0);
+  }
+  static constexpr double kDebugStallThreshold = 0.1;
 
   // The cooperative budget (tokio's coop budget): a task that keeps
   // completing operations without waiting — stream reads, socket sends and
@@ -345,6 +369,8 @@ class FIBERLOOP_API EventLoop {
   [[gnu::always_inline]] inline void prefetch_ahead() const noexcept;
   inline void run_next();
   void run_timed(detail::HandleState& h);
+  void report_stall(const std::string& stepped, double took, const std::string& backtrace);
+  void apply_stall_threshold();
 
   void check_can_run() const;
   void abandon_tasks() noexcept;
@@ -359,6 +385,11 @@ class FIBERLOOP_API EventLoop {
   bool iterating_ = false;
   bool closing_ = false;  // close() is in progress: a nested one is a no-op
   double slow_callback_duration_ = 0.1;
+  double stall_threshold_ = 0.0;
+  bool stall_threshold_set_ = false;  // set_debug() leaves an explicit threshold alone
+  // watchdog_ is the watchdog in extension(ExtensionSlot::watchdog) while
+  // it watches, else null: run_timed() reads it once per run.
+  detail::StallWatchdog* watchdog_ = nullptr;
   // What layers above attached: the thread bridge (completers and the
   // default executor, completer.hpp), signal handlers, the child watcher.
   std::shared_ptr<detail::LoopExtension>

@@ -2,10 +2,13 @@
 #include "fiberloop/event_loop.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <thread>
 
+#include "stall_watchdog.hpp"
 
 namespace fiberloop {
 namespace {
@@ -158,7 +161,7 @@ inline void EventLoop::prefetch_ahead() const noexcept {
 inline void EventLoop::run_next() {
   HandleState* next = core_.ready().pop_front();
   if (next->is_task_step()) {  // held without a reference (TaskStateBase::step_)
-    if (core_.debug()) {
+    if (core_.instrumented()) {
       run_timed(*next);
     } else {
       next->run_step();
@@ -167,7 +170,7 @@ inline void EventLoop::run_next() {
   }
   Ref<HandleState> h = Ref<HandleState>::adopt(next);
   if (h->cancelled) return;
-  if (core_.debug()) {
+  if (core_.instrumented()) {
     run_timed(*h);
   } else {
     h->run();
@@ -195,11 +198,24 @@ inline void EventLoop::run_ready() {
   for (; i < ntodo; ++i) run_next();
 }
 
+// run_timed(h) is a run in debug mode or under the stall watchdog: timed,
+// the task that steps named, and published to the watchdog's monitor.
 void EventLoop::run_timed(HandleState& h) {
+  detail::StallWatchdog* watchdog = watchdog_;  // set_stall_threshold(0) may null it meanwhile
   std::int64_t t0 = detail::LoopCore::real_now_ns();
   std::string stepped;
+  bool stalled = false;
   {
-    detail::TaskStateBase::LastStepped watch(stepped);
+    detail::TaskStateBase::LastStepped watch(
+        stepped, watchdog ? &detail::StallWatchdog::told : nullptr, watchdog);
+    struct Published {  // the run ends for the monitor even if it throws
+      detail::StallWatchdog* watchdog;
+      bool& stalled;
+      ~Published() {
+        if (watchdog) stalled = watchdog->end_run();
+      }
+    } published{watchdog, stalled};
+    if (watchdog) watchdog->begin_run(t0);
     if (h.is_task_step()) {
       h.run_step();  // h may be gone after it
     } else {
@@ -207,13 +223,60 @@ void EventLoop::run_timed(HandleState& h) {
     }
   }
   double took = static_cast<double>(detail::LoopCore::real_now_ns() - t0) / 1e9;
-  if (took >= slow_callback_duration_) {
+  if (stalled) {
+    report_stall(stepped, took, watchdog->stall_backtrace());
+  } else if (core_.debug() && took >= slow_callback_duration_) {
     char buf[64];
     std::snprintf(buf, sizeof buf, " took %.3f seconds", took);
     std::string what = stepped.empty() ? std::string("Executing <Handle>")
                                        : "Executing <Task '" + stepped + "' step>";
     call_exception_handler({what + buf, nullptr, stepped});
   }
+}
+
+void EventLoop::report_stall(const std::string& stepped, double took,
+                             const std::string& backtrace) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf,
+                " took %.3f seconds; it stalled the loop (stall threshold %.3f s). Its "
+                "backtrace during the stall:\n",
+                took, stall_threshold());
+  std::string what = stepped.empty() ? std::string("Executing <Handle>")
+                                     : "Executing <Task '" + stepped + "' step>";
+  call_exception_handler({what + buf + backtrace, nullptr, stepped});
+}
+
+void EventLoop::set_debug(bool enabled) noexcept {
+  core_.set_debug(enabled);
+  if (stall_threshold_set_) return;
+  try {
+    apply_stall_threshold();
+  } catch (const std::exception& e) {
+    call_exception_handler({std::string("set_debug(): the stall watchdog did not start: ") +
+                                e.what(),
+                            std::current_exception(), {}});
+  }
+}
+
+void EventLoop::set_stall_threshold(double seconds) {
+  if (!(seconds >= 0) || std::isinf(seconds))
+    throw std::invalid_argument("set_stall_threshold(): seconds must be finite and >= 0 (0: off)");
+  if (seconds > 0) core_.check_closed();
+  stall_threshold_ = seconds;
+  stall_threshold_set_ = true;
+  apply_stall_threshold();
+}
+
+// apply_stall_threshold() makes the watchdog watch at stall_threshold(), or
+// stops it; the watchdog stays in its slot (a run in progress holds it).
+void EventLoop::apply_stall_threshold() {
+  auto& slot = extension(detail::ExtensionSlot::watchdog);
+  double threshold = core_.closed() ? 0.0 : stall_threshold();
+  if (threshold > 0 && !slot) slot = std::make_shared<detail::StallWatchdog>();
+  auto* watchdog = static_cast<detail::StallWatchdog*>(slot.get());
+  if (watchdog) watchdog->set_threshold(threshold);
+  watchdog_ = watchdog && watchdog->watching() ? watchdog : nullptr;
+  core_.set_watched(watchdog_ != nullptr);
 }
 
 void EventLoop::close() {
@@ -228,6 +291,8 @@ void EventLoop::close() {
   for (auto& extension : extensions_) {
     if (extension) extension->close();
   }
+  watchdog_ = nullptr;
+  core_.set_watched(false);
   core_.mark_closed();
   core_.drop_ready();
   timers_.clear();

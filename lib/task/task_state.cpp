@@ -21,6 +21,8 @@ constinit thread_local TaskStateBase* TaskStateBase::running_ = nullptr;
 namespace {
 
 constinit thread_local std::string* stepped_sink = nullptr;
+constinit thread_local TaskStateBase::LastStepped::Told stepped_told = nullptr;
+constinit thread_local void* stepped_context = nullptr;
 
 // rethrow_and_clear(e) throws e, leaving it empty: a step's rare path, out
 // of line so that the exception handling stays out of the step's frames.
@@ -47,7 +49,10 @@ class Entered {
     throw RuntimeError("Cannot enter into " + task->describe() + " while another task " +
                        previous_->describe() + " is being executed.");
   }
-  [[gnu::noinline]] static void record_step(TaskStateBase* task) { *stepped_sink = task->name(); }
+  [[gnu::noinline]] static void record_step(TaskStateBase* task) {
+    *stepped_sink = task->name();
+    if (stepped_told) stepped_told(stepped_context, *stepped_sink);
+  }
   Entered(const Entered&) = delete;
   Entered& operator=(const Entered&) = delete;
 
@@ -57,10 +62,17 @@ class Entered {
 
 }  // namespace
 
-TaskStateBase::LastStepped::LastStepped(std::string& sink) noexcept : previous_(stepped_sink) {
+TaskStateBase::LastStepped::LastStepped(std::string& sink, Told told, void* context) noexcept
+    : previous_(stepped_sink), previous_told_(stepped_told), previous_context_(stepped_context) {
   stepped_sink = &sink;
+  stepped_told = told;
+  stepped_context = context;
 }
-TaskStateBase::LastStepped::~LastStepped() { stepped_sink = previous_; }
+TaskStateBase::LastStepped::~LastStepped() {
+  stepped_sink = previous_;
+  stepped_told = previous_told_;
+  stepped_context = previous_context_;
+}
 
 TaskStateBase::TaskStateBase(LoopCore& core, const TaskOptions& options, OnStack& where)
     : FutureStateBase(core),

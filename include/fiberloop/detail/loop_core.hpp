@@ -149,6 +149,14 @@ class FIBERLOOP_API LoopCore {
   void set_debug(bool enabled) noexcept {
     debug_ = enabled;
     checked_requeue_ = closed_ || debug_;
+    instrumented_ = debug_ || watched_;
+  }
+  // instrumented() is debug() or a stall watchdog watching: the one test the
+  // ready queue's dispatch makes before it times a run (EventLoop::run_timed).
+  bool instrumented() const noexcept { return instrumented_; }
+  void set_watched(bool watched) noexcept {
+    watched_ = watched;
+    instrumented_ = debug_ || watched_;
   }
   // thread_id() is the thread running the loop, or that last ran it, or
   // (never run) that created it: the loop's thread.
@@ -272,6 +280,8 @@ class FIBERLOOP_API LoopCore {
   // checked_requeue_ is closed_ || debug_: requeue() tests both at once.
   bool checked_requeue_ = false;
   bool virtual_time_ = false;
+  bool watched_ = false;       // a stall watchdog watches the runs
+  bool instrumented_ = false;  // debug_ || watched_
   std::size_t task_budget_ = kDefaultTaskBudget;
   std::uint64_t iteration_ = 0;
   std::int64_t iteration_ns_ = 0;

@@ -202,16 +202,22 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   int backtrace(void** frames, int max) { return fiber_.backtrace(frames, max); }
 
   // LastStepped records, while it lives, the name of the last task that
-  // stepped on this thread (debug mode names slow task steps with it).
+  // stepped on this thread (debug mode names slow task steps with it). With
+  // `told`, it also calls told(context, name) as each step begins: the stall
+  // watchdog's monitor thread cannot read the sink, which the loop thread
+  // writes, so the loop thread hands it a copy.
   class LastStepped {
    public:
-    explicit LastStepped(std::string& sink) noexcept;
+    using Told = void (*)(void* context, const std::string& name);
+    explicit LastStepped(std::string& sink, Told told = nullptr, void* context = nullptr) noexcept;
     ~LastStepped();
     LastStepped(const LastStepped&) = delete;
     LastStepped& operator=(const LastStepped&) = delete;
 
    private:
     std::string* previous_;
+    Told previous_told_;
+    void* previous_context_;
   };
 
  protected:
