@@ -5,8 +5,8 @@
 // Naming the frames (dladdr, demangling: malloc) is the caller's, later.
 #include "thread_backtrace.hpp"
 
-#include <cxxabi.h>
-#include <dlfcn.h>
+#include "../base/symbols.hpp"
+
 #include <execinfo.h>
 #include <poll.h>
 #include <signal.h>
@@ -129,30 +129,22 @@ BacktraceOutcome capture_thread_backtrace(pid_t tid, const std::atomic<std::uint
 std::string symbolize(const std::vector<void*>& frames) {
   std::string text;
   char line[64];
+  Symbolizer symbols;
   for (std::size_t i = 0; i < frames.size(); ++i) {
-    auto* pc = static_cast<char*>(frames[i]);
+    // (Frame 0, the interrupted instruction, is no return address; one
+    // byte before it, where Symbolizer looks, is still in its function.)
+    Symbol symbol = symbols.lookup(frames[i]);
     std::snprintf(line, sizeof line, "  #%zu %p ", i, frames[i]);
     text += line;
-    // A return address may be the first byte of the next function: look up
-    // the call itself. (Frame 0, the interrupted instruction, is no return
-    // address; one byte before it is still in the same function.)
-    Dl_info info{};
-    if (::dladdr(pc - 1, &info) != 0 && info.dli_sname) {
-      int status = 0;
-      char* demangled = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
-      text += status == 0 && demangled ? demangled : info.dli_sname;
-      std::free(demangled);
-      std::snprintf(line, sizeof line, "+0x%zx",
-                    static_cast<std::size_t>(pc - static_cast<char*>(info.dli_saddr)));
+    text += symbol.function ? symbol.function : "??";
+    if (symbol.function) {
+      std::snprintf(line, sizeof line, "+0x%zx", symbol.offset);
       text += line;
-    } else {
-      text += "??";
     }
-    if (info.dli_fname) {
-      std::snprintf(line, sizeof line, " (+0x%zx ",
-                    static_cast<std::size_t>(pc - static_cast<char*>(info.dli_fbase)));
+    if (symbol.object) {
+      std::snprintf(line, sizeof line, " (+0x%zx ", symbol.object_offset(frames[i]));
       text += line;
-      text += info.dli_fname;
+      text += symbol.object;
       text += ")";
     }
     text += "\n";

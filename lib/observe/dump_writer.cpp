@@ -199,12 +199,15 @@ void DumpWriter::frame(int index, void* address, const Symbol& symbol) {
     }
     out_ << ",\"offset\":" << symbol.offset << ",\"object\":";
     string(symbol.object);
+    out_ << ",\"object_offset\":" << (symbol.object ? symbol.object_offset(address) : 0);
     out_ << '}';
     return;
   }
   out_ << "    #" << index << ' ' << addr << ' ' << (symbol.function ? symbol.function : "??");
   if (symbol.function) out_ << "+0x" << std::hex << symbol.offset << std::dec;
-  if (symbol.object) out_ << " (" << symbol.object << ')';
+  if (symbol.object)
+    out_ << " (+0x" << std::hex << symbol.object_offset(address) << std::dec << ' '
+         << symbol.object << ')';
   out_ << '\n';
 }
 

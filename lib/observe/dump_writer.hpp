@@ -8,7 +8,7 @@
 
 #include "fiberloop/detail/task_state.hpp"
 #include "fiberloop/event_loop.hpp"
-#include "symbols.hpp"
+#include "../base/symbols.hpp"
 
 namespace fiberloop::detail {
 

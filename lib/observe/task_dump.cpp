@@ -15,7 +15,7 @@
 
 #include "dump_writer.hpp"
 #include "fiberloop/event_loop.hpp"
-#include "symbols.hpp"
+#include "../base/symbols.hpp"
 #include "wait_view.hpp"
 
 namespace fiberloop {

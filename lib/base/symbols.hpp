@@ -16,6 +16,11 @@ struct Symbol {
   std::size_t offset = 0;
   const char* object = nullptr;
   const void* object_base = nullptr;
+  // object_offset(address) is address's offset in its object (addr2line's).
+  std::size_t object_offset(const void* address) const noexcept {
+    return static_cast<std::size_t>(static_cast<const char*>(address) -
+                                    static_cast<const char*>(object_base));
+  }
 };
 
 // Symbolizer names frames through dladdr(), then the object's .symtab
