@@ -15,6 +15,8 @@
 #include <cstddef>
 #include <cstdlib>
 #include <new>
+#include <ostream>
+#include <streambuf>
 #include <string_view>
 #include <vector>
 
@@ -599,6 +601,44 @@ BOOST_AUTO_TEST_CASE(queue_put_get_with_room) {
   });
   BOOST_TEST(sum == 15L * (kWarmup + kCounted));
   CHECK_NO_HEAP_USE(use);
+}
+
+// The task dump allocates a handful of blocks whatever the number of tasks
+// (its indexes, the symbol tables of each object file, the demangler's
+// buffer), none per task: the same count for 100 parked tasks as for 5,000.
+BOOST_AUTO_TEST_CASE(task_dump_allocates_nothing_per_task) {
+  // A stream that counts what it is given and keeps none of it.
+  struct Discard : std::streambuf {
+    std::size_t written = 0;
+    int_type overflow(int_type c) override {
+      ++written;
+      return traits_type::not_eof(c);
+    }
+    std::streamsize xsputn(const char*, std::streamsize n) override {
+      written += static_cast<std::size_t>(n);
+      return n;
+    }
+  };
+  auto dump_heap_use = [this](int n, fiberloop::DumpFormat format) {
+    return run([&] {
+      std::vector<fiberloop::Task<void>> parked;
+      for (int i = 0; i < n; ++i) parked.push_back(fiberloop::spawn([] { fiberloop::sleep(1000); }));
+      fiberloop::sleep(0);  // every one has parked on its sleep
+      Discard sink;
+      std::ostream out(&sink);
+      HeapUse use = measure_heap_use([&] { loop.dump_tasks(out, format); }, true);
+      BOOST_TEST(sink.written > static_cast<std::size_t>(n) * 100);  // it did write them all
+      for (auto& t : parked) t.cancel();
+      fiberloop::sleep(0);
+      return use.allocations;
+    });
+  };
+  for (auto format : {fiberloop::DumpFormat::text, fiberloop::DumpFormat::json}) {
+    std::size_t few = dump_heap_use(100, format);
+    std::size_t many = dump_heap_use(5000, format);
+    BOOST_TEST(few < 64u);
+    BOOST_TEST(many == few);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -325,6 +325,17 @@ BOOST_AUTO_TEST_CASE(a_dump_from_a_callback_shows_every_task_parked) {
   BOOST_TEST(text.find("dump_test_sleeps_for_long()") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(a_name_that_needs_escapes_survives_the_json) {
+  const std::string odd = "he said \"hi\"\n\tback\\slash \x01";
+  auto sleeper = loop.create_task({.name = odd}, [] { fiberloop::sleep(1000); });
+  loop.run_until_complete(settle);
+  std::ostringstream json;
+  loop.dump_tasks(json, fiberloop::DumpFormat::json);
+  BOOST_TEST(by_name(parse(json.str())).count(odd) == 1u);
+  sleeper.cancel();
+  BOOST_CHECK_THROW(loop.run_until_complete(sleeper), fiberloop::CancelledError);
+}
+
 BOOST_AUTO_TEST_CASE(a_dump_from_another_thread_is_refused) {
   std::ostringstream out;
   std::thread other([&] {

@@ -3,6 +3,7 @@
 #include <cxxabi.h>
 #include <dlfcn.h>
 
+#include <cstdint>
 #include <cstdlib>
 
 namespace fiberloop::detail {
@@ -10,6 +11,43 @@ namespace fiberloop::detail {
 Symbolizer::~Symbolizer() { std::free(demangled_); }
 
 Symbol Symbolizer::lookup(void* return_address) {
+  if (known_count_ * 2 >= known_.size()) grow();
+  Known* k = slot_for(return_address);
+  if (!k->address) {
+    Symbol symbol = resolve(return_address);
+    k->address = return_address;
+    k->symbol = symbol;
+    k->name = npos;
+    if (symbol.function) {
+      k->name = names_.size();
+      names_.append(symbol.function).push_back('\0');
+    }
+    ++known_count_;
+  }
+  Symbol symbol = k->symbol;
+  symbol.function = k->name == npos ? nullptr : names_.data() + k->name;
+  return symbol;
+}
+
+Symbolizer::Known* Symbolizer::slot_for(const void* address) {
+  std::size_t mask = known_.size() - 1;
+  // Return addresses are spread over the low bits well enough once the
+  // alignment's zeros are mixed in.
+  auto h = reinterpret_cast<std::uintptr_t>(address);
+  std::size_t i = (h ^ (h >> 12)) * 0x9E3779B97F4A7C15ull >> 20 & mask;
+  while (known_[i].address && known_[i].address != address) i = (i + 1) & mask;
+  return &known_[i];
+}
+
+void Symbolizer::grow() {
+  std::vector<Known> old = std::move(known_);
+  known_.assign(old.empty() ? 256 : old.size() * 2, Known{});
+  for (const Known& k : old) {
+    if (k.address) *slot_for(k.address) = k;
+  }
+}
+
+Symbol Symbolizer::resolve(void* return_address) {
   Symbol symbol;
   // The call's own address: a return address may already lie in the next
   // function when the call was the last instruction (a noreturn callee).

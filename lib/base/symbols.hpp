@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <vector>
 
 #include "elf_symbols.hpp"
 
@@ -24,10 +26,11 @@ struct Symbol {
 };
 
 // Symbolizer names frames through dladdr(), then the object's .symtab
-// (ElfSymbols), and the C++ ABI's demangler,
-// into one buffer reused from frame to frame: a dump of many stacks
-// allocates nothing per frame once the buffer is large enough. A Symbol's
-// function is valid until the next lookup.
+// (ElfSymbols), and the C++ ABI's demangler, and remembers each address
+// it named: the stacks of many tasks share most of their return addresses,
+// and dladdr() scans an object's whole symbol table. What it allocates
+// grows with the distinct addresses, not the frames. A Symbol's function
+// is valid until the next lookup.
 class Symbolizer {
  public:
   Symbolizer() = default;
@@ -38,8 +41,22 @@ class Symbolizer {
   Symbol lookup(void* return_address);
 
  private:
+  // Known is one address named before; its name lies in names_ (an offset:
+  // names_ grows), npos for none.
+  struct Known {
+    const void* address = nullptr;
+    std::size_t name = 0;
+    Symbol symbol;
+  };
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  Symbol resolve(void* return_address);
+  Known* slot_for(const void* address);
+  void grow();
   const char* demangle(const char* mangled);
 
+  std::vector<Known> known_;  // open addressing; a power of two long
+  std::size_t known_count_ = 0;
+  std::string names_;
   ElfSymbols elf_;
   char* demangled_ = nullptr;
   std::size_t capacity_ = 0;

@@ -14,18 +14,22 @@ constexpr int kSchemaVersion = 1;
 
 void DumpWriter::string(const char* s) {
   out_ << '"';
-  for (const char* p = s ? s : ""; *p; ++p) {
+  const char* run = s ? s : "";  // the characters that need no escape, written at once
+  const char* p = run;
+  for (; *p; ++p) {
     auto c = static_cast<unsigned char>(*p);
+    if (c != '"' && c != '\\' && c >= 0x20) continue;
+    out_.write(run, p - run);
+    char esc[8];
     if (c == '"' || c == '\\') {
-      out_ << '\\' << *p;
-    } else if (c < 0x20) {
-      char esc[8];
-      std::snprintf(esc, sizeof esc, "\\u%04x", c);
-      out_ << esc;
+      esc[0] = '\\', esc[1] = *p, esc[2] = '\0';
     } else {
-      out_ << *p;
+      std::snprintf(esc, sizeof esc, "\\u%04x", c);
     }
+    out_ << esc;
+    run = p + 1;
   }
+  out_.write(run, p - run);
   out_ << '"';
 }
 

@@ -34,8 +34,12 @@ struct Edge {
   bool operator<(const Edge& o) const noexcept { return awaited < o.awaited; }
 };
 
+// The indexes are sized once: their growth would allocate log(n) times.
 std::vector<TaskStateBase*> live_tasks_oldest_first(detail::LoopCore& core) {
+  std::size_t count = 0;
+  for (detail::LiveTask* t = core.first_live(); t; t = t->next_live) ++count;
   std::vector<TaskStateBase*> tasks;
+  tasks.reserve(count);
   for (detail::LiveTask* t = core.first_live(); t; t = t->next_live)
     tasks.push_back(&TaskStateBase::of(*t));
   std::reverse(tasks.begin(), tasks.end());  // the list is newest first
@@ -44,6 +48,7 @@ std::vector<TaskStateBase*> live_tasks_oldest_first(detail::LoopCore& core) {
 
 std::vector<Edge> awaiting_edges(const std::vector<TaskStateBase*>& tasks) {
   std::vector<Edge> edges;
+  edges.reserve(tasks.size());
   for (TaskStateBase* t : tasks) {
     if (auto* awaited = dynamic_cast<TaskStateBase*>(t->awaiting())) edges.push_back({awaited, t});
   }
