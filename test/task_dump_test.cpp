@@ -280,7 +280,6 @@ BOOST_AUTO_TEST_CASE(every_wait_kind_is_named_with_its_fields) {
 }
 
 // A task awaiting a task awaiting the first: the dump reports the cycle.
-// (Nothing can end it but close(): a cancel would chase itself round it.)
 BOOST_AUTO_TEST_CASE(tasks_awaiting_each_other_are_reported_as_a_cycle) {
   EventLoop cyclic;
   std::vector<std::string> destroyed;
@@ -306,8 +305,39 @@ BOOST_AUTO_TEST_CASE(tasks_awaiting_each_other_are_reported_as_a_cycle) {
   BOOST_TEST(names[1] != names[0]);
   BOOST_TEST(text.str().find("cycle: Task") != std::string::npos);
   BOOST_TEST(text.str().find("\"loner\"") != std::string::npos);
-  cyclic.close();  // unwinds the three, each reported as destroyed pending
-  BOOST_TEST(destroyed.size() == 3u);
+  // A cancel breaks the cycle rather than chase itself round it: both end.
+  auto a = *a_task;
+  a.cancel();
+  cyclic.run_until_complete(settle);
+  BOOST_TEST(a.cancelled());
+  BOOST_TEST(b.cancelled());
+  loner.cancel();
+  BOOST_CHECK_THROW(cyclic.run_until_complete(loner), fiberloop::CancelledError);
+  cyclic.close();
+  BOOST_TEST(destroyed.empty());
+}
+
+// The same cycle under run() and Ctrl-C: the main task awaits one half; the
+// interrupt unwinds all three and run() throws KeyboardInterrupt.
+BOOST_AUTO_TEST_CASE(ctrl_c_unwinds_a_cycle_of_awaits) {
+  Death d = die_in_child([] {
+    try {
+      fiberloop::run([] {
+        auto& loop = fiberloop::get_running_loop();
+        std::optional<fiberloop::Task<void>> left;
+        auto right = loop.create_task([&] { fiberloop::await(*left); });
+        left = loop.create_task([right] { fiberloop::await(right); });
+        loop.call_later(0.01, [] { ::kill(::getpid(), SIGINT); });
+        fiberloop::await(*left);
+      });
+    } catch (const fiberloop::KeyboardInterrupt&) {
+      std::fprintf(stderr, "interrupted\n");
+      ::_exit(3);
+    }
+  });
+  BOOST_TEST(d.signal == 0);
+  BOOST_TEST(d.exit_status == 3);
+  BOOST_TEST(d.stderr_text.find("interrupted") != std::string::npos, d.stderr_text);
 }
 
 BOOST_AUTO_TEST_CASE(a_dump_from_a_callback_shows_every_task_parked) {

@@ -298,6 +298,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   // the future just awaited.
   void refuse_wait(FutureStateBase* fut);
   void cancel_awaited();
+  bool break_await_cycle(std::string message, int depth);
   // cancel_held(): a pending cancel() may not be raised yet, the task being
   // deeper in an unwinding than the request allows.
   bool cancel_held() const noexcept { return fiber_.uncaught_exceptions() > cancel_depth_; }
@@ -323,6 +324,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   bool eager_start_;
   int cancels_requested_ = 0;
   bool must_cancel_ = false;
+  bool passing_cancel_ = false;  // request_cancel() is passing a request on
   int cancel_depth_ = 0;  // must_cancel_'s depth (request_cancel())
   std::size_t budget_left_ = 0;        // spend_budget(): operations left in this step
   std::uint64_t budget_iteration_ = 0;  // the loop iteration budget_left_ counts in
