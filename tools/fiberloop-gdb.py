@@ -246,7 +246,7 @@ def read_loop(types, thread):
             # (gdb's gcore gives up on the rest of a mapping at the first page
             # it cannot read, and a MADV_GUARD_INSTALL guard is one).
             gdb.write("fiberloop: the task state at 0x%x reads as zeros: this core "
-                      "lacks its stack (from gcore? see docs/observability-gdb.md)\n" % address)
+                      "lacks its stack (from gcore? see docs/observability.md)\n" % address)
             continue
         tasks.append(task)
     live = {t.address for t in tasks}
