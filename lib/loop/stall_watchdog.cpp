@@ -1,6 +1,8 @@
 // stall_watchdog.cpp: the monitor thread, its detection and its report.
 #include "stall_watchdog.hpp"
 
+#include "../base/async_signals_blocked.hpp"
+
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -21,30 +23,6 @@ namespace {
 // signal, and the loop thread for the monitor to be done with a stall.
 constexpr int kAnswerTimeoutMs = 100;
 constexpr auto kDetectionTimeout = std::chrono::seconds(1);
-
-// AsyncSignalsBlocked blocks, while it lives, every signal but the
-// synchronous ones on the calling thread, so that the monitor started
-// meanwhile inherits the mask from its first instruction and is never
-// picked for a process-directed signal (SIGINT, SIGCHLD...): those reach
-// the application's threads as if the library had none.
-class AsyncSignalsBlocked {
- public:
-  AsyncSignalsBlocked() noexcept {
-    sigset_t async;
-    ::sigfillset(&async);
-    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) ::sigdelset(&async, sig);
-    restore_ = ::pthread_sigmask(SIG_BLOCK, &async, &saved_) == 0;
-  }
-  ~AsyncSignalsBlocked() {
-    if (restore_) ::pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
-  }
-  AsyncSignalsBlocked(const AsyncSignalsBlocked&) = delete;
-  AsyncSignalsBlocked& operator=(const AsyncSignalsBlocked&) = delete;
-
- private:
-  sigset_t saved_;
-  bool restore_;
-};
 
 void write_all(int fd, const std::string& text) noexcept {
   std::size_t done = 0;
