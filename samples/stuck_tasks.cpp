@@ -18,6 +18,7 @@
 #include <cstring>
 #include <fiberloop/fiberloop.hpp>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -79,10 +80,15 @@ int run_demo(bool hang) {
       group.spawn({.name = "worker " + std::to_string(i)}, work_from, std::ref(jobs),
                   std::ref(done));
     }
-    std::optional<fiberloop::Task<int>> left;
+    // Each half holds its own handle of the other: the future an await is
+    // given must outlive the wait.
+    auto left = std::make_shared<std::optional<fiberloop::Task<int>>>();
     if (hang) {
-      auto right = group.spawn({.name = "right half"}, [&left] { return fiberloop::await(*left) * 2; });
-      left = group.spawn({.name = "left half"}, left_half_of, right);
+      auto right = group.spawn({.name = "right half"}, [left] {
+        fiberloop::Task<int> awaited = **left;
+        return fiberloop::await(awaited) * 2;
+      });
+      *left = group.spawn({.name = "left half"}, left_half_of, right);
     }
     fiberloop::sleep(0.05);  // everyone is waiting now
 
@@ -91,7 +97,8 @@ int run_demo(bool hang) {
       std::cout << "stuck_tasks: stuck on purpose (pid " << ::getpid()
                 << "): kill -QUIT for the dump, Ctrl-C to end" << std::endl;
       loop.enable_dump_on_signal(SIGQUIT);
-      fiberloop::await(*left);  // never
+      fiberloop::Task<int> awaited = **left;
+      fiberloop::await(awaited);  // never
     }
     loop.dump_tasks(std::cout);
     for (int job = 1; job <= 4; ++job) jobs.put(job);

@@ -18,6 +18,7 @@
 #include <optional>
 #include <thread>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 
@@ -287,7 +288,10 @@ BOOST_AUTO_TEST_CASE(tasks_awaiting_each_other_are_reported_as_a_cycle) {
     destroyed.push_back(ctx.message);
   });
   std::optional<fiberloop::Task<void>> a_task;
-  auto b = cyclic.create_task({.name = "b"}, [&] { fiberloop::await(*a_task); });
+  auto b = cyclic.create_task({.name = "b"}, [&] {
+    fiberloop::Task<void> a = *a_task;  // its own handle: a_task may go first
+    fiberloop::await(a);
+  });
   a_task = cyclic.create_task({.name = "a"}, [b] { fiberloop::await(b); });
   auto loner = cyclic.create_task({.name = "loner"}, [] { fiberloop::sleep(1000); });
   cyclic.run_until_complete(settle);
@@ -324,11 +328,17 @@ BOOST_AUTO_TEST_CASE(ctrl_c_unwinds_a_cycle_of_awaits) {
     try {
       fiberloop::run([] {
         auto& loop = fiberloop::get_running_loop();
-        std::optional<fiberloop::Task<void>> left;
-        auto right = loop.create_task([&] { fiberloop::await(*left); });
-        left = loop.create_task([right] { fiberloop::await(right); });
+        // Each task holds its own handle of the task it awaits: the future
+        // an await is given must outlive the wait.
+        auto left = std::make_shared<std::optional<fiberloop::Task<void>>>();
+        auto right = loop.create_task([left] {
+          fiberloop::Task<void> awaited = **left;
+          fiberloop::await(awaited);
+        });
+        *left = loop.create_task([right] { fiberloop::await(right); });
         loop.call_later(0.01, [] { ::kill(::getpid(), SIGINT); });
-        fiberloop::await(*left);
+        fiberloop::Task<void> awaited = **left;
+        fiberloop::await(awaited);
       });
     } catch (const fiberloop::KeyboardInterrupt&) {
       std::fprintf(stderr, "interrupted\n");
