@@ -781,6 +781,49 @@ BOOST_AUTO_TEST_CASE(cwd_and_env) {
   ::unsetenv("FIBERLOOP_SUBPROCESS_TEST");
 }
 
+// The child's process group and session, from its /proc stat line (the
+// fields after the command's closing parenthesis: state ppid pgrp session).
+struct GroupAndSession {
+  long pgrp = -1, session = -1;
+};
+GroupAndSession group_and_session(const std::string& stat) {
+  std::istringstream rest(stat.substr(stat.rfind(')') + 1));
+  std::string state;
+  long ppid = 0;
+  GroupAndSession g;
+  rest >> state >> ppid >> g.pgrp >> g.session;
+  return g;
+}
+
+BOOST_AUTO_TEST_CASE(new_session_and_process_group) {
+  run([&] {
+    const std::vector<std::string> stat_of_self = {"sh", "-c", "read -r l < /proc/$$/stat; echo \"$l\""};
+    Process plain = create_subprocess_exec(stat_of_self, {.out = Stdio::pipe()});
+    GroupAndSession g = group_and_session(plain.communicate().first);
+    BOOST_TEST(g.pgrp == static_cast<long>(::getpgrp()));
+    BOOST_TEST(g.session == static_cast<long>(::getsid(0)));
+
+    Process leader = create_subprocess_exec(stat_of_self, {.out = Stdio::pipe(), .new_session = true});
+    g = group_and_session(leader.communicate().first);
+    BOOST_TEST(g.pgrp == static_cast<long>(leader.pid()));
+    BOOST_TEST(g.session == static_cast<long>(leader.pid()));
+
+    // A group of its own, then a second child in it: one killpg ends both.
+    Process first = create_subprocess_exec({"sleep", "30"}, {.process_group = 0});
+    Process second = create_subprocess_exec({"sleep", "30"}, {.process_group = first.pid()});
+    BOOST_TEST(::getpgid(first.pid()) == first.pid());
+    BOOST_TEST(::getpgid(second.pid()) == first.pid());
+    BOOST_TEST(::getsid(first.pid()) == ::getsid(0));
+    BOOST_REQUIRE(::killpg(first.pid(), SIGTERM) == 0);
+    BOOST_TEST(first.wait() == -SIGTERM);
+    BOOST_TEST(second.wait() == -SIGTERM);
+
+    BOOST_CHECK_THROW(create_subprocess_exec({"true"}, {.process_group = -1}), std::invalid_argument);
+    BOOST_CHECK_THROW(create_subprocess_exec({"true"}, {.new_session = true, .process_group = 0}),
+                      std::invalid_argument);
+  });
+}
+
 BOOST_AUTO_TEST_CASE(stdio_devnull) {
   run([] {
     Process p = create_subprocess_exec({"sh", "-c", "echo lost; fd1=$(readlink /proc/$$/fd/1); echo \"$fd1\" >&2"},
