@@ -39,6 +39,7 @@ int read_line = 0;
   sleep_line = __LINE__; fiberloop::sleep(1000);
   asm volatile("" ::: "memory");
 }
+void dump_test_sleep_for(double seconds) { fiberloop::sleep(seconds); }
 [[gnu::noinline]] void dump_test_reads(int fd) {
   read_line = __LINE__; fiberloop::wait_readable(fd);
   asm volatile("" ::: "memory");
@@ -363,6 +364,25 @@ BOOST_AUTO_TEST_CASE(a_dump_from_a_callback_shows_every_task_parked) {
   BOOST_TEST(text.find("\"sleeper\": waiting") != std::string::npos);
   BOOST_TEST(text.find("running") == std::string::npos);
   BOOST_TEST(text.find("dump_test_sleeps_for_long()") != std::string::npos);
+}
+
+// A task state recycled from a TaskGroup's child (the same function type,
+// finished) carries nothing of that run into the next task's dump.
+BOOST_AUTO_TEST_CASE(a_recycled_task_state_keeps_no_parent_and_no_wait_of_its_last_run) {
+  run([this] {
+    fiberloop::task_group([](fiberloop::TaskGroup& group) { group.spawn(dump_test_sleep_for, 0.0); });
+    auto orphan = loop.create_task({.name = "orphan"}, dump_test_sleep_for, 1000.0);
+    auto fresh = loop.create_task({.name = "fresh"}, dump_test_sleep_for, 0.0);
+    fiberloop::sleep(0);  // orphan parks; then fresh, recycled from orphan's type, is queued anew
+    std::ostringstream json;
+    loop.dump_tasks(json, fiberloop::DumpFormat::json);
+    auto t = by_name(parse(json.str()));
+    BOOST_TEST(t["orphan"].get<std::string>("state") == "waiting");
+    BOOST_TEST(t["orphan"].get_child("parent").empty());  // JSON null
+    orphan.cancel();
+    BOOST_CHECK_THROW(fiberloop::await(orphan), fiberloop::CancelledError);
+    fiberloop::await(fresh);
+  });
 }
 
 BOOST_AUTO_TEST_CASE(a_name_that_needs_escapes_survives_the_json) {

@@ -40,7 +40,7 @@ WaitView view_wait(TaskStateBase& task, const TaskStateBase* running) {
   view.call = site.what;
   view.where = site.where;
   view.since = seconds(site.since_ns);
-  view.started = site.what != nullptr || &task == running;
+  view.started = task.started();
   if (&task == running) {
     view.state = "running";
   } else if (task.done()) {

@@ -12,6 +12,9 @@ void TaskStateBase::restart(LoopCore& core, const TaskOptions& options) noexcept
   step_.loop = &core;
   eager_start_ = options.eager_start;
   cancels_requested_ = 0;
+  // Nothing of the last run in the dump: no group parent, no last wait.
+  parent_number_ = 0;
+  wait_.what = nullptr;
   retake_spare_stack(fiber_.stack_slot(), number_);
   fiber_.restart();
 }

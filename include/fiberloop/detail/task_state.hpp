@@ -198,6 +198,8 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   // a number rather than a pointer, which could outlive the parent.
   unsigned long parent_number() const noexcept { return parent_number_; }
   void set_parent_number(unsigned long number) noexcept { parent_number_ = number; }
+  // started(): its function has begun (it has a stack to show).
+  bool started() const noexcept { return fiber_.started(); }
   // backtrace(frames, max) is the parked fiber's stack (Fiber::backtrace()).
   int backtrace(void** frames, int max) { return fiber_.backtrace(frames, max); }
 
