@@ -120,14 +120,16 @@ bool TaskStateBase::request_cancel(std::string message, int depth) {
   // Leave fut_waiter_ set: it may be a task that ignores the cancellation,
   // to be cancelled again later.
   if (fut_waiter_ && fiber_.uncaught_exceptions() <= depth) {
-    if (passing_cancel_) [[unlikely]]
-      return break_await_cycle(std::move(message), depth);
-    struct Passing {
-      bool& flag;
-      explicit Passing(bool& f) : flag(f) { flag = true; }
-      ~Passing() { flag = false; }
-    } passing(passing_cancel_);
-    if (fut_waiter_->cancel(message)) return true;
+    if (passing_cancel_) [[unlikely]] {
+      leave_await_cycle();
+    } else {
+      struct Passing {
+        bool& flag;
+        explicit Passing(bool& f) : flag(f) { flag = true; }
+        ~Passing() { flag = false; }
+      } passing(passing_cancel_);
+      if (fut_waiter_->cancel(message)) return true;
+    }
   }
   // Then step() is scheduled already, or the request is held: the first
   // step or wait where it may be raised raises CancelledError.
@@ -139,15 +141,12 @@ bool TaskStateBase::request_cancel(std::string message, int depth) {
 
 // The request came back round while this task passed it on: it awaits a
 // task that awaits ... this one (asyncio recurses until RecursionError).
-// This task stops waiting and its step raises CancelledError, so the cycle
-// unwinds from here, each task woken by the end of the one it awaits.
-[[gnu::noinline]] bool TaskStateBase::break_await_cycle(std::string message, int depth) {
+// This task stops waiting, and its step (queued here) raises the request
+// as CancelledError, so the cycle unwinds from here, each task woken by the
+// end of the one it awaits.
+[[gnu::noinline]] void TaskStateBase::leave_await_cycle() {
   std::exchange(fut_waiter_, nullptr)->remove_waiter(this);
-  cancel_depth_ = depth;
-  must_cancel_ = true;
-  set_cancel_message(std::move(message));
   queue_step();
-  return true;
 }
 
 int TaskStateBase::uncancel() noexcept {

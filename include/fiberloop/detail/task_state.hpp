@@ -300,7 +300,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   // the future just awaited.
   void refuse_wait(FutureStateBase* fut);
   void cancel_awaited();
-  bool break_await_cycle(std::string message, int depth);
+  void leave_await_cycle();
   // cancel_held(): a pending cancel() may not be raised yet, the task being
   // deeper in an unwinding than the request allows.
   bool cancel_held() const noexcept { return fiber_.uncaught_exceptions() > cancel_depth_; }
