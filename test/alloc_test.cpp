@@ -16,7 +16,6 @@
 #include <cstdlib>
 #include <new>
 #include <ostream>
-#include <streambuf>
 #include <string_view>
 #include <vector>
 
@@ -24,6 +23,7 @@
 #include <valgrind/valgrind.h>
 #endif
 
+#include "discard_stream.hpp"
 #include "loop_fixture.hpp"
 
 namespace {
@@ -607,24 +607,12 @@ BOOST_AUTO_TEST_CASE(queue_put_get_with_room) {
 // (its indexes, the symbol tables of each object file, the demangler's
 // buffer), none per task: the same count for 100 parked tasks as for 5,000.
 BOOST_AUTO_TEST_CASE(task_dump_allocates_nothing_per_task) {
-  // A stream that counts what it is given and keeps none of it.
-  struct Discard : std::streambuf {
-    std::size_t written = 0;
-    int_type overflow(int_type c) override {
-      ++written;
-      return traits_type::not_eof(c);
-    }
-    std::streamsize xsputn(const char*, std::streamsize n) override {
-      written += static_cast<std::size_t>(n);
-      return n;
-    }
-  };
   auto dump_heap_use = [this](int n, fiberloop::DumpFormat format) {
     return run([&] {
       std::vector<fiberloop::Task<void>> parked;
       for (int i = 0; i < n; ++i) parked.push_back(fiberloop::spawn([] { fiberloop::sleep(1000); }));
       fiberloop::sleep(0);  // every one has parked on its sleep
-      Discard sink;
+      DiscardStream sink;
       std::ostream out(&sink);
       HeapUse use = measure_heap_use([&] { loop.dump_tasks(out, format); }, true);
       BOOST_TEST(sink.written > static_cast<std::size_t>(n) * 100);  // it did write them all

@@ -6,8 +6,9 @@
 #include <cstdlib>
 #include <fiberloop/fiberloop.hpp>
 #include <ostream>
-#include <streambuf>
 #include <vector>
+
+#include "../discard_stream.hpp"
 
 namespace {
 
@@ -16,20 +17,6 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
-
-// Discard counts the dump's bytes and keeps none: the figure is the walk,
-// the stack walks and the formatting, not a string's growth.
-struct Discard : std::streambuf {
-  std::size_t written = 0;
-  int_type overflow(int_type c) override {
-    ++written;
-    return traits_type::not_eof(c);
-  }
-  std::streamsize xsputn(const char*, std::streamsize n) override {
-    written += static_cast<std::size_t>(n);
-    return n;
-  }
-};
 
 }  // namespace
 
@@ -43,7 +30,7 @@ int main(int argc, char** argv) {
     fiberloop::sleep(0);
     double spawn_park = seconds_since(start) / static_cast<double>(tasks);
     for (auto format : {fiberloop::DumpFormat::text, fiberloop::DumpFormat::json}) {
-      Discard sink;
+      DiscardStream sink;
       std::ostream out(&sink);
       start = Clock::now();
       fiberloop::get_running_loop().dump_tasks(out, format);
