@@ -72,6 +72,30 @@ BOOST_AUTO_TEST_CASE(table_keeps_huge_fds_out_of_the_dense_part) {
   BOOST_TEST(!table.find(3));
 }
 
+// A Socket's IoRegistration points into the table: an entry must not move
+// when other numbers arrive, and a registration must see its entry erased
+// or re-made under another tag.
+BOOST_AUTO_TEST_CASE(entries_stay_put_and_a_registration_sees_them_go) {
+  fiberloop::detail::IoTable table;
+  fiberloop::detail::IoEntry& first = table.insert(5);
+  first.tag = 7;
+  fiberloop::detail::IoRegistration reg{&first, 7};
+  for (int fd : {70, 700, 7'000, 65'535, 65'536, 1'000'000}) table.insert(fd);
+  BOOST_TEST(table.find(5) == &first);
+  BOOST_TEST(reg.get() == &first);
+  table.erase(5);
+  BOOST_TEST(!reg.get());
+  fiberloop::detail::IoEntry& again = table.insert(5);
+  BOOST_TEST(&again == &first);  // the same place, reused
+  again.tag = 8;
+  BOOST_TEST(!reg.get());  // a new registration under the number is not the old one
+  fiberloop::detail::IoEntry& huge = table.insert(2'000'000);
+  fiberloop::detail::IoRegistration huge_reg{&huge, huge.tag};
+  table.erase(2'000'000);
+  BOOST_TEST(!huge_reg.get());  // the node stays, emptied
+  BOOST_TEST(table.size() == 7u);
+}
+
 BOOST_AUTO_TEST_CASE(add_reader_on_a_reused_number_closed_without_remove_is_armed) {
   Pair first = make_pipe();
   int number = first.r.get();

@@ -284,6 +284,30 @@ BOOST_AUTO_TEST_CASE(a_cancelled_waiter_leaves_the_table_usable) {
   });
 }
 
+// A Socket keeps its fd's table entry between waits; when the loop lets go
+// of the fd behind its back (forget_fd), the next wait must register it
+// again, not trust the stale entry, and a waiter woken with EBADF meanwhile
+// leaves the socket usable.
+BOOST_AUTO_TEST_CASE(a_socket_whose_fd_the_loop_forgot_registers_again) {
+  run([this] {
+    int sv[2];
+    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+    net::sock_sendall(b, "one");
+    BOOST_TEST(net::sock_recv(a, 10) == "one");
+    auto waiter = fiberloop::spawn([&] { return net::sock_recv(a, 10); });
+    for (int i = 0; i < 3; ++i) fiberloop::sleep(0);
+    BOOST_TEST(loop.forget_fd(a.fd()));
+    BOOST_CHECK_THROW(fiberloop::await(waiter), std::system_error);
+    BOOST_TEST(!loop.forget_fd(a.fd()));  // nothing left for it
+    auto again = fiberloop::spawn([&] { return net::sock_recv(a, 10); });
+    for (int i = 0; i < 3; ++i) fiberloop::sleep(0);
+    BOOST_TEST(loop.forget_fd(b.fd()) == false);  // b never waited
+    net::sock_sendall(b, "two");
+    BOOST_TEST(fiberloop::await(again) == "two");
+  });
+}
+
 BOOST_AUTO_TEST_CASE(misuse_of_readiness_waits_is_refused) {
   int sv[2];
   BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);

@@ -27,6 +27,10 @@
 
 namespace fiberloop {
 
+namespace net {
+class Socket;
+}
+
 namespace detail {
 class ThreadBridge;
 class StallWatchdog;
@@ -352,8 +356,10 @@ class FIBERLOOP_API EventLoop {
  private:
   using Callback = detail::HandleState::Callback;
 
-  // the readiness waits (io_wait.cpp)
-  void wait_io(int fd, std::uint32_t kind, std::source_location where);
+  // the readiness waits (io_wait.cpp); a Socket passes its registration.
+  friend class net::Socket;
+  void wait_io(int fd, std::uint32_t kind, std::source_location where,
+               detail::IoRegistration* reg = nullptr);
   void set_signal_handler(int sig, Callback handler);  // lib/signals/
 
   // iterate() is run_once()'s body, inline in run_forever(); then its phases.

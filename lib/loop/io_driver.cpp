@@ -182,8 +182,7 @@ bool IoDriver::remove_callback(int fd, std::uint32_t kind) {
   return true;
 }
 
-IoDriver::WaitSlot IoDriver::arm_wait(int fd, std::uint32_t kind, const char* what) {
-  core_.check_closed();
+IoEntry& IoDriver::entry_for_waits(int fd, const char* what) {
   if (fd < 0)
     throw std::invalid_argument(std::string(what) + ": invalid file descriptor " +
                                 std::to_string(fd));
@@ -192,16 +191,26 @@ IoDriver::WaitSlot IoDriver::arm_wait(int fd, std::uint32_t kind, const char* wh
     throw RuntimeError(std::string(what) + ": fd " + std::to_string(fd) +
                        " has add_reader/add_writer callbacks; remove them first");
   }
+  if (entry) return *entry;
+  // Registered once, for both directions, edge-triggered: later waits on
+  // this fd cost no epoll_ctl. The kernel reports the current state as a
+  // first edge, so nothing that is ready already is missed.
+  constexpr std::uint32_t mask = Poller::kReadable | Poller::kWritable | Poller::kEdge;
+  poller_.watch(fd, mask, false, next_tag_);
+  std::uint32_t tag = take_tag();
+  IoEntry& fresh = table_.insert(fd);
+  fresh.registered = mask;
+  fresh.tag = tag;
+  return fresh;
+}
+
+IoDriver::WaitSlot IoDriver::arm_wait(int fd, std::uint32_t kind, const char* what,
+                                      IoRegistration* reg) {
+  core_.check_closed();
+  IoEntry* entry = reg ? reg->get() : nullptr;
   if (!entry) {
-    // Registered once, for both directions, edge-triggered: later waits on
-    // this fd cost no epoll_ctl. The kernel reports the current state as a
-    // first edge, so nothing that is ready already is missed.
-    constexpr std::uint32_t mask = Poller::kReadable | Poller::kWritable | Poller::kEdge;
-    poller_.watch(fd, mask, false, next_tag_);
-    std::uint32_t tag = take_tag();
-    entry = &table_.insert(fd);
-    entry->registered = mask;
-    entry->tag = tag;
+    entry = &entry_for_waits(fd, what);
+    if (reg) *reg = IoRegistration{entry, entry->tag};
   }
   if (entry->hung_up & kind) {
     if (still_hung_up(fd, kind)) return nullptr;

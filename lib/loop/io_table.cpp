@@ -1,19 +1,17 @@
 #include "fiberloop/detail/io_table.hpp"
 
-#include <algorithm>
-
 namespace fiberloop::detail {
 
 IoEntry& IoTable::insert(int fd) {
   IoEntry* e;
   if (fd < kDenseLimit) {
-    auto index = static_cast<std::size_t>(fd);
-    if (index >= dense_.size()) {
-      std::size_t size = std::max<std::size_t>(64, dense_.size());
-      while (size <= index) size *= 2;
-      dense_.resize(std::min<std::size_t>(size, kDenseLimit));
+    auto page = static_cast<std::size_t>(fd) >> kPageBits;
+    if (page >= pages_.size()) pages_.resize(page + 1);
+    if (!pages_[page]) {
+      pages_[page] = std::make_unique<IoEntry[]>(kPage);
+      ++page_count_;
     }
-    e = &dense_[index];
+    e = &pages_[page][fd & (kPage - 1)];
   } else {
     e = &sparse_[fd];
   }
@@ -25,19 +23,15 @@ IoEntry& IoTable::insert(int fd) {
 }
 
 void IoTable::erase(int fd) noexcept {
-  if (fd < 0) return;
-  if (fd < kDenseLimit) {
-    auto index = static_cast<std::size_t>(fd);
-    if (index >= dense_.size() || !dense_[index].present) return;
-    dense_[index] = IoEntry{};
-    --count_;
-    return;
-  }
-  count_ -= sparse_.erase(fd);
+  IoEntry* e = slot(fd);
+  if (!e || !e->present) return;
+  *e = IoEntry{};  // stays allocated: a registration may still point here
+  --count_;
 }
 
 void IoTable::clear() noexcept {
-  std::vector<IoEntry>().swap(dense_);
+  std::vector<std::unique_ptr<IoEntry[]>>().swap(pages_);
+  page_count_ = 0;
   sparse_.clear();
   count_ = 0;
 }

@@ -110,6 +110,7 @@ Socket& Socket::operator=(Socket&& o) noexcept {
     read_drained_ = std::exchange(o.read_drained_, false);
     peer_ = o.peer_;
     loop_ = std::move(o.loop_);
+    registration_ = std::exchange(o.registration_, {});
   }
   return *this;
 }
@@ -118,6 +119,7 @@ void Socket::close() noexcept {
   if (fd_ < 0) return;
   if (loop_ && loop_->core) loop_->core->owner().forget_fd(fd_);
   loop_.reset();
+  registration_.reset();
   ::close(fd_);
   fd_ = -1;
   read_drained_ = false;
@@ -129,12 +131,9 @@ void Socket::wait(std::uint32_t kind) {
     // Moving to another loop: the old one must let go of the fd first.
     if (loop_ && loop_->core) loop_->core->owner().forget_fd(fd_);
     loop_ = loop.link();
+    registration_.reset();
   }
-  if (kind == Poller::kReadable) {
-    loop.wait_readable(fd_);
-  } else {
-    loop.wait_writable(fd_);
-  }
+  loop.wait_io(fd_, kind, std::source_location::current(), &registration_);
 }
 
 void Socket::bind(const Address& address) {

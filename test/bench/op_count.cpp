@@ -3,6 +3,8 @@
 // off the callgrind output without machine noise. Driven by op_count.sh:
 //   valgrind --tool=callgrind --collect-atstart=no op_count OP N
 // Outside valgrind the toggles are no-ops and it simply runs.
+#include <sys/socket.h>
+#include <unistd.h>
 #include <valgrind/callgrind.h>
 
 #include <boost/context/fiber.hpp>
@@ -10,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fiberloop/fiberloop.hpp>
+#include <fiberloop/net.hpp>
 #include <functional>
 #include <string_view>
 #include <utility>
@@ -128,6 +131,29 @@ void spawn_await(long n, Options options) {
   });
 }
 
+// One readiness wait and its wake-up through epoll: a task waits for a
+// socket it then drains, the byte written by the same task just before it
+// waits. The kernel's share (the syscalls) is not counted; the path from the
+// wait through the poller back into the task is.
+void socket_wait_wake(long n) {
+  in_task([n](fiberloop::EventLoop&) {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) != 0) std::abort();
+    fiberloop::net::Socket reader = fiberloop::net::Socket::adopt(fds[0]);
+    char byte = 'x';
+    auto once = [&] {
+      if (::write(fds[1], &byte, 1) != 1) std::abort();
+      reader.wait(fiberloop::Poller::kReadable);
+      if (::read(fds[0], &byte, 1) != 1) std::abort();
+    };
+    for (long i = 0; i < kWarmup; ++i) once();
+    counted([&] {
+      for (long i = 0; i < n; ++i) once();
+    });
+    ::close(fds[1]);
+  });
+}
+
 void call_soon_run(long n) {
   fiberloop::EventLoop loop;
   long hits = 0;
@@ -181,6 +207,7 @@ const Op kOps[] = {
     {"spawn_await", [](long n) { spawn_await(n, fiberloop::TaskOptions{}); }},
     {"spawn_await_eager",
      [](long n) { spawn_await(n, fiberloop::TaskOptions{.eager_start = true}); }},
+    {"socket_wait_wake", socket_wait_wake},
     {"call_soon_run", call_soon_run},
     {"call_later_fire", call_later_fire},
     {"call_later_cancel", call_later_cancel},

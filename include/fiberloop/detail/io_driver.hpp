@@ -51,10 +51,12 @@ class FIBERLOOP_API IoDriver {
   // WaitSlot is where a readiness wait parks its future: null when the fd
   // is ready (or hung up) already and the wait returns at once.
   using WaitSlot = Ref<FutureStateBase>*;
-  // arm_wait(fd, kind, what) registers fd (once, edge-triggered, both
+  // arm_wait(fd, kind, what, reg) registers fd (once, edge-triggered, both
   // directions) and returns the slot for kind's waiter, checked free. Throws
-  // as wait_readable() documents, naming `what`.
-  WaitSlot arm_wait(int fd, std::uint32_t kind, const char* what);
+  // as wait_readable() documents, naming `what`. With a registration `reg`
+  // that still holds fd's entry, the entry is found without a table lookup;
+  // otherwise reg is filled in for the next wait.
+  WaitSlot arm_wait(int fd, std::uint32_t kind, const char* what, IoRegistration* reg = nullptr);
   // disarm_wait(fd, kind, waiter) empties kind's slot if it still holds waiter.
   void disarm_wait(int fd, std::uint32_t kind, const FutureStateBase* waiter) noexcept;
 
@@ -72,6 +74,7 @@ class FIBERLOOP_API IoDriver {
   void poll_kernel(std::int64_t timeout_ns);
   void dispatch(const Poller::Event& event);
   void orphan_event(int fd, bool has_entry);
+  IoEntry& entry_for_waits(int fd, const char* what);
   void rebuild_poller();
   std::uint32_t take_tag() noexcept;
 

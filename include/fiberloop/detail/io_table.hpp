@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -43,32 +44,46 @@ struct alignas(64) IoEntry {
 };
 static_assert(sizeof(IoEntry) == 64, "an IoEntry is one cache line");
 
-// IoTable maps fds to entries: a dense vector for the numbers a process
-// normally has (below kDenseLimit, grown by doubling as they appear), a hash
-// map beyond, so a single huge fd costs one node, not a table that size.
-// Entries may move when another fd is inserted: never keep a pointer to one
-// across an insert().
+// IoRegistration is what a Socket keeps of its fd's entry after its first
+// readiness wait, so that later waits find the entry without a table
+// lookup. It is only a cache: valid while the entry is still present under
+// the tag it was made with (forget_fd and a re-registration change that),
+// and the table never moves or frees an entry before clear(). One loop's:
+// whoever keeps one resets it when it moves to another loop.
+struct IoRegistration {
+  IoEntry* entry = nullptr;
+  std::uint32_t tag = 0;
+
+  IoEntry* get() const noexcept {
+    return entry && entry->present && entry->tag == tag ? entry : nullptr;
+  }
+  void reset() noexcept { entry = nullptr; }
+};
+
+// IoTable maps fds to entries: pages of kPage entries for the numbers a
+// process normally has (below kDenseLimit, a page made when a number in it
+// first appears), a hash map beyond, so a single huge fd costs one node, not
+// a table that size. An entry never moves and its memory is kept, emptied,
+// when it is erased (a page or node is reused by the same number), so a
+// pointer to one stays valid until clear(): that is what lets a Socket hold
+// its IoRegistration instead of looking its fd up on every wait.
 class FIBERLOOP_API IoTable {
  public:
   static constexpr int kDenseLimit = 65536;
+  static constexpr int kPageBits = 6;  // 64 entries: one 4 KiB page
+  static constexpr int kPage = 1 << kPageBits;
 
   // find(fd) is fd's entry, or null if fd is not in the table.
   IoEntry* find(int fd) noexcept {
-    if (fd < 0) return nullptr;
-    if (fd < kDenseLimit) {
-      if (static_cast<std::size_t>(fd) >= dense_.size()) return nullptr;
-      IoEntry& e = dense_[static_cast<std::size_t>(fd)];
-      return e.present ? &e : nullptr;
-    }
-    auto it = sparse_.find(fd);
-    return it == sparse_.end() ? nullptr : &it->second;
+    IoEntry* e = slot(fd);
+    return e && e->present ? e : nullptr;
   }
 
   // insert(fd) is fd's entry, made empty if it was not there. fd >= 0; the
   // caller has checked fd with epoll first, so the number is a real one.
   IoEntry& insert(int fd);
 
-  // erase(fd) drops fd's entry (and what its callbacks captured).
+  // erase(fd) empties fd's entry (and drops what its callbacks captured).
   void erase(int fd) noexcept;
 
   // size() counts the entries.
@@ -77,20 +92,42 @@ class FIBERLOOP_API IoTable {
   // for_each(fn) calls fn(fd, entry) for every entry; fn must not insert or erase.
   template <class Fn>
   void for_each(Fn&& fn) {
-    for (std::size_t fd = 0; fd < dense_.size(); ++fd) {
-      if (dense_[fd].present) fn(static_cast<int>(fd), dense_[fd]);
+    for (std::size_t page = 0; page < pages_.size(); ++page) {
+      if (!pages_[page]) continue;
+      for (int i = 0; i < kPage; ++i) {
+        IoEntry& e = pages_[page][i];
+        if (e.present) fn(static_cast<int>(page << kPageBits) + i, e);
+      }
     }
-    for (auto& [fd, e] : sparse_) fn(fd, e);
+    for (auto& [fd, e] : sparse_) {
+      if (e.present) fn(fd, e);
+    }
   }
 
-  // clear() drops every entry and gives the memory back.
+  // clear() drops every entry and gives the memory back: every pointer to an
+  // entry dangles from here on (the loop is closing).
   void clear() noexcept;
 
-  // dense_capacity() is how many slots the dense part holds (tests bound it).
-  std::size_t dense_capacity() const noexcept { return dense_.size(); }
+  // dense_capacity() is how many entries the pages hold (tests bound it).
+  std::size_t dense_capacity() const noexcept { return page_count_ * kPage; }
 
  private:
-  std::vector<IoEntry> dense_;
+  // slot(fd) is the place fd's entry has (present or not), or null if none was made.
+  IoEntry* slot(int fd) noexcept {
+    if (fd < 0) return nullptr;
+    if (fd < kDenseLimit) {
+      auto page = static_cast<std::size_t>(fd) >> kPageBits;
+      if (page >= pages_.size() || !pages_[page]) return nullptr;
+      return &pages_[page][fd & (kPage - 1)];
+    }
+    auto it = sparse_.find(fd);
+    return it == sparse_.end() ? nullptr : &it->second;
+  }
+
+  std::vector<std::unique_ptr<IoEntry[]>> pages_;
+  std::size_t page_count_ = 0;
+  // Nodes of an unordered_map never move; an erased number's node is kept
+  // (memory bounded by the distinct numbers above kDenseLimit ever watched).
   std::unordered_map<int, IoEntry> sparse_;
   std::size_t count_ = 0;
 };

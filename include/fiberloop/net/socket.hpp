@@ -87,6 +87,8 @@ class FIBERLOOP_API Socket {
   // paying for a recv that would say EAGAIN.
   bool read_drained_ = false;
   fiberloop::detail::Ref<fiberloop::detail::LoopLink> loop_;  // the loop fd is registered with
+  // registration_: fd's entry in loop_'s table, so that a wait skips the lookup.
+  fiberloop::detail::IoRegistration registration_;
   Address peer_;  // last: every call touches the members above, only errors this one
 };
 
