@@ -7,10 +7,7 @@ IoEntry& IoTable::insert(int fd) {
   if (fd < kDenseLimit) {
     auto page = static_cast<std::size_t>(fd) >> kPageBits;
     if (page >= pages_.size()) pages_.resize(page + 1);
-    if (!pages_[page]) {
-      pages_[page] = std::make_unique<IoEntry[]>(kPage);
-      ++page_count_;
-    }
+    if (!pages_[page]) pages_[page] = std::make_unique<IoEntry[]>(kPage);
     e = &pages_[page][fd & (kPage - 1)];
   } else {
     e = &sparse_[fd];
@@ -31,7 +28,6 @@ void IoTable::erase(int fd) noexcept {
 
 void IoTable::clear() noexcept {
   std::vector<std::unique_ptr<IoEntry[]>>().swap(pages_);
-  page_count_ = 0;
   sparse_.clear();
   count_ = 0;
 }

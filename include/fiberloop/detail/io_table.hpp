@@ -109,7 +109,11 @@ class FIBERLOOP_API IoTable {
   void clear() noexcept;
 
   // dense_capacity() is how many entries the pages hold (tests bound it).
-  std::size_t dense_capacity() const noexcept { return page_count_ * kPage; }
+  std::size_t dense_capacity() const noexcept {
+    std::size_t made = 0;
+    for (const auto& page : pages_) made += page != nullptr;
+    return made * kPage;
+  }
 
  private:
   // slot(fd) is the place fd's entry has (present or not), or null if none was made.
@@ -125,7 +129,6 @@ class FIBERLOOP_API IoTable {
   }
 
   std::vector<std::unique_ptr<IoEntry[]>> pages_;
-  std::size_t page_count_ = 0;
   // Nodes of an unordered_map never move; an erased number's node is kept
   // (memory bounded by the distinct numbers above kDenseLimit ever watched).
   std::unordered_map<int, IoEntry> sparse_;
