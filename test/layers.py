@@ -83,8 +83,10 @@ LAYERS = {
     ]),
     "threads": (["await"], [
         "include/fiberloop/completer.hpp", "include/fiberloop/executor.hpp",
-        "lib/threads/*",
+        "include/fiberloop/submit.hpp", "lib/threads/*",
     ]),
+    # A loop per thread: its supervisor waits with the sync primitives.
+    "group": (["threads", "sync"], ["include/fiberloop/loop_group.hpp", "lib/group/*"]),
     "net": (["io_wait", "sync", "threads"], [
         "include/fiberloop/net/*", "lib/net/*",
     ]),
@@ -92,7 +94,7 @@ LAYERS = {
         "include/fiberloop/subprocess.hpp", "include/fiberloop/detail/child_*.hpp",
         "lib/subprocess/*",
     ]),
-    "umbrella": (["subprocess"], [
+    "umbrella": (["subprocess", "group"], [
         "include/fiberloop/fiberloop.hpp", "include/fiberloop/net.hpp",
     ]),
 }

@@ -55,6 +55,24 @@ out=$(timeout 30 "$echo_client" "$port" 20 200) || fail "echo_client failed: $ou
 kill -TERM "$pid"
 finish "$pid" echo
 
+# echo_server --loops 2: both loops listen before the line is printed, the
+# kernel spreads 20 connections over them, SIGTERM stops every loop.
+launch echo_loops "$echo_server" 0 --loops 2
+out=$(timeout 30 "$echo_client" "$port" 20 200) || fail "echo_client (2 loops) failed: $out"
+[[ "$out" == "echo_client: 4000 of 4000 echoes correct" ]] || fail "echo_client (2 loops) said: $out"
+kill -TERM "$pid"
+finish "$pid" echo_loops
+a0=$(sed -n 's/^echo_server: loop 0 accepted \([0-9]*\) connections$/\1/p' "$tmp/echo_loops.out")
+a1=$(sed -n 's/^echo_server: loop 1 accepted \([0-9]*\) connections$/\1/p' "$tmp/echo_loops.out")
+[[ -n "$a0" && -n "$a1" ]] && ((a0 + a1 == 20)) || fail "loops accepted '$a0' + '$a1', not 20"
+
+# Ctrl-C stops a group too: every loop's main task is cancelled. (A
+# background job starts with SIGINT ignored; env gives it the default back.)
+launch echo_loops_int env --default-signal=INT "$echo_server" 0 --loops 2
+kill -INT "$pid"
+finish "$pid" echo_loops_int
+grep -q "interrupted" "$tmp/echo_loops_int.out" || fail "SIGINT did not interrupt the group"
+
 # echo_server SECONDS stops by itself.
 launch echo_timed "$echo_server" 0 0.3
 finish "$pid" echo_timed

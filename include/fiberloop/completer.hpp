@@ -81,7 +81,7 @@ class FIBERLOOP_API ThreadBridge final : public LoopExtension {
 // the last owner may be any thread.
 class FIBERLOOP_API CompleterBlock {
  public:
-  enum class Outcome : std::uint8_t { value, exception, abandoned };
+  enum class Outcome : std::uint8_t { value, exception, cancelled, abandoned };
 
   // CompleterBlock(fut) takes a reference to fut and registers with the
   // bridge. Loop thread only. Throws InvalidStateError if fut is done.
@@ -236,6 +236,15 @@ class Completer {
   bool set_exception(E&& e) {
     // clang-format on
     return set_exception(std::make_exception_ptr(std::forward<E>(e)));
+  }
+
+  // cancel() cancels the future, as a cancelled concurrent future cancels
+  // the asyncio future chained to it: the work behind it was called off.
+  // Returns false if the loop is closed. Throws InvalidStateError on an
+  // empty completer.
+  bool cancel() {
+    check("cancel");
+    return std::exchange(block_, nullptr)->post(detail::CompleterBlock::Outcome::cancelled);
   }
 
  private:

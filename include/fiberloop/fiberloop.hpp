@@ -23,6 +23,8 @@
 #include "fiberloop/queue.hpp"
 #include "fiberloop/completer.hpp"
 #include "fiberloop/executor.hpp"
+#include "fiberloop/loop_group.hpp"
+#include "fiberloop/submit.hpp"
 #include "fiberloop/net/address.hpp"
 #include "fiberloop/net/resolver.hpp"
 #include "fiberloop/signals.hpp"

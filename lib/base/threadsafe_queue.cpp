@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <system_error>
 
+#include "fiberloop/detail/syscall_counts.hpp"
 #include "fiberloop/errors.hpp"
 
 namespace fiberloop::detail {
@@ -25,12 +26,20 @@ ThreadsafeQueue::~ThreadsafeQueue() {
 void ThreadsafeQueue::post(Callback fn) {
   std::lock_guard lock(mutex_);
   if (closed_) throw RuntimeError("Event loop is closed");
+  bool first_since_take = queue_.empty();
   queue_.push_back(std::move(fn));
   pending_.store(true, std::memory_order_release);
-  // Under the lock: the loop cannot have closed the fd in between (see the
-  // invariant). EAGAIN means the counter is non-zero: the loop wakes anyway.
+  // One wakeup per batch: a post into a non-empty queue rides on the write
+  // that made it non-empty. That write came after the take that last
+  // emptied the queue, and the loop clears the eventfd only right before a
+  // take, so the posts it covers are taken by that take or a later one:
+  // none is left without a wakeup. Under the lock: the loop cannot have
+  // closed the fd in between (see the invariant). EAGAIN means the counter
+  // is non-zero: the loop wakes anyway.
+  if (!first_since_take) return;
   std::uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(fd_, &one, sizeof one);
+  ++syscall_counts().wakeups;
 }
 
 void ThreadsafeQueue::take(std::vector<Callback>& batch) {

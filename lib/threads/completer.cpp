@@ -135,6 +135,9 @@ void CompleterBlock::deliver() {
     case Outcome::exception:
       f->set_exception(exception_);
       break;
+    case Outcome::cancelled:
+      f->cancel({});
+      break;
     case Outcome::abandoned:
       if (!f->done())
         f->set_exception(std::make_exception_ptr(

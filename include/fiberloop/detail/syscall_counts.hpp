@@ -14,7 +14,10 @@ struct SyscallCounts {
   std::uint64_t ctls = 0;    // epoll_ctl
   std::uint64_t reads = 0;   // recv / recvfrom / read / accept by the socket layer
   std::uint64_t writes = 0;  // send / sendto / write by the socket layer
-  std::uint64_t total() const noexcept { return polls + ctls + reads + writes; }
+  // eventfd writes that wake a loop for posts (call_soon_threadsafe,
+  // completers, submit), counted on the posting thread: one per batch.
+  std::uint64_t wakeups = 0;
+  std::uint64_t total() const noexcept { return polls + ctls + reads + writes + wakeups; }
 };
 // syscall_counts() is this thread's counters (reset them by assignment).
 FIBERLOOP_API SyscallCounts& syscall_counts() noexcept;

@@ -31,7 +31,8 @@ class FIBERLOOP_API ThreadsafeQueue {
   // fd() is the eventfd to poll for readability.
   int fd() const noexcept { return fd_; }
 
-  // post(fn), from any thread, queues fn and wakes the loop. Throws
+  // post(fn), from any thread, queues fn and wakes the loop: the first post
+  // after a take writes the eventfd, the rest of the burst does not. Throws
   // RuntimeError("Event loop is closed") after close().
   void post(Callback fn);
 
