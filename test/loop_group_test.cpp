@@ -38,6 +38,19 @@ struct Parking {
   std::vector<std::unique_ptr<fiberloop::Event>> events;
 };
 
+// on_loop_0_of_two(body) runs body(group) as loop 0's main task in a group
+// of two, with loop 1 up (parked) until body returns: a target to call.
+template <class Body>
+void on_loop_0_of_two(Body body) {
+  LoopGroup group(2);
+  Parking parking(2);
+  group.run([&](std::size_t index) {
+    if (index == 1) return parking.wait(1);
+    body(group);
+    parking.release_all(group);
+  });
+}
+
 // free_port() is a TCP port on 127.0.0.1 that nothing listens on now.
 int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -201,12 +214,7 @@ BOOST_AUTO_TEST_CASE(ctrl_c_cancels_every_main_and_run_throws_keyboard_interrupt
 
 BOOST_AUTO_TEST_CASE(a_thousand_connections_to_a_two_loop_group_are_all_served_by_both_loops) {
   constexpr int kClients = 1000;
-  rlim_t have = raise_nofile(2 * kClients + 200);
-  if (have < 2 * kClients + 100) {
-    BOOST_TEST_MESSAGE("skipped: RLIMIT_NOFILE is " << have << ", " << 2 * kClients + 100
-                                                    << " needed");
-    return;
-  }
+  if (!enough_fds_for(kClients)) return;
   const int port = free_port();
   LoopGroup group(2);
   Parking parking(2);
@@ -257,10 +265,7 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(submit)
 
 BOOST_AUTO_TEST_CASE(fn_runs_as_a_task_on_the_target_and_its_value_comes_back) {
-  LoopGroup group(2);
-  Parking parking(2);
-  group.run([&](std::size_t index) {
-    if (index == 1) return parking.wait(1);
+  on_loop_0_of_two([&](LoopGroup& group) {
     auto caller_thread = std::this_thread::get_id();
     bool on_target = false;  // written by loop 1, read here after the result came back
     auto joined = fiberloop::submit(
@@ -279,32 +284,24 @@ BOOST_AUTO_TEST_CASE(fn_runs_as_a_task_on_the_target_and_its_value_comes_back) {
     // Move-only values travel as well.
     auto boxed = fiberloop::run_on(group.loop(1), [] { return std::make_unique<int>(42); });
     BOOST_TEST(*boxed == 42);
-    parking.release_all(group);
   });
 }
 
 BOOST_AUTO_TEST_CASE(the_exception_travels_back_as_itself) {
-  LoopGroup group(2);
-  Parking parking(2);
-  group.run([&](std::size_t index) {
-    if (index == 1) return parking.wait(1);
+  on_loop_0_of_two([&](LoopGroup& group) {
     try {
       fiberloop::run_on(group.loop(1), [] { throw std::out_of_range("far away"); });
       BOOST_FAIL("no exception");
     } catch (const std::out_of_range& e) {
       BOOST_TEST(std::string(e.what()) == "far away");
     }
-    parking.release_all(group);
   });
 }
 
 BOOST_AUTO_TEST_CASE(cancelling_the_future_cancels_the_remote_task) {
-  LoopGroup group(2);
-  Parking parking(2);
   std::atomic<bool> remote_cancelled{false};
   std::atomic<bool> never_started_ran{false};
-  group.run([&](std::size_t index) {
-    if (index == 1) return parking.wait(1);
+  on_loop_0_of_two([&](LoopGroup& group) {
     fiberloop::Event started;  // loop 0's
     auto remote = fiberloop::submit(group.loop(1), [&] {
       try {
@@ -328,15 +325,11 @@ BOOST_AUTO_TEST_CASE(cancelling_the_future_cancels_the_remote_task) {
     fiberloop::run_on(group.loop(1), [] {});  // after the start and the cancel
     fiberloop::run_on(group.loop(1), [] { fiberloop::sleep(0); });
     BOOST_TEST(!never_started_ran.load());
-    parking.release_all(group);
   });
 }
 
 BOOST_AUTO_TEST_CASE(a_task_cancelled_on_its_own_loop_cancels_the_caller_future) {
-  LoopGroup group(2);
-  Parking parking(2);
-  group.run([&](std::size_t index) {
-    if (index == 1) return parking.wait(1);
+  on_loop_0_of_two([&](LoopGroup& group) {
     auto remote = fiberloop::submit(group.loop(1), [] {
       fiberloop::current_task()->cancel();
       fiberloop::sleep(0);
@@ -345,7 +338,6 @@ BOOST_AUTO_TEST_CASE(a_task_cancelled_on_its_own_loop_cancels_the_caller_future)
     BOOST_CHECK_THROW(fiberloop::await(remote), fiberloop::CancelledError);
     BOOST_TEST(remote.cancelled());
     BOOST_TEST(!fiberloop::current_task()->cancelling());  // this task was not cancelled
-    parking.release_all(group);
   });
 }
 
@@ -387,12 +379,9 @@ BOOST_AUTO_TEST_CASE(submit_to_its_own_loop_is_a_task_and_misuse_is_refused) {
 }
 
 BOOST_AUTO_TEST_CASE(a_burst_of_calls_all_arrive_in_order) {
-  LoopGroup group(2);
-  Parking parking(2);
   constexpr int kCalls = 2000;
   std::vector<int> order;  // loop 1's
-  group.run([&](std::size_t index) {
-    if (index == 1) return parking.wait(1);
+  on_loop_0_of_two([&](LoopGroup& group) {
     std::vector<fiberloop::Future<int>> calls;
     for (int i = 0; i < kCalls; ++i)
       calls.push_back(fiberloop::submit(group.loop(1), [&order, i] {
@@ -402,7 +391,6 @@ BOOST_AUTO_TEST_CASE(a_burst_of_calls_all_arrive_in_order) {
     long sum = 0;
     for (auto& c : calls) sum += fiberloop::await(c);
     BOOST_TEST(sum == static_cast<long>(kCalls) * (kCalls - 1) / 2);
-    parking.release_all(group);
   });
   BOOST_REQUIRE(order.size() == static_cast<std::size_t>(kCalls));
   bool in_order = true;

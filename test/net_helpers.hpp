@@ -132,6 +132,17 @@ inline rlim_t raise_nofile(rlim_t want) {
   return lim.rlim_cur;
 }
 
+// enough_fds_for(clients) raises the fd limit for `clients` connections with
+// both ends in this process; false (the case is skipped, with a message
+// saying why) when the hard limit does not allow it.
+inline bool enough_fds_for(int clients) {
+  rlim_t want = 2 * static_cast<rlim_t>(clients) + 100;
+  rlim_t have = raise_nofile(want + 100);
+  if (have >= want) return true;
+  BOOST_TEST_MESSAGE("skipped: RLIMIT_NOFILE is " << have << ", " << want << " needed");
+  return false;
+}
+
 namespace fiberloop::net {
 inline std::ostream& operator<<(std::ostream& os, const Address& a) { return os << a.to_string(); }
 }  // namespace fiberloop::net

@@ -187,12 +187,7 @@ BOOST_AUTO_TEST_CASE(a_server_keeps_serving_past_bad_clients) {
 
 BOOST_AUTO_TEST_CASE(a_thousand_concurrent_connections_through_one_loop) {
   constexpr int kClients = 1000;
-  rlim_t have = raise_nofile(2 * kClients + 200);
-  if (have < 2 * kClients + 100) {
-    BOOST_TEST_MESSAGE("skipped: RLIMIT_NOFILE is " << have << ", " << 2 * kClients + 100
-                                                    << " needed");
-    return;
-  }
+  if (!enough_fds_for(kClients)) return;
   int served = run(
       [] {
         Server server = net::start_server(echo_lines, "127.0.0.1", 0, {.backlog = kClients});

@@ -229,9 +229,8 @@ void LoopGroup::run_mains(std::function<void(std::size_t)> main) {
     Run& run;
     std::exception_ptr first_failure;
     std::size_t left;
-    Future<void> all_ended;
-    Event ended;  // what the waiter waits on: a cancelled wait leaves all_ended alone
-  } watch{run, nullptr, size_, supervisor.create_future<void>(), {}};
+    Event all_ended;
+  } watch{run, nullptr, size_, {}};
   for (auto& f : ended) {
     f.add_done_callback([&watch](const Future<void>& done) {
       std::exception_ptr error = done.cancelled() ? nullptr : done.exception();
@@ -239,13 +238,12 @@ void LoopGroup::run_mains(std::function<void(std::size_t)> main) {
         watch.first_failure = error;
         watch.run.stop_all();
       }
-      if (--watch.left == 0) {
-        watch.all_ended.set_result();
-        watch.ended.set();
-      }
+      if (--watch.left == 0) watch.all_ended.set();
     });
   }
-  auto waiter = supervisor.create_task([&watch] { watch.ended.wait(); });
+  // An Event, not a future: cancelling the wait (Ctrl-C) leaves it to wait on again.
+  auto wait_for_all = [&watch] { watch.all_ended.wait(); };
+  auto waiter = supervisor.create_task(wait_for_all);
   detail::CtrlC ctrl_c(supervisor, waiter);
   bool interrupted = false;
   try {
@@ -253,7 +251,7 @@ void LoopGroup::run_mains(std::function<void(std::size_t)> main) {
   } catch (const CancelledError&) {
     interrupted = ctrl_c.interrupted();
     run.stop_all();
-    supervisor.run_until_complete(watch.all_ended);
+    supervisor.run_until_complete(wait_for_all);
   }
   threads.all_ended = true;
   threads.join();
