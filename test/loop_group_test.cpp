@@ -10,6 +10,8 @@
 #include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <fiberloop/fiberloop.hpp>
+#include <chrono>
+#include <future>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -319,11 +321,25 @@ BOOST_AUTO_TEST_CASE(cancelling_the_future_cancels_the_remote_task) {
     for (int i = 0; i < 1000 && !remote_cancelled; ++i)
       fiberloop::run_on(group.loop(1), [] { fiberloop::sleep(0); });
     BOOST_TEST(remote_cancelled.load());
-    // Cancelled before its task could start: fn never runs.
+    // A cancellation that reaches loop 1 before the task's body starts keeps
+    // fn from running. To make it reach loop 1 first, loop 1's thread is held
+    // (blocked, not waiting on its loop) while the start and the cancel are
+    // posted; it then takes both in one batch, in that order.
+    std::promise<void> hold;
+    std::atomic<bool> held{false};
+    auto holder = fiberloop::submit(group.loop(1), [&, gate = hold.get_future()] {
+      held = true;
+      gate.wait_for(std::chrono::seconds(10));
+    });
+    for (int i = 0; i < 10000 && !held; ++i) fiberloop::sleep(0.001);
+    BOOST_REQUIRE(held.load());
     auto early = fiberloop::submit(group.loop(1), [&] { never_started_ran = true; });
     early.cancel();
-    fiberloop::run_on(group.loop(1), [] {});  // after the start and the cancel
-    fiberloop::run_on(group.loop(1), [] { fiberloop::sleep(0); });
+    fiberloop::sleep(0);  // the done-callback that forwards the cancellation runs
+    fiberloop::sleep(0);
+    hold.set_value();
+    fiberloop::await(holder);
+    fiberloop::run_on(group.loop(1), [] { fiberloop::sleep(0); });  // after both
     BOOST_TEST(!never_started_ran.load());
   });
 }
