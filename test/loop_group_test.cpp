@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <fiberloop/fiberloop.hpp>
@@ -95,6 +96,33 @@ BOOST_AUTO_TEST_CASE(each_main_runs_on_its_own_loop_and_thread_and_results_come_
   auto again = group.run([](std::size_t index) { return index + 1; });
   BOOST_TEST(again.size() == 3u);
   BOOST_TEST(again[2] == 3u);
+}
+
+// Task numbers come from per-thread blocks (no shared counter on a spawn):
+// still unique over every loop, and in order within one.
+BOOST_AUTO_TEST_CASE(task_names_are_unique_across_loops_and_in_order_within_one) {
+  constexpr int kTasks = 3000;  // a few blocks of 1,024 per loop
+  LoopGroup group(2);
+  auto names = group.run([&](std::size_t) {  // checked here: Boost.Test is one thread's
+    std::vector<std::string> named;
+    for (int i = 0; i < kTasks; ++i) {
+      auto task = fiberloop::get_running_loop().create_task([] {});
+      named.push_back(task.get_name());
+      fiberloop::await(task);
+    }
+    return named;
+  });
+  std::set<unsigned long> all;
+  for (const auto& named : names) {
+    std::vector<unsigned long> seen;
+    for (const auto& name : named) {
+      BOOST_REQUIRE(name.rfind("Task-", 0) == 0);
+      seen.push_back(std::stoul(name.substr(5)));
+    }
+    BOOST_TEST(std::is_sorted(seen.begin(), seen.end()));
+    all.insert(seen.begin(), seen.end());
+  }
+  BOOST_TEST(all.size() == 2u * kTasks);
 }
 
 BOOST_AUTO_TEST_CASE(the_first_failure_cancels_the_other_mains_and_is_rethrown) {
@@ -321,10 +349,10 @@ BOOST_AUTO_TEST_CASE(cancelling_the_future_cancels_the_remote_task) {
     for (int i = 0; i < 1000 && !remote_cancelled; ++i)
       fiberloop::run_on(group.loop(1), [] { fiberloop::sleep(0); });
     BOOST_TEST(remote_cancelled.load());
-    // A cancellation that reaches loop 1 before the task's body starts keeps
-    // fn from running. To make it reach loop 1 first, loop 1's thread is held
-    // (blocked, not waiting on its loop) while the start and the cancel are
-    // posted; it then takes both in one batch, in that order.
+    // A cancellation made before loop 1 takes the call keeps fn from
+    // running, even with the start queued there ahead of it: loop 1's
+    // thread is held (blocked, not waiting on its loop) while the start and
+    // the cancel are posted; it then takes both in one batch, in that order.
     std::promise<void> hold;
     std::atomic<bool> held{false};
     auto holder = fiberloop::submit(group.loop(1), [&, gate = hold.get_future()] {

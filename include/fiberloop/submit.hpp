@@ -24,11 +24,12 @@ namespace detail {
 
 // RemoteCall is one submit() in flight: made on the caller's thread, run as
 // a task on the target's. Which thread touches what:
-// - the target's thread: call (run and destroyed there), running_ and
-//   cancel_requested_, the task that runs it;
+// - the target's thread: call (run and destroyed there), running_, the
+//   task that runs it;
 // - the caller's thread: the future (through the Completer, which posts
 //   the outcome back) and the done-callback that forwards a cancellation;
-// - any thread: the reference count, the last owner deletes.
+// - any thread: the reference count (the last owner deletes) and
+//   cancel_requested_ (set by the caller, read by the target).
 // A task's futures never cross threads: only this block does.
 class FIBERLOOP_API RemoteCallBase {
  public:
@@ -68,17 +69,22 @@ class FIBERLOOP_API RemoteCallBase {
    private:
     RemoteCallBase& call_;
   };
-  bool cancel_requested() const noexcept { return cancel_requested_; }
+  bool cancel_requested() const noexcept {
+    return cancel_requested_.load(std::memory_order_acquire);
+  }
 
  private:
   void start() noexcept;          // target's thread: create the task
   void cancel_running() noexcept;  // target's thread
 
   std::atomic<std::uint32_t> refs_{1};
+  // Set on the caller's thread when it cancels, before the request is
+  // posted, so that a call not yet started never runs fn even when its
+  // start is already queued on the target ahead of the request.
+  std::atomic<bool> cancel_requested_{false};
   std::shared_ptr<ThreadsafeQueue> target_inbox_;
   // Target's thread only:
   std::optional<AnyTask> running_;  // the task, while its body runs
-  bool cancel_requested_ = false;
 };
 
 // RemoteRef is one counted reference to a RemoteCall, movable across threads.

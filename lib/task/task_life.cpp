@@ -8,7 +8,7 @@ namespace fiberloop::detail {
 
 void TaskStateBase::restart(LoopCore& core, const TaskOptions& options) noexcept {
   reset_for_reuse(core);
-  number_ = task_counter.fetch_add(1, std::memory_order_relaxed) + 1;
+  number_ = next_task_number();
   step_.loop = &core;
   eager_start_ = options.eager_start;
   cancels_requested_ = 0;

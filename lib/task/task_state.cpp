@@ -76,7 +76,7 @@ TaskStateBase::LastStepped::~LastStepped() {
 
 TaskStateBase::TaskStateBase(LoopCore& core, const TaskOptions& options, OnStack& where)
     : FutureStateBase(core),
-      number_(task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
+      number_(next_task_number()),
       // (A copy of an empty name still costs a call.)
       step_(&core, HandleState::Kind::task_step),
       name_(options.name.empty() ? std::string() : options.name),

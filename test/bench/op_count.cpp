@@ -16,6 +16,9 @@
 #include <functional>
 #include <string_view>
 #include <utility>
+#include <vector>
+
+#include "cross_loop.hpp"
 
 namespace {
 
@@ -193,6 +196,63 @@ void call_later_cancel(long n) {
   });
 }
 
+// Calls between two loops on two threads: every instruction of both threads
+// is counted (callgrind runs one thread at a time), the idle target's
+// epoll_wait included. The floor is call_soon_threadsafe both ways.
+void threadsafe_round_trip(long n) {
+  bench::on_loop_0_of_two([n](fiberloop::EventLoop& target) {
+    auto trips = [&](long count) {
+      bench::Bounce bounce{&fiberloop::get_running_loop(), &target, count, true};
+      bounce.send_one();
+      fiberloop::await(bounce.done);
+    };
+    trips(kWarmup);
+    counted([&] { trips(n); });
+  });
+}
+
+void run_on_round_trip(long n) {
+  bench::on_loop_0_of_two([n](fiberloop::EventLoop& target) {
+    auto once = [&] { return fiberloop::run_on(target, [] { return 1; }); };
+    for (long i = 0; i < kWarmup; ++i) once();
+    counted([&] {
+      for (long i = 0; i < n; ++i) once();
+    });
+  });
+}
+
+// A burst of kBatch calls in flight, then all answers: per call.
+void threadsafe_burst(long n) {
+  bench::on_loop_0_of_two([n](fiberloop::EventLoop& target) {
+    auto burst = [&] {
+      bench::Bounce bounce{&fiberloop::get_running_loop(), &target, kBatch, false};
+      for (long i = 0; i < kBatch; ++i) bounce.send_one();
+      fiberloop::await(bounce.done);
+    };
+    for (long i = 0; i < kWarmup / kBatch + 1; ++i) burst();
+    counted([&] {
+      for (long done = 0; done < n; done += kBatch) burst();
+    });
+  });
+}
+
+void submit_burst(long n) {
+  bench::on_loop_0_of_two([n](fiberloop::EventLoop& target) {
+    std::vector<fiberloop::Future<int>> answers;
+    answers.reserve(kBatch);
+    auto burst = [&] {
+      for (long i = 0; i < kBatch; ++i)
+        answers.push_back(fiberloop::submit(target, [] { return 1; }));
+      for (auto& answer : answers) fiberloop::await(answer);
+      answers.clear();
+    };
+    for (long i = 0; i < kWarmup / kBatch + 1; ++i) burst();
+    counted([&] {
+      for (long done = 0; done < n; done += kBatch) burst();
+    });
+  });
+}
+
 struct Op {
   const char* name;
   std::function<void(long)> run;
@@ -211,6 +271,10 @@ const Op kOps[] = {
     {"call_soon_run", call_soon_run},
     {"call_later_fire", call_later_fire},
     {"call_later_cancel", call_later_cancel},
+    {"threadsafe_round_trip", threadsafe_round_trip},
+    {"run_on_round_trip", run_on_round_trip},
+    {"threadsafe_burst", threadsafe_burst},
+    {"submit_burst", submit_burst},
 };
 
 }  // namespace
