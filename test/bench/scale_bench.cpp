@@ -30,26 +30,33 @@ using Clock = std::chrono::steady_clock;
 constexpr double kSeconds = 1.0;
 constexpr int kRounds = 3;
 
+// per_second(round) runs round() for kSeconds, reading the clock once per
+// 100 rounds, and returns rounds per second.
+template <class Round>
+double per_second(Round round) {
+  long rounds = 0;
+  auto start = Clock::now();
+  auto deadline = start + std::chrono::duration<double>(kSeconds);
+  while (Clock::now() < deadline)
+    for (int i = 0; i < 100; ++i, ++rounds) round();
+  double took = std::chrono::duration<double>(Clock::now() - start).count();
+  return static_cast<double>(rounds) / took;
+}
+
 // rounds_per_second() runs the workload for kSeconds on the running loop.
 double rounds_per_second() {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) std::abort();
   auto reader = fiberloop::net::Socket::adopt(fds[0]);
   char byte = 'x';
-  long rounds = 0;
-  auto start = Clock::now();
-  auto deadline = start + std::chrono::duration<double>(kSeconds);
-  while (Clock::now() < deadline) {
-    for (int i = 0; i < 100; ++i, ++rounds) {
-      fiberloop::await(fiberloop::get_running_loop().create_task([] { return 1; }));
-      if (::write(fds[1], &byte, 1) != 1) std::abort();
-      reader.wait(fiberloop::Poller::kReadable);
-      if (::read(fds[0], &byte, 1) != 1) std::abort();
-    }
-  }
-  double took = std::chrono::duration<double>(Clock::now() - start).count();
+  double rate = per_second([&] {
+    fiberloop::await(fiberloop::get_running_loop().create_task([] { return 1; }));
+    if (::write(fds[1], &byte, 1) != 1) std::abort();
+    reader.wait(fiberloop::Poller::kReadable);
+    if (::read(fds[0], &byte, 1) != 1) std::abort();
+  });
   ::close(fds[1]);
-  return static_cast<double>(rounds) / took;
+  return rate;
 }
 
 // machine_rounds_per_second() is the floor with no loop: the same two
@@ -64,19 +71,13 @@ double machine_rounds_per_second() {
     return std::move(caller);
   }};
   char byte = 'x';
-  long rounds = 0;
-  auto start = Clock::now();
-  auto deadline = start + std::chrono::duration<double>(kSeconds);
-  while (Clock::now() < deadline) {
-    for (int i = 0; i < 100; ++i, ++rounds) {
-      f = std::move(f).resume();
-      if (::write(fds[1], &byte, 1) != 1 || ::read(fds[0], &byte, 1) != 1) std::abort();
-    }
-  }
-  double took = std::chrono::duration<double>(Clock::now() - start).count();
+  double rate = per_second([&] {
+    f = std::move(f).resume();
+    if (::write(fds[1], &byte, 1) != 1 || ::read(fds[0], &byte, 1) != 1) std::abort();
+  });
   ::close(fds[0]);
   ::close(fds[1]);
-  return static_cast<double>(rounds) / took;
+  return rate;
 }
 
 // Each round's figure is the mean of the loops' rates; the best round is kept.
