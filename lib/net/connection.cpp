@@ -12,6 +12,7 @@
 
 #include "connection.hpp"
 #include "receive_scratch.hpp"
+#include "tls_channel.hpp"
 #include "fiberloop/await.hpp"
 #include "fiberloop/event_loop.hpp"
 
@@ -143,13 +144,17 @@ std::size_t Connection::fill() {
 std::size_t Connection::recv_into(void* buf, std::size_t len) {
   std::size_t n = 0;
   try {
-    n = sock_recv_into(sock, buf, len);
+    n = tls ? tls->recv(buf, len) : sock_recv_into(sock, buf, len);
   } catch (const std::system_error&) {
     if (!closed) throw;
     n = 0;  // closed by this side while waiting: the end of the stream
   }
   if (n == 0) eof = true;
   return n;
+}
+
+std::size_t Connection::send_some(std::string_view data) {
+  return tls ? tls->send(data) : try_send(sock, data);
 }
 
 void Connection::write(std::string_view data) {
@@ -186,7 +191,7 @@ void Connection::flush_now() noexcept {
   }
   if (flushing || pending() == 0 || error || !sock) return;
   try {
-    wbeg += try_send(sock, std::string_view(wbuf).substr(wbeg));
+    wbeg += send_some(std::string_view(wbuf).substr(wbeg));
     if (wbeg == wbuf.size()) {
       wbuf.clear();
       wbeg = 0;
@@ -215,7 +220,7 @@ void Connection::flush_in_background() {
     while (c.pending() > 0 && !c.error && c.sock) {
       std::size_t n;
       try {
-        n = try_send(c.sock, std::string_view(c.wbuf).substr(c.wbeg));
+        n = c.send_some(std::string_view(c.wbuf).substr(c.wbeg));
       } catch (const std::system_error&) {
         c.lose(std::current_exception());
         break;
@@ -263,6 +268,7 @@ void Connection::close(bool abort) {
   if (abort) {
     wbuf.clear();
     wbeg = 0;
+    aborted = true;
   }
   if (closed) return;
   closing = true;
@@ -273,6 +279,10 @@ void Connection::close(bool abort) {
 void Connection::finish_close() noexcept {
   if (closed) return;
   closing = closed = true;
+  if (tls) {
+    if (!aborted && !error) tls->close_notify();
+    tls->detach();
+  }
   sock.close();  // forgets the fd first: a task waiting on it wakes with EBADF
   wake_drainers();
   for (Future<void>& f : close_waiters) {

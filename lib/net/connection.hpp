@@ -17,6 +17,8 @@
 
 namespace fiberloop::net::detail {
 
+class TlsChannel;
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(Socket s, StreamOptions o);
@@ -67,6 +69,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // recv_into(buf, len) reads straight from the socket, past the (empty)
   // buffer: 0 at end of stream, or once this side closed the connection.
   std::size_t recv_into(void* buf, std::size_t len);
+  // send_some(data) is one non-blocking send, through TLS when there is one.
+  std::size_t send_some(std::string_view data);
+  // start_tls(ctx, hostname, timeout) sends what is pending, then runs the
+  // handshake over this connection; aborts the connection if it fails.
+  void start_tls(const SslContext& ctx, const std::string& hostname, double timeout);
 
   // Write side.
   std::size_t pending() const noexcept { return wbuf.size() - wbeg; }
@@ -90,6 +97,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<char[]> rbuf;
   std::size_t rcap = 0;
   std::size_t rbeg = 0, rend = 0;
+  std::unique_ptr<TlsChannel> tls;  // null: plain
   bool eof = false;
   // skip_line: readline() refused a line longer than the limit before its
   // newline arrived; fill() drops the rest of it, through the newline.
@@ -103,6 +111,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool eof_requested = false;
   bool closing = false;
   bool closed = false;
+  bool aborted = false;  // closed by abort(): no close_notify
   std::size_t wbeg = 0;
   std::string wbuf;
   StreamOptions opt;

@@ -27,6 +27,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   std::unordered_set<Connection*> connections;
   std::string unix_path;  // removed on close
   bool closed = false;
+  std::size_t handshake_failures = 0;
   std::vector<Future<void>> close_waiters;  // wait_closed()
   std::vector<Future<void>> serve_waiters;  // serve_forever()
 
@@ -155,6 +156,17 @@ void ServerState::serve(Socket sock) {
       if (HandlerTaskHook hook = before_handler_task()) hook();
       loop->create_task(named, [c, self = shared_from_this()] {
         StreamWriter writer(c);
+        if (self->options.ssl) {
+          try {
+            c->start_tls(self->options.ssl, "", self->options.ssl_handshake_timeout);
+          } catch (const std::exception&) {
+            // Refused, garbage, too slow or gone: that connection only, and
+            // no report (asyncio logs it in debug mode alone). The
+            // connection is aborted already.
+            ++self->handshake_failures;
+            return;
+          }
+        }
         try {
           self->handler(StreamReader(c), writer);
         } catch (const std::exception&) {
@@ -213,6 +225,13 @@ detail::ServerState& need(const std::shared_ptr<detail::ServerState>& s) {
   return *s;
 }
 
+void check_ssl(const ServerOptions& options) {
+  if (options.ssl && !options.ssl.is_server())
+    throw std::invalid_argument("start_server(): the SslContext is a client's; use SslContext::server()");
+  if (options.ssl && !(options.ssl_handshake_timeout > 0))
+    throw std::invalid_argument("start_server(): ssl_handshake_timeout must be positive");
+}
+
 Server launch(std::shared_ptr<detail::ServerState> state) {
   state->loop = &get_running_loop();
   for (Socket& s : state->listeners) state->addresses.push_back(s.getsockname());
@@ -229,6 +248,7 @@ std::vector<Address> Server::sockets() const {
 bool Server::is_serving() const { return !need(state_).closed; }
 void Server::close() { need(state_).close(); }
 std::size_t Server::connection_count() const { return need(state_).connections.size(); }
+std::size_t Server::handshake_failures() const { return need(state_).handshake_failures; }
 
 void Server::close_clients() {
   auto& s = need(state_);
@@ -265,6 +285,7 @@ void Server::serve_forever() {
 Server start_server(ClientHandler handler, const std::string& host, int port,
                     ServerOptions options) {
   get_running_loop();  // before any socket exists
+  check_ssl(options);
   auto state = std::make_shared<detail::ServerState>();
   state->handler = std::move(handler);
   state->options = options;
@@ -282,6 +303,7 @@ Server start_server(ClientHandler handler, const std::string& host, int port,
 
 Server start_unix_server(ClientHandler handler, const std::string& path, ServerOptions options) {
   get_running_loop();
+  check_ssl(options);
   Address address = Address::unix_path(path);
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());

@@ -280,6 +280,8 @@ void StreamWriter::drain() {
 void StreamWriter::write_eof() {
   detail::Connection& c = need(conn_);
   if (c.eof_requested || c.closing) return;
+  if (c.tls)
+    throw RuntimeError("StreamWriter::write_eof(): TLS has no half-close; close() sends close_notify");
   c.flush_now();  // the coalesced bytes go before the end of the stream
   c.eof_requested = true;
   if (c.pending() == 0 && !c.flushing && c.sock) ::shutdown(c.sock.fd(), SHUT_WR);

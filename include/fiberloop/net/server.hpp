@@ -22,6 +22,14 @@ struct ServerOptions {
   bool reuse_address = true;  // SO_REUSEADDR (TCP)
   bool reuse_port = false;    // SO_REUSEPORT: several servers share the port
   StreamOptions stream{};     // each connection's limits
+  // ssl: a server context (SslContext::server) makes every connection TLS:
+  // the handshake runs before the handler is started, under
+  // ssl_handshake_timeout seconds. A connection whose handshake fails (a
+  // refused client certificate, garbage instead of a ClientHello, the
+  // timeout, the peer gone) is closed without a report, as asyncio's (its
+  // OSError goes to the debug log only); handshake_failures() counts them.
+  SslContext ssl{};
+  double ssl_handshake_timeout = 60.0;
 };
 
 // ClientHandler runs as its own task for each accepted connection.
@@ -67,6 +75,8 @@ class FIBERLOOP_API Server {
   void serve_forever();
   // connection_count() is how many accepted connections are open.
   std::size_t connection_count() const;
+  // handshake_failures() is how many TLS handshakes failed (0 on a plain server).
+  std::size_t handshake_failures() const;
 
  private:
   std::shared_ptr<detail::ServerState> state_;

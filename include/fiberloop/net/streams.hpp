@@ -12,6 +12,7 @@
 #include "fiberloop/export.hpp"
 #include "fiberloop/net/address.hpp"
 #include "fiberloop/net/socket.hpp"
+#include "fiberloop/net/tls.hpp"
 
 namespace fiberloop::net {
 
@@ -20,6 +21,27 @@ struct StreamOptions {
   std::size_t limit = 64 * 1024;       // readline/readuntil refuse longer lines
   std::size_t high_water = 64 * 1024;  // drain() blocks above this much unsent data...
   std::size_t low_water = 16 * 1024;   // ...until it is back at or below this
+};
+
+// ConnectOptions are open_connection's keyword arguments.
+struct ConnectOptions {
+  StreamOptions stream{};
+  // ssl: a context makes it a TLS connection (SslContext::client() verifies
+  // the server's certificate and host name); empty: plain TCP.
+  SslContext ssl{};
+  // server_hostname: the name sent in SNI and checked against the
+  // certificate; empty: the host argument. (An IP address is checked
+  // against the certificate's IP entries and not sent in SNI.)
+  std::string server_hostname{};
+  // ssl_handshake_timeout: seconds the handshake may take before the
+  // connection is aborted (asyncio's default, 60).
+  double ssl_handshake_timeout = 60.0;
+};
+
+// StartTlsOptions are StreamWriter::start_tls's keyword arguments (as ConnectOptions').
+struct StartTlsOptions {
+  std::string server_hostname{};
+  double ssl_handshake_timeout = 60.0;
 };
 
 namespace detail {
@@ -122,10 +144,13 @@ class FIBERLOOP_API StreamWriter {
   // (each is woken), as in asyncio.
   void drain();
   // write_eof() half-closes (shutdown(SHUT_WR)) once the buffer is sent.
+  // TLS has no half-close: on a TLS connection it throws RuntimeError
+  // (asyncio's NotImplementedError) and can_write_eof() is false.
   void write_eof();
-  bool can_write_eof() const noexcept { return true; }
+  bool can_write_eof() const;
   // close() closes the connection once the buffer is sent; abort() at once,
-  // dropping it. Both idempotent.
+  // dropping it. Both idempotent. A TLS connection's close() sends
+  // close_notify first (without waiting for the peer's); abort() does not.
   void close();
   void abort();
   bool is_closing() const;
@@ -145,6 +170,20 @@ class FIBERLOOP_API StreamWriter {
   std::size_t write_buffer_size() const;
   void set_write_buffer_limits(std::size_t high, std::size_t low = 0);
 
+  // start_tls(ctx) upgrades the open connection to TLS (STARTTLS): what
+  // was written is sent first, then the handshake runs, as the client's
+  // (a client context) or the server's (SslContext::server). The reader and
+  // the writer (and their copies) go on over TLS. Bytes the reader has
+  // buffered but not handed out are the peer's first TLS bytes. Throws what
+  // open_connection's handshake throws (SslError, SslCertVerificationError,
+  // std::system_error ECONNABORTED at the timeout, ECONNRESET if the peer
+  // closes), and the connection is aborted then; RuntimeError if the
+  // connection is TLS already, closing, or being read by another task.
+  // Inside a task.
+  void start_tls(const SslContext& ctx, StartTlsOptions options = {});
+  // tls() describes the TLS session; nullopt on a plain connection.
+  std::optional<TlsInfo> tls() const;
+
  private:
   std::shared_ptr<detail::Connection> conn_;
 };
@@ -155,6 +194,16 @@ class FIBERLOOP_API StreamWriter {
 FIBERLOOP_API std::pair<StreamReader, StreamWriter> open_connection(const std::string& host,
                                                                     int port,
                                                                     StreamOptions options = {});
+// open_connection(host, port, {.ssl = ctx, ...}) is the same with
+// ConnectOptions; with a context it is TLS, returned once the handshake is
+// done. A refused certificate is SslCertVerificationError (why, and the host
+// name), another TLS failure SslError (OpenSSL's reason), a handshake past
+// its timeout std::system_error ECONNABORTED ("TLS handshake with ... is
+// taking longer than 60 seconds: aborting the connection"), a peer that
+// closes during it ECONNRESET; the socket is closed in each case.
+FIBERLOOP_API std::pair<StreamReader, StreamWriter> open_connection(const std::string& host,
+                                                                    int port,
+                                                                    const ConnectOptions& options);
 // open_unix_connection(path) is the same over a unix stream socket.
 FIBERLOOP_API std::pair<StreamReader, StreamWriter> open_unix_connection(
     const std::string& path, StreamOptions options = {});
