@@ -24,30 +24,6 @@ fail() {
   exit 1
 }
 
-# launch NAME EXE ARGS...: starts a server in the background and waits (5 s
-# at most) for its "listening on" line; sets $pid and $port.
-launch() {
-  local name=$1
-  shift
-  "$@" >"$tmp/$name.out" 2>&1 &
-  pid=$!
-  pids+=("$pid")
-  wait_listening "$name"
-}
-
-# finish PID NAME: waits (10 s at most) for it to exit; it must exit 0.
-finish() {
-  local pid=$1 name=$2 status=0
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && fail "$name did not exit"
-  wait "$pid" || status=$?
-  ((status == 0)) || fail "$name exited with status $status"
-  grep -q "stopped" "$tmp/$name.out" || fail "$name did not report stopping"
-}
-
 # echo_server + echo_client, then SIGTERM.
 launch echo "$echo_server" 0
 out=$(timeout 30 "$echo_client" "$port" 20 200) || fail "echo_client failed: $out"

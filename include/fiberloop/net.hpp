@@ -6,3 +6,4 @@
 #include "fiberloop/net/server.hpp"
 #include "fiberloop/net/socket.hpp"
 #include "fiberloop/net/streams.hpp"
+#include "fiberloop/net/tls.hpp"

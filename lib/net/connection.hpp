@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fiberloop/detail/pending_flush.hpp"
+#include "fiberloop/errors.hpp"
 #include "fiberloop/event_loop.hpp"
 #include "fiberloop/future.hpp"
 #include "fiberloop/net/socket.hpp"
@@ -130,5 +131,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<Future<void>> close_waiters;
   std::function<void(Connection*)> on_closed;  // the server's bookkeeping
 };
+
+// need(c) is the connection behind a StreamReader / StreamWriter handle.
+inline Connection& need(const std::shared_ptr<Connection>& c) {
+  if (!c) throw InvalidStateError("operation on an empty StreamReader/StreamWriter");
+  return *c;
+}
 
 }  // namespace fiberloop::net::detail

@@ -5,6 +5,7 @@
 #include <openssl/ssl.h>
 
 #include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 #include "tls_channel.hpp"
@@ -27,6 +28,9 @@ std::string take_openssl_reason() {
   unsigned long first = ERR_get_error();
   ERR_clear_error();
   if (first == 0) return "";
+  // A system call's failure (a certificate file that is not there) is an
+  // errno: its text, not "error:80000002:system library::...".
+  if (ERR_GET_LIB(first) == ERR_LIB_SYS) return std::strerror(ERR_GET_REASON(first));
   if (const char* reason = ERR_reason_error_string(first)) return reason;
   char text[256];
   ERR_error_string_n(first, text, sizeof text);
@@ -109,6 +113,13 @@ int choose_by_servername(SSL* ssl, int* alert, void* arg) {
 SslContext SslContext::client() {
   SslContext c(make_state(false));
   c.load_default_verify_paths();
+  c.set_check_hostname(true);
+  return c;
+}
+
+SslContext SslContext::client(const std::string& cafile) {
+  SslContext c(make_state(false));
+  c.load_verify_locations(cafile);
   c.set_check_hostname(true);
   return c;
 }

@@ -18,10 +18,7 @@ namespace fiberloop::net {
 
 
 namespace {
-detail::Connection& need(const std::shared_ptr<detail::Connection>& c) {
-  if (!c) throw InvalidStateError("operation on an empty StreamReader/StreamWriter");
-  return *c;
-}
+using detail::need;
 
 // reader_of(c) is need(c) for a read call: whatever the call does next
 // (even return at once, or throw), it ends the last view's validity.

@@ -111,8 +111,19 @@ int TlsChannel::bio_read(BIO* bio, char* buf, int len) noexcept {
     last_errno_ = EBADF;
     return -1;
   }
+  if (drained_) {
+    // The last recv came back short: the kernel had nothing more then, and
+    // a recv now would most likely say EAGAIN. Wait for readiness first (an
+    // edge that came meanwhile ends that wait at once).
+    drained_ = false;
+    BIO_set_retry_read(bio);
+    return -1;
+  }
   ssize_t n = ::recv(sock_->fd(), buf, static_cast<std::size_t>(len), 0);
-  if (n > 0) return static_cast<int>(n);
+  if (n > 0) {
+    drained_ = n < len;
+    return static_cast<int>(n);
+  }
   if (n == 0) {
     peer_eof_ = true;
     return 0;
@@ -161,10 +172,14 @@ void TlsChannel::fail(const char* what, int ret) {
   std::string where = std::string("TLS ") + what + (server_ ? " from " : " with ") + peer_name();
   if (!established_) {
     long verify = SSL_get_verify_result(ssl_);
-    if (verify != X509_V_OK && (err == SSL_ERROR_SSL)) {
+    // Only a session that checks the peer fails for its certificate: one
+    // that does not (Verify::none) keeps a failed result it never acted on.
+    bool checks_peer = (SSL_get_verify_mode(ssl_) & SSL_VERIFY_PEER) != 0;
+    if (verify != X509_V_OK && err == SSL_ERROR_SSL && checks_peer) {
       std::string message = X509_verify_cert_error_string(verify);
       std::string text = where + " failed: certificate verify failed: " + message;
-      if (!server_ && !hostname_.empty()) text += " (verifying host name \"" + hostname_ + "\")";
+      if (!server_ && !hostname_.empty() && ctx_.check_hostname())
+        text += " (verifying host name \"" + hostname_ + "\")";
       throw SslCertVerificationError(text, verify, message);
     }
   }
@@ -269,6 +284,15 @@ void TlsChannel::close_notify() noexcept {
   ERR_clear_error();
   SSL_shutdown(ssl_);  // sent if the socket takes it now; the peer's is not awaited
   ERR_clear_error();
+  // A socket closed with unread bytes makes the kernel send a reset, which
+  // drops what is still queued to go out. A TLS peer always leaves some: a
+  // TLS 1.3 server's session tickets, which a client that only writes never
+  // reads. So what has arrived is read and dropped first (bounded: a peer
+  // that keeps sending cannot hold the close).
+  char scratch[16 * 1024];
+  for (int i = 0; i < 64; ++i) {
+    if (::recv(sock_->fd(), scratch, sizeof scratch, MSG_DONTWAIT) <= 0) break;
+  }
 }
 
 TlsInfo TlsChannel::info() const {

@@ -47,7 +47,7 @@ class TlsChannel {
   // the caller waits writable and calls again with the same bytes first).
   std::size_t send(std::string_view data);
   // close_notify() sends this side's close_notify if the socket takes it
-  // now; it does not wait for the peer's.
+  // now, and drops what has arrived unread; it does not wait for the peer's.
   void close_notify() noexcept;
   // detach() forgets the socket: it is being closed.
   void detach() noexcept { sock_ = nullptr; }
@@ -78,6 +78,7 @@ class TlsChannel {
   std::size_t early_pos_ = 0;
   int last_errno_ = 0;   // the errno of the BIO's last failed system call
   bool peer_eof_ = false;  // the BIO's recv returned 0
+  bool drained_ = false;   // the BIO's last recv came back short
   bool truncated_ = false;
   bool established_ = false;
   bool failed_ = false;  // OpenSSL reported a fatal error: no close_notify then

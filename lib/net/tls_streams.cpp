@@ -49,7 +49,11 @@ void Connection::start_tls(const SslContext& ctx, const std::string& hostname, d
     Connection& c;
     ~EndRead() { c.reading = false; }
   } end_read{*this};
-  tls = std::make_unique<TlsChannel>(ctx, sock, hostname, take(buffered()));
+  // The buffered bytes leave the buffer once the channel exists: a
+  // server_hostname the channel refuses leaves them readable in plaintext.
+  std::string early = buffered() > 0 ? std::string(rdata(), buffered()) : std::string();
+  tls = std::make_unique<TlsChannel>(ctx, sock, hostname, std::move(early));
+  consume(buffered());
   bool timed_out = false;
   TimerHandle deadline = loop.call_later(timeout, [this, &timed_out] {
     timed_out = true;
@@ -59,24 +63,21 @@ void Connection::start_tls(const SslContext& ctx, const std::string& hostname, d
     tls->handshake();
   } catch (...) {
     deadline.cancel();
-    close(true);
-    if (timed_out)
-      throw std::system_error(ECONNABORTED, std::generic_category(),
-                              "TLS handshake with " + describe() + " is taking longer than " +
-                                  seconds_text(timeout) + " seconds: aborting the connection");
-    throw;
+    if (!timed_out) {
+      close(true);
+      throw;
+    }
+    throw std::system_error(ECONNABORTED, std::generic_category(),
+                            "TLS handshake with " + sock.peer().to_string() +
+                                " is taking longer than " + seconds_text(timeout) +
+                                " seconds: aborting the connection");
   }
   deadline.cancel();
 }
 
 }  // namespace detail
 
-namespace {
-detail::Connection& need(const std::shared_ptr<detail::Connection>& c) {
-  if (!c) throw InvalidStateError("operation on an empty StreamReader/StreamWriter");
-  return *c;
-}
-}  // namespace
+using detail::need;
 
 bool StreamWriter::can_write_eof() const { return !need(conn_).tls; }
 

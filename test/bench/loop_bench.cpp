@@ -16,49 +16,27 @@
 #include <utility>
 #include <vector>
 
+#include "calibrate.hpp"
+
 namespace {
 
 namespace ctx = boost::context;
-using Clock = std::chrono::steady_clock;
-
-constexpr double kTargetSeconds = 0.25;
-constexpr int kRepetitions = 3;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+using bench::Clock;
+using bench::kRepetitions;
+using bench::kTargetSeconds;
+using bench::seconds_since;
 
 struct Result {
   std::string name;
   double ns_per_op;
-  long ops;
 };
 
 // A Body performs `ops` operations (a multiple of its batch size) and returns
 // the seconds they took; set-up it does outside its own timing is free.
 using Body = std::function<double(long ops)>;
 
-// measure() finds how many operations take about kTargetSeconds (the probing
-// runs double as warm-up), then keeps the fastest of kRepetitions runs: noise
-// on a shared machine only ever adds time.
 Result measure(const std::string& name, const Body& body, long batch = 1) {
-  long ops = batch;
-  double took = body(ops);
-  while (took < kTargetSeconds / 8) {
-    ops *= 2;
-    took = body(ops);
-  }
-  long scaled = static_cast<long>(static_cast<double>(ops) * kTargetSeconds / took);
-  ops = std::max(batch, scaled / batch * batch);
-
-  std::vector<double> per_op;
-  for (int i = 0; i < kRepetitions; ++i)
-    per_op.push_back(body(ops) * 1e9 / static_cast<double>(ops));
-  std::printf("# %s: %ld ops x %d repetitions:", name.c_str(), ops, kRepetitions);
-  for (double ns : per_op) std::printf(" %.1f", ns);
-  std::printf(" ns/op\n");
-  std::fflush(stdout);
-  return {name, *std::min_element(per_op.begin(), per_op.end()), ops};
+  return {name, bench::best_ns_per_op(name.c_str(), body, batch)};
 }
 
 // Runs fn as a task on a fresh loop and returns what it returns.

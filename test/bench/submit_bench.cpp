@@ -17,42 +17,17 @@
 #include <functional>
 #include <vector>
 
+#include "calibrate.hpp"
 #include "cross_loop.hpp"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using bench::best_ns_per_op;
+using bench::Clock;
+using bench::seconds_since;
 using fiberloop::EventLoop;
 
-constexpr double kTargetSeconds = 0.25;
-constexpr int kRepetitions = 3;
 constexpr long kBurst = 1000;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// best_ns_per_op() calibrates body(ops) (seconds taken) to kTargetSeconds,
-// then keeps the fastest of kRepetitions: noise only ever adds time.
-double best_ns_per_op(const char* name, const std::function<double(long)>& body, long batch) {
-  long ops = batch;
-  double took = body(ops);
-  while (took < kTargetSeconds / 8) {
-    ops *= 2;
-    took = body(ops);
-  }
-  ops = std::max(batch, static_cast<long>(ops * kTargetSeconds / took) / batch * batch);
-  double best = 1e300;
-  std::printf("# %s: %ld ops x %d:", name, ops, kRepetitions);
-  for (int i = 0; i < kRepetitions; ++i) {
-    double ns = body(ops) * 1e9 / static_cast<double>(ops);
-    std::printf(" %.1f", ns);
-    best = std::min(best, ns);
-  }
-  std::printf(" ns/op\n");
-  std::fflush(stdout);
-  return best;
-}
 
 double threadsafe_latency(EventLoop& target, long ops) {
   bench::Bounce bounce{&fiberloop::get_running_loop(), &target, ops, true};

@@ -81,6 +81,9 @@ class FIBERLOOP_API SslContext {
   // (Debian's ca-certificates, /etc/ssl/certs), and so is its host name;
   // TLS 1.2 or later; no renegotiation, no compression.
   static SslContext client();
+  // client(cafile) is the same trusting the CAs of cafile only, not the
+  // system's (Python's create_default_context(cafile=...)).
+  static SslContext client(const std::string& cafile);
   // server(certfile, keyfile) is a server context with that certificate
   // chain (PEM; the key in certfile when keyfile is empty); TLS 1.2 or
   // later; no client certificate asked for (Verify::none).
@@ -108,7 +111,7 @@ class FIBERLOOP_API SslContext {
   void set_check_hostname(bool on);
   bool check_hostname() const;
   // set_alpn_protocols({"h2", "http/1.1"}): offered by a client in this
-  // order; a server picks the first of the client's that it lists. Each
+  // order; a server picks the first of its own that the client offers. Each
   // name 1..255 bytes (std::invalid_argument otherwise).
   void set_alpn_protocols(const std::vector<std::string>& protocols);
   // set_minimum_version(v): the lowest protocol version accepted.

@@ -12,6 +12,7 @@
 # {port} in a COMMAND is replaced with a free loopback port. Every child is
 # killed when the runner exits, however it exits.
 set -euo pipefail
+source "$(dirname "$0")/../bench_lib.sh"
 
 client=""
 seconds=2
@@ -49,19 +50,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-server_pin=(taskset -c "$server_cpu")
-client_pin=(taskset -c "$client_cpu")
-if ! taskset -c "$server_cpu" true 2>/dev/null || ! taskset -c "$client_cpu" true 2>/dev/null; then
-  echo "echo_bench: cannot pin to cpus $server_cpu/$client_cpu; running unpinned" >&2
-  server_pin=()
-  client_pin=()
-fi
-
-# free_port: a port nothing listens on now (the kernel's pick, then released).
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-    echo $((20000 + RANDOM % 20000))
-}
+pin_cpus echo_bench "$server_cpu" "$client_cpu"
 
 declare -A rps cps  # "$n,$name" -> space-separated per-round figures
 
@@ -97,9 +86,6 @@ for n in $connections; do
     done
   done
 done
-
-median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "  n/a"; else printf "%5.2f", a / b }'; }
 
 echo
 echo "echo benchmark: ${seconds}s x $rounds rounds (median), 64-byte ping-pong, server on cpu $server_cpu, client on cpu $client_cpu"

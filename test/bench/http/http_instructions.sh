@@ -100,7 +100,7 @@ count "$n0"
 count "$n"
 ir=$(total "$n")
 ir0=$(total "$n0")
-# Inclusive Ir of serve (the anonymous-namespace function the server runs per connection).
+# Inclusive Ir of serve (http_serve::serve, samples/http_serve.hpp: the task of each connection).
 serve=$(callgrind_annotate --inclusive=yes --threshold=100 "$tmp/$n.cg" 2>/dev/null |
   awk '/serve\(fiberloop::net::StreamReader, fiberloop::net::StreamWriter\)/ && !done { gsub(",", "", $1); print $1; done = 1 }')
 # Self Ir per object (the lines of callgrind_annotate end in [object path]),

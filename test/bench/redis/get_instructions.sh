@@ -30,6 +30,7 @@
 # python3 is missing (Debian: valgrind, redis-tools). Every server it starts
 # is stopped by its PID when it exits, however it exits.
 set -euo pipefail
+source "$(dirname "$0")/../bench_lib.sh"
 
 mini=""
 requests=20000
@@ -81,13 +82,7 @@ stop_server() {  # SIGTERM, then up to 60 s for callgrind to write its profile
 trap 'stop_server || true; rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-server_pin=(taskset -c "$server_cpu")
-client_pin=(taskset -c "$client_cpu")
-if ! taskset -c "$server_cpu" true 2>/dev/null || ! taskset -c "$client_cpu" true 2>/dev/null; then
-  echo "get_instructions: cannot pin to cpus $server_cpu/$client_cpu; running unpinned" >&2
-  server_pin=()
-  client_pin=()
-fi
+pin_cpus get_instructions "$server_cpu" "$client_cpu"
 server_args=(0)
 ((batch)) && server_args+=(--batch)
 

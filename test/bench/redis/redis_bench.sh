@@ -15,6 +15,7 @@
 # redis-server is not installed (Debian: redis-tools, redis-server). Every
 # child is killed by its PID when the runner exits, however it exits.
 set -euo pipefail
+source "$(dirname "$0")/../bench_lib.sh"
 
 mini=""
 redis_server=$(command -v redis-server || true)
@@ -74,31 +75,7 @@ cleanup() {
 trap 'cleanup; rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-server_pin=(taskset -c "$server_cpu")
-client_pin=(taskset -c "$client_cpu")
-if ! taskset -c "$server_cpu" true 2>/dev/null || ! taskset -c "$client_cpu" true 2>/dev/null; then
-  echo "redis_bench: cannot pin to cpus $server_cpu/$client_cpu; running unpinned" >&2
-  server_pin=()
-  client_pin=()
-fi
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-    echo $((20000 + RANDOM % 20000))
-}
-
-# server_cpu_ns PID: the CPU time of all the process's threads, in ns. The
-# schedstat run times are exact; /proc/PID/stat's utime+stime (10 ms ticks,
-# a few percent of a run this short) only where schedstat is missing.
-server_cpu_ns() {
-  local pid=$1
-  if compgen -G "/proc/$pid/task/*/schedstat" >/dev/null; then
-    cat /proc/"$pid"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
-  else
-    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.0f\n", ($12 + $13) * 1e9 / hz }' \
-      "/proc/$pid/stat"
-  fi
-}
+pin_cpus redis_bench "$server_cpu" "$client_cpu"
 
 # start NAME PORT: starts a server on PORT and waits (5 s at most) for PONG.
 start() {
@@ -161,9 +138,6 @@ for ((r = 1; r <= rounds; r++)); do
   done
 done
 
-median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
-
 declare -A m
 echo
 echo "redis benchmark: redis-benchmark -t set,get -q, $requests requests at -P 16, $requests_p1 at -P 1,"
@@ -174,11 +148,11 @@ echo "  redis      = $("$redis_server" --version | sed 's/ sha=.*//')"
 printf '%-10s %3s %13s %13s %22s %14s\n' server P "SET req/s" "GET req/s" "requests/server-cpu-s" "vs redis"
 for p in 16 1; do
   for name in "${names[@]}"; do
-    m[$name,$p]=$(median <<<"${cps[$name,$p]:-}")
+    m[$name,$p]=$(median %.0f <<<"${cps[$name,$p]:-}")
   done
   for name in "${names[@]}"; do
-    printf '%-10s %3s %13s %13s %22s %14s\n' "$name" "$p" "$(median <<<"${rps_set[$name,$p]:-}")" \
-      "$(median <<<"${rps_get[$name,$p]:-}")" "${m[$name,$p]}" "$(ratio "${m[$name,$p]}" "${m[redis,$p]}")"
+    printf '%-10s %3s %13s %13s %22s %14s\n' "$name" "$p" "$(median %.0f <<<"${rps_set[$name,$p]:-}")" \
+      "$(median %.0f <<<"${rps_get[$name,$p]:-}")" "${m[$name,$p]}" "$(ratio "${m[$name,$p]}" "${m[redis,$p]}")"
   done
 done
 echo
