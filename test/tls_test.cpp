@@ -916,7 +916,7 @@ BOOST_AUTO_TEST_CASE(garbage_instead_of_a_client_hello_fails_that_handshake_only
 BOOST_AUTO_TEST_CASE(a_silent_client_is_cut_off_at_the_servers_handshake_timeout) {
   run([this] {
     Server server = net::start_server(echo_lines, "127.0.0.1", 0,
-                                      {.ssl = server_context(), .ssl_handshake_timeout = 0.2});
+                                      {.ssl = server_context(), .ssl_handshake_timeout = 1.0});
     int port = server.sockets()[0].port();
     double start = loop.time();
     Socket silent(AF_INET, SOCK_STREAM);
@@ -926,8 +926,9 @@ BOOST_AUTO_TEST_CASE(a_silent_client_is_cut_off_at_the_servers_handshake_timeout
     BOOST_TEST(ask(port, client_context(), "meanwhile\n") == "meanwhile\n");
     BOOST_TEST(read_to_end(silent) == "");  // closed by the server
     double waited = loop.time() - start;
-    BOOST_TEST(waited >= 0.19, waited);
-    BOOST_TEST(waited < 3.0, waited);
+    // The timeout leaves a loaded sanitizer build time for the good handshake.
+    BOOST_TEST(waited >= 0.99, waited);
+    BOOST_TEST(waited < 5.0, waited);
     BOOST_TEST(eventually([&] { return server.handshake_failures() == 1u; }));
     // ...and the one served is gone too, once its handler saw the end.
     BOOST_TEST(eventually([&] { return server.connection_count() == 0u; }));
