@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 #include <string>
 
 #include "death.hpp"
+#include "fd_helpers.hpp"
 #include "loop_fixture.hpp"
 
 namespace pt = boost::property_tree;
@@ -76,21 +76,6 @@ struct TcpPair {
     ::close(client);
     ::close(server);
   }
-  // fill(fd) sends until the kernel takes no more: fd's next write waits.
-  static void fill(int fd) {
-    int small = 4096;
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    char chunk[65536] = {};
-    // The kernel moves queued bytes to the peer's receive buffer after send()
-    // returned EAGAIN (later, on a loaded machine): full means still full a
-    // moment after the last refusal.
-    for (int round = 0; round < 200; ++round) {
-      while (::send(fd, chunk, sizeof chunk, MSG_NOSIGNAL) > 0) {
-      }
-      pollfd writable{fd, POLLOUT, 0};
-      if (::poll(&writable, 1, 20) == 0) return;
-    }
-  }
 };
 
 // by_name(doc) indexes the JSON dump's tasks by name.
@@ -130,8 +115,10 @@ BOOST_FIXTURE_TEST_SUITE(task_dump, LoopFixture)
 
 BOOST_AUTO_TEST_CASE(every_wait_kind_is_named_with_its_fields) {
   run([this] {
-    TcpPair tcp, full;
-    TcpPair::fill(full.server);
+    TcpPair tcp;
+    // The read end of a pipe is never writable: a wait for it stays a wait,
+    // where a filled socket can drain into its peer on a loaded machine.
+    Pair never_writable = make_pipe();
     fiberloop::Lock lock;
     lock.acquire();
     fiberloop::Queue<int> queue;
@@ -147,7 +134,7 @@ BOOST_AUTO_TEST_CASE(every_wait_kind_is_named_with_its_fields) {
     auto sleeper = loop.create_task({.name = "sleeper"}, dump_test_sleeps_for_long);
     tasks.push_back(fiberloop::AnyTask(sleeper));
     tasks.push_back(named("reader", [&] { dump_test_reads(tcp.server); }));
-    tasks.push_back(named("writer", [&] { fiberloop::wait_writable(full.server); }));
+    tasks.push_back(named("writer", [&] { fiberloop::wait_writable(never_writable.r.get()); }));
     tasks.push_back(named("locker", [&] { lock.acquire(); lock.release(); }));
     tasks.push_back(named("getter", [&] { queue.get(); }));
     tasks.push_back(named("event", [&] { event.wait(); }));
@@ -205,7 +192,7 @@ BOOST_AUTO_TEST_CASE(every_wait_kind_is_named_with_its_fields) {
       BOOST_TEST(t["reader"].get<int>("wait.line") == read_line);
       BOOST_TEST(stack_names(t["reader"], "dump_test_reads"));
       BOOST_TEST(t["writer"].get<std::string>("wait.direction") == "writable");
-      BOOST_TEST(t["writer"].get<int>("wait.fd") == full.server);
+      BOOST_TEST(t["writer"].get<int>("wait.fd") == never_writable.r.get());
 
       const std::pair<const char*, const char*> primitives[] = {
           {"locker", "lock"},        {"getter", "queue"},     {"event", "event"},
