@@ -94,6 +94,11 @@ LAYERS = {
         "include/fiberloop/subprocess.hpp", "include/fiberloop/detail/child_*.hpp",
         "lib/subprocess/*",
     ]),
+    # The opt-in hooks library (libfiberloop-hooks): libc's blocking calls
+    # wait through io_wait, sleep and timeouts; getaddrinfo on the executor.
+    "hooks": (["io_wait", "combinators", "threads"], [
+        "include/fiberloop/hooks.hpp", "lib/hooks/*",
+    ]),
     "umbrella": (["subprocess", "group"], [
         "include/fiberloop/fiberloop.hpp", "include/fiberloop/net.hpp",
     ]),
