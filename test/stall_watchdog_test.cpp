@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "death.hpp"
+#include "stall_report.hpp"
 
 // The functions the backtraces must name: external linkage, kept out of
 // line, and linked with -rdynamic (test/meson.build) so that dladdr can.
@@ -52,19 +53,6 @@ namespace {
 
 using fiberloop::EventLoop;
 
-#if defined(__SANITIZE_THREAD__)
-// TSan delivers a signal only at its own safe points: the backtrace may be
-// missing (the report says so); the name and the duration are not.
-constexpr bool kBacktraceExpected = false;
-#else
-constexpr bool kBacktraceExpected = true;
-#endif
-
-constexpr const char* kDetected = "fiberloop: stall watchdog: ";
-constexpr const char* kEndOpen = "END[";
-
-void say(const std::string& text) { (void)!::write(STDERR_FILENO, text.data(), text.size()); }
-
 // reported(loop) has every exception handler report written to stderr as
 // END[message|task=name|on=thread]END, thread being the loop's or another.
 void reported(EventLoop& loop) {
@@ -80,20 +68,6 @@ void reported(EventLoop& loop) {
 void watched(EventLoop& loop, double threshold) {
   loop.set_stall_threshold(threshold);
   reported(loop);
-}
-
-std::size_t count(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
-std::string between(const std::string& text, const std::string& open, const std::string& close) {
-  auto from = text.find(open);
-  if (from == std::string::npos) return {};
-  from += open.size();
-  auto to = text.find(close, from);
-  return text.substr(from, to == std::string::npos ? std::string::npos : to - from);
 }
 
 // took(end_report) is the duration "took N seconds" states, or NaN.

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "../death.hpp"
+#include "../stall_report.hpp"
 
 #ifdef FIBERLOOP_REPORT_SHADOWED
 // shadow_read.cpp: how many reads went through its read().
@@ -91,12 +92,6 @@ SelfRun run_self(const std::string& test) {
   run.exited = WIFEXITED(status);
   run.status = run.exited ? WEXITSTATUS(status) : WTERMSIG(status);
   return run;
-}
-
-std::size_t count(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
 }
 
 constexpr const char* kStartupMessage = "fiberloop-hooks: linked but not in effect for ";
@@ -233,19 +228,6 @@ namespace {
 
 using fiberloop::EventLoop;
 
-#if defined(__SANITIZE_THREAD__)
-// TSan delivers a signal only at its own safe points: the backtrace may be
-// missing (the report says so); the name and the duration are not.
-constexpr bool kBacktraceExpected = false;
-#else
-constexpr bool kBacktraceExpected = true;
-#endif
-
-constexpr const char* kDetected = "fiberloop: stall watchdog: ";
-constexpr const char* kEndOpen = "END[";
-
-void say(const std::string& text) { (void)!::write(STDERR_FILENO, text.data(), text.size()); }
-
 // fail(why) ends a child with its reason on stderr, which the parent shows.
 [[noreturn]] void fail(const std::string& why) {
   say("child: " + why + "\n");
@@ -269,14 +251,6 @@ void until(const std::atomic<bool>& flag) {
     if (std::chrono::steady_clock::now() > deadline) fail("the other thread never started");
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-}
-
-std::string between(const std::string& text, const std::string& open, const std::string& close) {
-  auto from = text.find(open);
-  if (from == std::string::npos) return {};
-  from += open.size();
-  auto to = text.find(close, from);
-  return text.substr(from, to == std::string::npos ? std::string::npos : to - from);
 }
 
 // frames(report) are the names of a backtrace's frames, innermost first,
