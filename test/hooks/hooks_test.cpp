@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "../fd_helpers.hpp"
+#include "../heap_counter.hpp"
 
 namespace {
 
@@ -602,5 +603,41 @@ BOOST_AUTO_TEST_CASE(bad_fds_and_sizes_get_libcs_errors_in_a_task) {
     // And the loop and the fds work on.
     BOOST_TEST(::write(p.w.get(), "ok", 2) == 2);
     BOOST_TEST(::read(p.r.get(), buf, sizeof buf) == 2);
+  });
+}
+
+// Once warm, a hooked read that waits, the write that answers it and a
+// hooked sleep make no heap allocation, as fiberloop's own socket calls
+// (alloc_test.cpp): the waits are the loop's pooled ones.
+BOOST_AUTO_TEST_CASE(hooked_waits_make_no_heap_allocation,
+                     *boost::unit_test::precondition(not_under_valgrind)) {
+  Pair p = blocking_socketpair();
+  fiberloop::run([&] {
+    int near = p.r.get(), far = p.w.get();
+    auto echo = spawn([far] {
+      char c = 0;
+      while (::read(far, &c, 1) == 1 && c != 'q') {
+        if (::write(far, &c, 1) != 1) return;
+      }
+    });
+    int wrong = 0;
+    auto round_trip = [&] {
+      char c = 'x';
+      if (::write(near, &c, 1) != 1) ++wrong;
+      c = 0;
+      if (::read(near, &c, 1) != 1 || c != 'x') ++wrong;  // waits: the echo runs meanwhile
+      std::this_thread::sleep_for(std::chrono::microseconds(1));
+    };
+    auto waits = fiberloop::hooks::stats().waits;
+    auto sleeps = fiberloop::hooks::stats().sleeps;
+    HeapUse use = steady_state_heap_use(round_trip);
+    BOOST_TEST(wrong == 0);
+    // Every round trip waited twice (our read, the echo's) and slept once:
+    // the counted region went through the hooks' waits, not around them.
+    BOOST_TEST(fiberloop::hooks::stats().waits - waits >= 2u * (kWarmup + kCounted));
+    BOOST_TEST(fiberloop::hooks::stats().sleeps - sleeps >= std::uint64_t{kWarmup + kCounted});
+    CHECK_NO_HEAP_USE(use);
+    BOOST_TEST(::write(near, "q", 1) == 1);
+    await(echo);
   });
 }
