@@ -2,7 +2,8 @@
 # usage: consumer_test.sh <source-root> <work-dir>
 # Builds test/consumer as a standalone meson project that pulls fiberloop in
 # as a subproject (subprojects/fiberloop -> <source-root>) and checks that the
-# resulting program prints exactly "consumer got 42".
+# resulting program prints exactly "consumer got 42", and that the hooks,
+# pulled in with dependency('fiberloop-hooks'), are in effect in another.
 # $MESON may name the meson executable to use (default: meson).
 set -euo pipefail
 
@@ -43,4 +44,9 @@ out=$(timeout -k 5 20 "$work/build/consumer") || status=$?
 ((status == 0)) || die "consumer exited with status $status (stdout: '$out')"
 [[ "$out" == "consumer got 42" ]] ||
   die "unexpected output: '$out' (expected 'consumer got 42')"
-echo "consumer_test.sh: OK ($out)"
+plain_out=$out
+out=$(timeout -k 5 20 "$work/build/consumer_hooked") || status=$?
+((status == 0)) || die "consumer_hooked exited with status $status (stdout: '$out')"
+[[ "$out" == "consumer_hooked: 100 sleeps overlapped" ]] ||
+  die "unexpected output of consumer_hooked: '$out'"
+echo "consumer_test.sh: OK ($plain_out; $out)"
