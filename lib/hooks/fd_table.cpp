@@ -13,7 +13,9 @@
 
 namespace fiberloop::hooks {
 
-FdTable::FdTable() noexcept {
+constinit FdTable fd_table;
+
+std::atomic<std::uint8_t>* FdTable::reserve() noexcept {
   // Reserved, not committed: a page becomes real when an fd in it is used.
   void* p = ::mmap(nullptr, kMaxFd, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
@@ -21,12 +23,11 @@ FdTable::FdTable() noexcept {
     std::fputs("fiberloop-hooks: cannot reserve the fd table (mmap failed)\n", stderr);
     std::abort();
   }
-  bits_ = static_cast<std::atomic<std::uint8_t>*>(p);
-}
-
-FdTable& FdTable::instance() noexcept {
-  static FdTable table;
-  return table;
+  auto* mine = static_cast<std::atomic<std::uint8_t>*>(p);
+  std::atomic<std::uint8_t>* theirs = nullptr;
+  if (bits_.compare_exchange_strong(theirs, mine, std::memory_order_acq_rel)) return mine;
+  ::munmap(p, kMaxFd);  // another thread reserved it first
+  return theirs;
 }
 
 std::uint8_t FdTable::classify(int fd) noexcept {
@@ -45,7 +46,7 @@ std::uint8_t FdTable::classify(int fd) noexcept {
     if (flags & O_NONBLOCK) bits |= kUserNonblock;
   }
   // Keep bits set meanwhile by setsockopt() (kHasTimeouts).
-  bits_[fd].fetch_or(bits, std::memory_order_relaxed);
+  reserved()[fd].fetch_or(bits, std::memory_order_relaxed);
   return get(fd);
 }
 

@@ -62,9 +62,19 @@ LibcCalls resolve() noexcept {
 
 }  // namespace
 
-const LibcCalls& libc() noexcept {
-  static const LibcCalls calls = resolve();
-  return calls;
+LibcCalls libc_table{};
+std::atomic<bool> libc_table_filled{false};
+
+const LibcCalls& fill_libc_table() noexcept {
+  // The guard makes racing first calls from several threads fill it once;
+  // the flag, set after, is what the inline libc() reads from then on.
+  static const bool filled = [] {
+    libc_table = resolve();
+    libc_table_filled.store(true, std::memory_order_release);
+    return true;
+  }();
+  (void)filled;
+  return libc_table;
 }
 
 const char* const kHookedNames[] = {

@@ -10,6 +10,8 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include <atomic>
+
 namespace fiberloop::hooks {
 
 struct LibcCalls {
@@ -47,8 +49,16 @@ struct LibcCalls {
 
 // libc() is the table, filled on first use (a hook may run before the
 // library's constructors: another library's constructor can call read()).
-// Aborts with a message naming the function if libc lacks one.
-const LibcCalls& libc() noexcept;
+// Aborts with a message naming the function if libc lacks one. Inline, and
+// a flag rather than a function-local static: every hooked call, waiting or
+// not, goes through here (docs/performance.md#the-hooks).
+extern LibcCalls libc_table;
+extern std::atomic<bool> libc_table_filled;
+const LibcCalls& fill_libc_table() noexcept;
+inline const LibcCalls& libc() noexcept {
+  if (__builtin_expect(libc_table_filled.load(std::memory_order_acquire), true)) return libc_table;
+  return fill_libc_table();
+}
 
 // The names of the hooked calls, for the start-up check (status.cpp).
 extern const char* const kHookedNames[];
