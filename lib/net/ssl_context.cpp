@@ -3,6 +3,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <cerrno>
 #include <cstring>
@@ -54,6 +55,29 @@ namespace {
 [[noreturn]] void refuse(const std::string& what) {
   std::string reason = detail::take_openssl_reason();
   throw SslError(what + ": " + (reason.empty() ? "refused by OpenSSL" : reason), reason);
+}
+
+// OpenSSL fills a certificate's extension cache (its key identifiers and
+// purpose flags) on first use, and two threads that verify against the
+// same certificate for the first time at once can both write it while the
+// other reads it (openssl/openssl#25202, #32609; TSan caught it in
+// tls_test's two loops sharing two contexts). A context is configured on
+// one thread before it is shared, so the certificates it holds get their
+// cache here. Certificates a CA directory yields on lookup are not loaded
+// yet and stay exposed to OpenSSL's race.
+void cache_certificate_extensions(SSL_CTX* ctx) {
+  if (X509_STORE* store = SSL_CTX_get_cert_store(ctx)) {
+    STACK_OF(X509_OBJECT)* objects = X509_STORE_get0_objects(store);
+    for (int i = 0; i < sk_X509_OBJECT_num(objects); ++i) {
+      if (X509* cert = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, i)))
+        X509_get_extension_flags(cert);
+    }
+  }
+  if (X509* own = SSL_CTX_get0_certificate(ctx)) X509_get_extension_flags(own);
+  STACK_OF(X509)* chain = nullptr;
+  if (SSL_CTX_get0_chain_certs(ctx, &chain) == 1 && chain) {
+    for (int i = 0; i < sk_X509_num(chain); ++i) X509_get_extension_flags(sk_X509_value(chain, i));
+  }
 }
 
 std::shared_ptr<SslContext::State> make_state(bool server) {
@@ -146,11 +170,13 @@ void SslContext::load_verify_locations(const std::string& cafile, const std::str
   if (SSL_CTX_load_verify_locations(s.ctx, cafile.empty() ? nullptr : cafile.c_str(),
                                     capath.empty() ? nullptr : capath.c_str()) != 1)
     refuse("load_verify_locations(\"" + cafile + "\", \"" + capath + "\")");
+  cache_certificate_extensions(s.ctx);
 }
 
 void SslContext::load_default_verify_paths() {
   ERR_clear_error();
   if (SSL_CTX_set_default_verify_paths(need().ctx) != 1) refuse("load_default_verify_paths()");
+  cache_certificate_extensions(need().ctx);
 }
 
 void SslContext::load_cert_chain(const std::string& certfile, const std::string& keyfile) {
@@ -163,6 +189,7 @@ void SslContext::load_cert_chain(const std::string& certfile, const std::string&
     refuse("load_cert_chain(): the key \"" + key + "\"");
   if (SSL_CTX_check_private_key(s.ctx) != 1)
     refuse("load_cert_chain(): the key \"" + key + "\" does not match \"" + certfile + "\"");
+  cache_certificate_extensions(s.ctx);
 }
 
 void SslContext::set_verify_mode(Verify mode) {
