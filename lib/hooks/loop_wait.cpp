@@ -33,6 +33,13 @@ Outcome failed(int error) noexcept {
   return Outcome::failed;
 }
 
+// cancelled(e): how every wait here ends on a CancelledError.
+Outcome cancelled(const CancelledError& e) noexcept {
+  keep_cancellation(e.message().c_str());
+  errno = ECANCELED;
+  return Outcome::cancelled;
+}
+
 Direct wait_on_loop(int fd, bool readable, const Deadline& deadline, Outcome& outcome) noexcept {
   try {
     EventLoop& loop = get_running_loop();
@@ -54,9 +61,7 @@ Direct wait_on_loop(int fd, bool readable, const Deadline& deadline, Outcome& ou
     errno = EAGAIN;
     outcome = Outcome::timed_out;
   } catch (const CancelledError& e) {
-    keep_cancellation(e.message().c_str());
-    errno = ECANCELED;
-    outcome = Outcome::cancelled;
+    outcome = cancelled(e);
   } catch (const RuntimeError&) {
     return Direct::busy;
   } catch (const std::system_error& e) {
@@ -86,10 +91,7 @@ std::uint32_t epoll_events(short events) noexcept {
 
 }  // namespace
 
-Counters& counters() noexcept {
-  static Counters c;
-  return c;
-}
+constinit Counters hook_counters;
 
 bool in_task() noexcept {
   return detail::running_task() != nullptr && !detail::Fiber::current_chain_unwinding();
@@ -154,7 +156,9 @@ Outcome wait_one(int fd, short events, const Deadline& deadline) noexcept {
   bool readable = (events & ~kReadEvents) == 0;
   bool writable = (events & ~kWriteEvents) == 0;
   if (readable != writable && static_cast<unsigned>(fd) < static_cast<unsigned>(FdTable::kMaxFd)) {
-    FdTable::instance().set(fd, kRegistered);
+    // A read-modify-write only the first time: this runs on every wait.
+    FdTable& table = FdTable::instance();
+    if (!(table.get(fd) & kRegistered)) table.set(fd, kRegistered);
     Outcome outcome;
     if (wait_on_loop(fd, readable, deadline, outcome) == Direct::done) return outcome;
   }
@@ -168,9 +172,7 @@ Outcome sleep_for(double seconds) noexcept {
     fiberloop::sleep(seconds);
     return Outcome::ready;
   } catch (const CancelledError& e) {
-    keep_cancellation(e.message().c_str());
-    errno = ECANCELED;
-    return Outcome::cancelled;
+    return cancelled(e);
   } catch (const std::bad_alloc&) {
     return failed(ENOMEM);
   } catch (const std::exception&) {

@@ -40,7 +40,7 @@ struct Deadline {
 Outcome wait_one(int fd, short events, const Deadline& deadline) noexcept;
 // wait_any(fds, n, deadline) waits until one of the fds may be ready.
 Outcome wait_any(const pollfd* fds, nfds_t n, const Deadline& deadline) noexcept;
-// sleep_for(seconds, deadline) sleeps on the loop's timers.
+// sleep_for(seconds) sleeps on the loop's timers.
 Outcome sleep_for(double seconds) noexcept;
 // ready_now(fd, events) is a poll of timeout 0: whether fd is ready now.
 bool ready_now(int fd, short events) noexcept;
@@ -52,11 +52,13 @@ void forget_registration(int fd) noexcept;
 // stays requested). The caller has already done its work: nothing is lost.
 void spend_budget() noexcept;
 
-// What stats() reports (hooks.hpp).
+// What stats() reports (hooks.hpp). A constant-initialised global, not a
+// function-local static: every wait counts, and would check a guard.
 struct Counters {
   std::atomic<std::uint64_t> waits{0}, sleeps{0}, resolves{0}, cancelled{0};
 };
-Counters& counters() noexcept;
+extern Counters hook_counters;
+inline Counters& counters() noexcept { return hook_counters; }
 
 // keep_cancellation() is the catch of a CancelledError inside a hook:
 // request the cancellation again (its count unchanged) so that the next
