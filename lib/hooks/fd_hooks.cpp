@@ -27,6 +27,12 @@ void replaced(int fd) {
   FdTable::instance().forget(fd);
 }
 
+// dup_replaces(from, to): whether a dup2/dup3 of `from` onto `to` will
+// close what `to` holds. Asked before the call, since the loop's watch of
+// `to` must go while it still names its old file; a `from` that is not
+// open fails the call and leaves `to`, and any task waiting on it, alone.
+bool dup_replaces(int from, int to) { return from != to && libc().fcntl(from, F_GETFD) >= 0; }
+
 // after_fcntl(fd, cmd, arg, result): what a successful fcntl changed.
 int after_fcntl(int fd, int cmd, long arg, int result) {
   if (result < 0) return result;
@@ -65,14 +71,14 @@ HOOK int dup(int fd) {
 }
 
 HOOK int dup2(int from, int to) {
-  if (from != to) replaced(to);
+  if (dup_replaces(from, to)) replaced(to);
   int r = libc().dup2(from, to);
   if (r >= 0 && from != to) FdTable::instance().copy(from, r);
   return r;
 }
 
 HOOK int dup3(int from, int to, int flags) {
-  if (from != to) replaced(to);
+  if ((flags & ~O_CLOEXEC) == 0 && dup_replaces(from, to)) replaced(to);  // else EINVAL
   int r = libc().dup3(from, to, flags);
   if (r >= 0) FdTable::instance().copy(from, r);
   return r;

@@ -452,6 +452,35 @@ BOOST_AUTO_TEST_CASE(dup2_over_a_watched_number_starts_it_afresh) {
   });
 }
 
+// A dup2 or dup3 that fails replaces nothing: a task waiting on the target
+// number keeps its wait, and gets its data, not EBADF.
+BOOST_AUTO_TEST_CASE(a_failed_dup2_leaves_a_wait_on_its_target_alone) {
+  fiberloop::run([&] {
+    Pair p = blocking_socketpair();
+    char buf[8];
+    ssize_t got = 0;
+    auto reader = spawn([&] { got = ::read(p.r.get(), buf, sizeof buf); });
+    fiberloop::sleep(0.01);
+    BOOST_REQUIRE(!reader.done());
+    errno = 0;
+    BOOST_TEST(::dup2(-1, p.r.get()) == -1);
+    BOOST_TEST(errno == EBADF);
+    errno = 0;
+    BOOST_TEST(::dup3(1 << 21, p.r.get(), O_CLOEXEC) == -1);
+    BOOST_TEST(errno == EBADF);
+    Pair other = blocking_socketpair();
+    errno = 0;
+    BOOST_TEST(::dup3(other.r.get(), p.r.get(), O_NONBLOCK) == -1);  // a flag dup3 refuses
+    BOOST_TEST(errno == EINVAL);
+    fiberloop::sleep(0.01);
+    BOOST_TEST(!reader.done());
+    BOOST_TEST(::write(p.w.get(), "kept", 4) == 4);
+    await(reader);
+    BOOST_TEST(got == 4);
+    BOOST_TEST(std::string(buf, 4) == "kept");
+  });
+}
+
 BOOST_AUTO_TEST_CASE(a_blocking_connect_and_accept_run_in_tasks_of_one_loop) {
   Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in addr{};
