@@ -467,9 +467,9 @@ BOOST_AUTO_TEST_CASE(a_datagram_larger_than_the_scratch_arrives_whole) {
 }
 
 BOOST_AUTO_TEST_CASE(readiness_wakes_the_waiting_task_in_the_same_iteration) {
-  // The poll completes the waiter's future itself: the task's wake-up joins
-  // the batch of the iteration whose poll saw the data (a reader callback
-  // completing the future would take one more iteration).
+  // The poll queues the waiter's step itself: the task's wake-up joins the
+  // batch of the iteration whose poll saw the data (a reader callback
+  // waking it would take one more iteration).
   int sv[2];
   BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
   Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
@@ -487,6 +487,174 @@ BOOST_AUTO_TEST_CASE(readiness_wakes_the_waiting_task_in_the_same_iteration) {
   BOOST_TEST(woke);
   loop.run_until_complete(waiter);
   BOOST_TEST(loop.forget_fd(a.fd()));
+}
+
+// A readiness wait parks in the fd's entry with no future (io_wait.cpp):
+// the cases where something other than the data ends it.
+
+// The poll has queued the waiter's step when a callback earlier in the same
+// batch cancels it: the wait raises CancelledError, and the edge it took is
+// kept for the next wait on that fd, which returns at once.
+BOOST_AUTO_TEST_CASE(a_cancel_between_the_wake_up_and_the_step_keeps_the_edge) {
+  int sv[2];
+  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+  Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+  bool woke = false;
+  auto waiter = loop.create_task([&] {
+    loop.wait_readable(a.fd());
+    woke = true;
+  });
+  loop.run_once();  // parks
+  BOOST_REQUIRE(::write(b.fd(), "x", 1) == 1);
+  loop.call_soon([&] { waiter.cancel("late"); });  // ahead of the step the poll queues
+  auto bound = loop.call_later(5.0, [] {});
+  loop.run_once();
+  BOOST_TEST(waiter.cancelled());
+  BOOST_TEST(!woke);
+  auto next = loop.create_task([&] { loop.wait_readable(a.fd()); });
+  loop.run_once();  // its first step: the kept edge ends the wait at once
+  BOOST_TEST(next.done());
+  bound.cancel();
+  loop.run_until_complete(next);
+  BOOST_TEST(loop.forget_fd(a.fd()));
+}
+
+// The same, with a second task already parked on the fd when the cancelled
+// one lets go: the edge wakes that task.
+BOOST_AUTO_TEST_CASE(a_cancelled_wake_up_passes_its_edge_to_the_next_waiter) {
+  int sv[2];
+  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+  Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+  auto first = loop.create_task([&] { loop.wait_readable(a.fd()); });
+  loop.run_once();
+  BOOST_REQUIRE(::write(b.fd(), "x", 1) == 1);
+  bool second_woke = false;
+  fiberloop::Task<void> second;
+  loop.call_soon([&] {
+    first.cancel();
+    // The first's slot is empty since the poll: the second parks in it.
+    second = loop.create_task({.eager_start = true}, [&] {
+      loop.wait_readable(a.fd());
+      second_woke = true;
+    });
+  });
+  auto bound = loop.call_later(5.0, [] {});
+  loop.run_once();  // the callback, then the first's step, which hands the edge on
+  BOOST_TEST(first.cancelled());
+  loop.run_until_complete(second);
+  bound.cancel();
+  BOOST_TEST(second_woke);
+  BOOST_TEST(loop.forget_fd(a.fd()));
+}
+
+// A cancel requested while the task runs ends its next wait at once, and
+// leaves the fd's entry free for another task.
+BOOST_AUTO_TEST_CASE(a_wait_made_with_a_cancel_pending_raises_at_once) {
+  run([this] {
+    int sv[2];
+    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+    bool reached = false;
+    auto self_cancelled = fiberloop::spawn([&] {
+      fiberloop::current_task()->cancel("before");
+      loop.wait_readable(a.fd());
+      reached = true;
+    });
+    try {
+      fiberloop::await(self_cancelled);
+      BOOST_FAIL("the wait returned");
+    } catch (const CancelledError& e) {
+      BOOST_TEST(std::string(e.what()) == "before");
+    }
+    BOOST_TEST(!reached);
+    auto reader = fiberloop::spawn([&] { return net::sock_recv(a, 10); });
+    fiberloop::sleep(0.005);
+    net::sock_sendall(b, "free");
+    BOOST_TEST(fiberloop::await(reader) == "free");
+  });
+}
+
+// forget_fd() (a close) after the poll woke the waiter but before its step:
+// the wait finds the registration gone and raises EBADF, rather than return
+// to a read on a number that may name another file by then.
+BOOST_AUTO_TEST_CASE(a_close_between_the_wake_up_and_the_step_raises_ebadf) {
+  int sv[2];
+  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+  Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+  auto waiter = loop.create_task([&] {
+    try {
+      loop.wait_readable(a.fd());
+    } catch (const std::system_error& e) {
+      return e.code().value();
+    }
+    return 0;
+  });
+  loop.run_once();
+  BOOST_REQUIRE(::write(b.fd(), "x", 1) == 1);
+  loop.call_soon([&] { BOOST_TEST(loop.forget_fd(a.fd())); });
+  auto bound = loop.call_later(5.0, [] {});
+  BOOST_TEST(loop.run_until_complete(waiter) == EBADF);
+  bound.cancel();
+  BOOST_TEST(!loop.forget_fd(a.fd()));
+}
+
+// A wait inside a generator that a task drives parks the task (the wait is
+// forwarded to its fiber), wakes with the data, and is cancellable there.
+BOOST_AUTO_TEST_CASE(a_readiness_wait_in_a_generator_parks_the_task_driving_it) {
+  run([this] {
+    int sv[2];
+    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+    auto lines = [&a](auto& gen) {
+      for (;;) gen.yield(net::sock_recv(a, 10));
+    };
+    auto consumer = fiberloop::spawn([&] {
+      fiberloop::Generator<std::string> gen(lines);
+      std::string got = *gen.send();
+      try {
+        gen.send();  // parks until cancelled
+      } catch (const CancelledError&) {
+        return got + " then cancelled";
+      }
+      return got + " then more";
+    });
+    fiberloop::sleep(0.005);
+    net::sock_sendall(b, "one");
+    fiberloop::sleep(0.005);
+    consumer.cancel();
+    BOOST_TEST(fiberloop::await(consumer) == "one then cancelled");
+    auto reader = fiberloop::spawn([&] { return net::sock_recv(a, 10); });
+    fiberloop::sleep(0.005);
+    net::sock_sendall(b, "two");
+    BOOST_TEST(fiberloop::await(reader) == "two");
+  });
+}
+
+// A loop closed under a task parked in a readiness wait unwinds it; the
+// fd's entry drops the task's step first, so nothing runs it afterwards.
+BOOST_AUTO_TEST_CASE(closing_the_loop_under_a_parked_readiness_wait_unwinds_it) {
+  int sv[2];
+  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+  Socket b = Socket::adopt(sv[1]);
+  bool unwound = false;
+  {
+    fiberloop::EventLoop other;
+    other.set_exception_handler([](fiberloop::EventLoop&, const fiberloop::ExceptionContext&) {});
+    auto waiter = other.create_task([&] {
+      struct Mark {
+        bool& flag;
+        ~Mark() { flag = true; }
+      } mark{unwound};
+      other.wait_readable(sv[0]);
+    });
+    other.run_once();
+    BOOST_REQUIRE(!waiter.done());
+    BOOST_REQUIRE(::write(b.fd(), "x", 1) == 1);  // an edge pending in the kernel
+    other.close();
+    BOOST_TEST(waiter.cancelled());
+  }
+  BOOST_TEST(unwound);
+  ::close(sv[0]);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

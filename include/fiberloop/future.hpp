@@ -152,6 +152,12 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   bool result_taken_ = false;
   void* value_ = nullptr;  // the derived state's std::optional<T>; null for void
 
+ private:
+  // link_ is the loop's LoopLink (one reference): a future outliving its
+  // loop sees null there, and a future costs the loop no bookkeeping. In
+  // the first cache line, with the status: a task's step reads both.
+  LoopLink* link_;
+
  protected:
   // recyclable(): finished with a value, nothing made on the side (see
   // TaskState::make()); reset_for_reuse(loop) makes it pending again, of loop.
@@ -180,7 +186,6 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   }
 
  protected:
-  std::exception_ptr exception_;
   // cancel_message() is the message the future (or task) was cancelled
   // with; empty if none. set_cancel_message(m) replaces it.
   const std::string& cancel_message() const noexcept;
@@ -207,6 +212,11 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   // first_waiter_ is the task awaiting this future when it was the first to
   // register: completion queues its step before any other callback.
   Awaiter* first_waiter_ = nullptr;
+
+ protected:
+  std::exception_ptr exception_;  // in the second line: a task's step never reads it
+
+ private:
   // Extras is what few futures use: a cancel message and the callbacks past
   // the first. Made on first use, it keeps a future at 128 bytes, not 176
   // (each parked task holds one), and its construction and destruction short.
@@ -221,9 +231,6 @@ class FIBERLOOP_API FutureStateBase : public RefCounted, public Pooled {
   };
   std::unique_ptr<Extras, DeleteExtras> extras_;
   CallbackId next_callback_id_ = 1;
-  // link_ is the loop's LoopLink (one reference): a future outliving its
-  // loop sees null there, and a future costs the loop no bookkeeping.
-  LoopLink* link_;
 };
 
 template <class T>

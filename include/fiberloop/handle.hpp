@@ -67,8 +67,8 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
   Kind kind = Kind::once;
   bool running = false;
   LoopCore* loop;
-  Callback callback;
-  std::int64_t when_ns = 0;  // timers: deadline on the loop's clock
+  // What a run reads (the flags, loop, warm, the callback's call and first
+  // word) is in the first 48 bytes: one line of a task that embeds it.
   union {
     std::uint64_t seq = 0;  // timers: equal deadlines run in the order scheduled
     // warm, in a task's step (never a timer), is the task's Fiber, whose
@@ -77,6 +77,8 @@ struct FIBERLOOP_API HandleState : RefCounted, Pooled {
     // flight each step's stack page is cold.
     const void* warm;
   };
+  std::int64_t when_ns = 0;  // timers: deadline on the loop's clock
+  Callback callback;
 
  private:
   // callback_failed(owner), called in a catch block, reports the exception

@@ -15,7 +15,7 @@ namespace {
 
 constexpr std::uint32_t kInboxTag = 0;
 
-Ref<FutureStateBase>& waiter_of(IoEntry& entry, std::uint32_t kind) noexcept {
+HandleState*& waiter_of(IoEntry& entry, std::uint32_t kind) noexcept {
   return kind == Poller::kReadable ? entry.read_waiter : entry.write_waiter;
 }
 
@@ -70,16 +70,16 @@ void IoDriver::dispatch(const Poller::Event& event) {
   }
   if (entry->registered & Poller::kEdge) {
     // A waiting task is woken here, not through a callback that would run on
-    // the next iteration: its step joins this iteration's ready batch.
+    // the next iteration: its step joins this iteration's ready batch. Only
+    // the entry is touched: the task's memory is first read when it runs.
     std::uint32_t ready = event.ready & (Poller::kReadable | Poller::kWritable);
     if (event.ready & Poller::kReadHangup) entry->hung_up |= Poller::kReadable;
     if (event.ready & Poller::kWriteHangup) entry->hung_up |= Poller::kWritable;
     for (std::uint32_t kind : {Poller::kReadable, Poller::kWritable}) {
-      Ref<FutureStateBase>& waiter = waiter_of(*entry, kind);
-      if ((ready & kind) && waiter && !waiter->done()) {
-        Ref<FutureStateBase> w = std::move(waiter);
+      HandleState*& waiter = waiter_of(*entry, kind);
+      if ((ready & kind) && waiter) {
         ready &= ~kind;  // consumed by this wake-up
-        w->finish();
+        core_.requeue_step(std::exchange(waiter, nullptr));
       }
     }
     entry->ready |= ready;  // nobody waits: remembered for the next wait
@@ -223,18 +223,38 @@ IoDriver::WaitSlot IoDriver::arm_wait(int fd, std::uint32_t kind, const char* wh
     entry->ready &= ~kind;
     return nullptr;
   }
-  Ref<FutureStateBase>& slot = waiter_of(*entry, kind);
-  if (slot && !slot->done()) {
+  HandleState*& slot = waiter_of(*entry, kind);
+  if (slot) {
     throw RuntimeError(std::string(what) + ": another task already waits on fd " +
                        std::to_string(fd));
   }
   return &slot;
 }
 
-void IoDriver::disarm_wait(int fd, std::uint32_t kind, const FutureStateBase* waiter) noexcept {
-  if (IoEntry* e = table_.find(fd)) {
-    Ref<FutureStateBase>& slot = waiter_of(*e, kind);
-    if (slot.get() == waiter) slot.reset();
+bool IoDriver::disarm_wait(int fd, std::uint32_t kind, const HandleState* waiter) noexcept {
+  IoEntry* e = table_.find(fd);
+  if (!e || waiter_of(*e, kind) != waiter) return false;
+  waiter_of(*e, kind) = nullptr;
+  return true;
+}
+
+void IoDriver::abandon_wait(int fd, std::uint32_t kind, const HandleState* waiter,
+                            std::uint32_t tag) noexcept {
+  IoEntry* e = table_.find(fd);
+  if (!e || e->tag != tag) return;  // forgotten meanwhile: no edge to keep
+  HandleState*& slot = waiter_of(*e, kind);
+  if (slot == waiter) {
+    slot = nullptr;
+    return;
+  }
+  if (!slot) {
+    e->ready |= kind;
+    return;
+  }
+  try {
+    core_.requeue_step(std::exchange(slot, nullptr));
+  } catch (...) {
+    // The loop is closing: that task is being unwound too.
   }
 }
 
@@ -244,16 +264,14 @@ bool IoDriver::forget(int fd) noexcept {
   if (entry->registered) poller_.unwatch(fd);
   if (entry->reader) entry->reader->cancel();
   if (entry->writer) entry->writer->cancel();
-  Ref<FutureStateBase> waiters[2] = {std::move(entry->read_waiter), std::move(entry->write_waiter)};
-  table_.erase(fd);
-  for (Ref<FutureStateBase>& w : waiters) {
-    if (!w || w->done()) continue;
+  HandleState* waiters[2] = {entry->read_waiter, entry->write_waiter};
+  table_.erase(fd);  // the waits see it gone, and raise EBADF
+  for (HandleState* w : waiters) {
+    if (!w) continue;
     try {
-      w->set_exception(std::make_exception_ptr(std::system_error(
-          EBADF, std::generic_category(),
-          "fd " + std::to_string(fd) + " was closed while a task waited on it")));
+      core_.requeue_step(w);
     } catch (...) {
-      // The loop is gone or closing: the waiting task is being unwound anyway.
+      // The loop is closing: the waiting task is being unwound anyway.
     }
   }
   return true;
@@ -262,9 +280,7 @@ bool IoDriver::forget(int fd) noexcept {
 std::size_t IoDriver::awaited() noexcept {
   std::size_t n = 0;
   table_.for_each([&n](int, IoEntry& e) {
-    bool waits =
-        (e.read_waiter && !e.read_waiter->done()) || (e.write_waiter && !e.write_waiter->done());
-    if (e.reader || e.writer || waits) ++n;
+    if (e.reader || e.writer || e.read_waiter || e.write_waiter) ++n;
   });
   return n;
 }

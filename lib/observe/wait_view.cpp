@@ -45,7 +45,7 @@ WaitView view_wait(TaskStateBase& task, const TaskStateBase* running) {
     view.state = "running";
   } else if (task.done()) {
     view.state = "done";
-  } else if (FutureStateBase* awaited = task.awaiting()) {
+  } else if (FutureStateBase* awaited = task.awaiting(); awaited || task.parked()) {
     view.state = "waiting";
     view.kind = kind_of(site.what, awaited);
     if (std::strcmp(view.kind, "sleep") == 0) view.deadline = seconds(site.arg);

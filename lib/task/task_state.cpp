@@ -7,6 +7,8 @@
 // step() and wait_on() assert it (FIBERLOOP_ASSERT).
 #include "fiberloop/detail/task_state.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 
@@ -76,11 +78,11 @@ TaskStateBase::LastStepped::~LastStepped() {
 
 TaskStateBase::TaskStateBase(LoopCore& core, const TaskOptions& options, OnStack& where)
     : FutureStateBase(core),
+      eager_start_(options.eager_start),
+      step_(&core, HandleState::Kind::task_step),
       number_(next_task_number()),
       // (A copy of an empty name still costs a call.)
-      step_(&core, HandleState::Kind::task_step),
-      name_(options.name.empty() ? std::string() : options.name),
-      eager_start_(options.eager_start) {
+      name_(options.name.empty() ? std::string() : options.name) {
   step_.callback.emplace([this] { step(); });
   step_.warm = &fiber_;
   // The label makes the stack this task's: an overflow report then prints
@@ -119,6 +121,11 @@ bool TaskStateBase::request_cancel(std::string message, int depth) {
   ++cancels_requested_;
   // Leave fut_waiter_ set: it may be a task that ignores the cancellation,
   // to be cancelled again later.
+  if (parked_ && fiber_.uncaught_exceptions() <= depth && withdraw_parked()) {
+    // As a cancelled future would: the wait raises CancelledError(message).
+    schedule_step(std::make_exception_ptr(CancelledError(std::move(message))));
+    return true;
+  }
   if (fut_waiter_ && fiber_.uncaught_exceptions() <= depth) {
     if (passing_cancel_) [[unlikely]] {
       leave_await_cycle();
@@ -161,6 +168,7 @@ void TaskStateBase::step() {
   if (done() || must_cancel_) [[unlikely]]
     prepare_unusual_step();
   fut_waiter_ = nullptr;
+  parked_ = nullptr;
   resume_body(false);
 }
 
@@ -258,6 +266,28 @@ void TaskStateBase::park(FutureStateBase* fut, const char* what, std::source_loc
   fiber_.suspend_inline();  // the callers checked: on this fiber, nothing unwinding
   if (step_exc_) [[unlikely]]
     rethrow_and_clear(step_exc_);
+}
+
+void TaskStateBase::park_without_future(ParkedWait& wait, const char* what,
+                                        std::source_location where) {
+  wait_.what = what;
+  wait_.where = where;
+  wait_.since_ns = core_or_null()->iteration_ns();
+  parked_ = &wait;
+  // A cancel() that came while the task ran ends the wait at once, as
+  // wait_on() passes it to the future: the step raises it.
+  if (must_cancel_ && !cancel_held() && withdraw_parked()) [[unlikely]]
+    queue_step();
+  fiber_.suspend_inline();
+  if (step_exc_) [[unlikely]]
+    rethrow_and_clear(step_exc_);
+}
+
+// Out of line: a cancel's path, which the park itself does not take.
+[[gnu::noinline]] bool TaskStateBase::withdraw_parked() noexcept {
+  if (!parked_->withdraw(*parked_)) return false;
+  parked_ = nullptr;
+  return true;
 }
 
 void TaskStateBase::wait_on(FutureStateBase* fut) {
@@ -373,6 +403,37 @@ void TaskStateBase::suspend_current(FutureStateBase* fut, const char* what,
       &wait);
 }
 
+void TaskStateBase::park_current(ParkedWait& wait, const char* what, std::source_location where) {
+  TaskStateBase* task = TaskStateBase::running_;
+  if (task && fiber_thread.current == &task->fiber_ && wait_is_plain()) [[likely]] {
+    task->park_without_future(wait, what, where);
+    return;
+  }
+  park_current_slow(wait, what, where);
+}
+
+// suspend_current_slow()'s twin for a wait with no future.
+[[gnu::noinline]] void TaskStateBase::park_current_slow(ParkedWait& wait, const char* what,
+                                                       std::source_location where) {
+  TaskStateBase& task = require_current(what);
+  if (fiber_thread.flushes_queued) run_pending_flushes();
+  if (Fiber::current() == &task.fiber_) {
+    task.park_without_future(wait, what, where);
+    return;
+  }
+  struct Wait {
+    ParkedWait& wait;
+    const char* what;
+    std::source_location where;
+  } forwarded{wait, what, where};
+  Fiber::current()->forward(
+      [](void* w) {
+        auto* f = static_cast<Wait*>(w);
+        park_current(f->wait, f->what, f->where);
+      },
+      &forwarded);
+}
+
 void TaskStateBase::spend_budget_slow() {
   TaskStateBase* task = TaskStateBase::running_;
   if (!task) return;
@@ -382,7 +443,10 @@ void TaskStateBase::spend_budget_slow() {
   // iteration but for an eager start: counting per iteration is per step.
   if (task->budget_iteration_ != core->iteration()) {
     task->budget_iteration_ = core->iteration();
-    task->budget_left_ = core->task_budget();
+    // Held in 32 bits, beside the step's other members: a budget past 4
+    // billion operations is no budget in practice.
+    task->budget_left_ = static_cast<std::uint32_t>(
+        std::min<std::size_t>(core->task_budget(), UINT32_MAX));
   }
   if (--task->budget_left_ > 0) return;
   if (Fiber::current_chain_unwinding()) return;  // no wait can be made there
@@ -398,6 +462,10 @@ void TaskStateBase::abandon() noexcept {
   Ref self(this);
   // Before the unwinding: the wait that holds the awaited future goes with it.
   if (fut_waiter_) std::exchange(fut_waiter_, nullptr)->remove_waiter(this);
+  if (parked_) {  // its waker must not queue the step of a task gone
+    withdraw_parked();
+    parked_ = nullptr;
+  }
   FIBERLOOP_ASSERT(!fiber_.finished(), "a finished task abandoned: it has left the live list");
   fiber_.unwind();  // the function's destructors run
   step_exc_ = nullptr;

@@ -160,11 +160,7 @@ class FIBERLOOP_API Fiber {
   // HandleState::warm to prefetch the saved context.
   fcontext_t self_ = nullptr;  // the fiber while suspended or created
   fcontext_t caller_ = nullptr;  // where to go back to, while running
-  boost::context::stack_context stack_{};
-  StackSlot* slot_ = nullptr;  // stack_'s side-table entry, for giving it back
-  void* entry_ = nullptr;  // the entry object, at the stack's top
-  void (*run_)(void* entry) = nullptr;
-  void (*destroy_)(void* entry) noexcept = nullptr;
+  // What every switch reads or writes follows, in the same cache line.
   Fiber* resumer_ = nullptr;  // Fiber::current() of whoever resumed us
   State state_ = State::finished;
   // What the next switch in asks of the fiber besides going on: raise
@@ -174,6 +170,14 @@ class FIBERLOOP_API Fiber {
   Request request_ = Request::none;
   bool unwinding_ = false;
   bool exited_ = false;  // the entry returned: the stack is free to give back
+  // The fiber's exception state while it is parked; its resumer's while it
+  // runs (switch_in() swaps them on the way in and on the way back).
+  ExceptionState exceptions_;
+  boost::context::stack_context stack_{};
+  StackSlot* slot_ = nullptr;  // stack_'s side-table entry, for giving it back
+  void* entry_ = nullptr;  // the entry object, at the stack's top
+  void (*run_)(void* entry) = nullptr;
+  void (*destroy_)(void* entry) noexcept = nullptr;
   ForwardFn forward_fn_ = nullptr;  // a request for the resumer
   void* forward_arg_ = nullptr;
   std::exception_ptr forward_error_;  // what the forwarded call threw
@@ -183,9 +187,6 @@ class FIBERLOOP_API Fiber {
   std::size_t caller_size_ = 0;
   void* tsan_fiber_ = nullptr;
   void* tsan_resumer_ = nullptr;
-  // The fiber's exception state while it is parked; its resumer's while it
-  // runs (switch_in() swaps them on the way in and on the way back).
-  ExceptionState exceptions_;
   void** backtrace_frames_ = nullptr;  // backtrace()'s buffer, while it runs
   int backtrace_max_ = 0;
 };

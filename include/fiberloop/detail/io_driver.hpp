@@ -14,10 +14,11 @@
 namespace fiberloop::detail {
 
 // IoDriver owns the poller and the table of watched fds (asyncio's
-// selector_events, tokio's io driver). It knows callbacks and futures, not
-// tasks: an fd's readiness either queues its add_reader/add_writer callback
-// or completes the future a readiness wait parked on (the wait itself, which
-// needs a task, sits above it). It also watches the core's inbox eventfd, so
+// selector_events, tokio's io driver). It knows handles, not tasks: an fd's
+// readiness queues its add_reader/add_writer callback, or the step handle a
+// readiness wait left in the entry (the wait itself, which needs a task,
+// sits above it), with no future between: a wake-up touches the entry and
+// the ready queue only. It also watches the core's inbox eventfd, so
 // that a post from another thread ends the poll.
 //
 // Each registration carries a tag: epoll may still report a registration
@@ -48,19 +49,28 @@ class FIBERLOOP_API IoDriver {
   void add_callback(int fd, std::uint32_t kind, Callback cb);
   bool remove_callback(int fd, std::uint32_t kind);
 
-  // WaitSlot is where a readiness wait parks its future: null when the fd
-  // is ready (or hung up) already and the wait returns at once.
-  using WaitSlot = Ref<FutureStateBase>*;
+  // WaitSlot is where a readiness wait leaves its task's step handle: null
+  // when the fd is ready (or hung up) already and the wait returns at once.
+  using WaitSlot = HandleState**;
   // arm_wait(fd, kind, what, reg) registers fd (once, edge-triggered, both
   // directions) and returns the slot for kind's waiter, checked free. Throws
   // as wait_readable() documents, naming `what`. With a registration `reg`
   // that still holds fd's entry, the entry is found without a table lookup;
   // otherwise reg is filled in for the next wait.
   WaitSlot arm_wait(int fd, std::uint32_t kind, const char* what, IoRegistration* reg = nullptr);
-  // disarm_wait(fd, kind, waiter) empties kind's slot if it still holds waiter.
-  void disarm_wait(int fd, std::uint32_t kind, const FutureStateBase* waiter) noexcept;
+  // disarm_wait(fd, kind, waiter) empties kind's slot if it still holds
+  // waiter, and says whether it did (false: the wait was woken already).
+  bool disarm_wait(int fd, std::uint32_t kind, const HandleState* waiter) noexcept;
+  // abandon_wait(fd, kind, waiter, tag) ends a wait that raised (a cancel
+  // that came after its wake-up, an unwinding): it takes the step back if
+  // the entry (registered under tag) still holds it; if a readiness wake-up
+  // came first, the edge it consumed goes to the task waiting there now, or
+  // is kept for the next wait, so that it is not lost.
+  void abandon_wait(int fd, std::uint32_t kind, const HandleState* waiter,
+                    std::uint32_t tag) noexcept;
 
-  // forget(fd) drops everything held for fd; its waiters get EBADF.
+  // forget(fd) drops everything held for fd and queues its waiters' steps;
+  // their waits, finding the registration gone, raise EBADF.
   bool forget(int fd) noexcept;
   // clear() drops every registration (the loop is closing).
   void clear() noexcept;

@@ -25,8 +25,12 @@ namespace fiberloop::detail {
 struct alignas(64) IoEntry {
   Ref<HandleState> reader;            // add_reader's callback
   Ref<HandleState> writer;            // add_writer's callback
-  Ref<FutureStateBase> read_waiter;   // the task in wait_readable(), if any
-  Ref<FutureStateBase> write_waiter;  // the task in wait_writable(), if any
+  // The step handle of the task in wait_readable() / wait_writable(), if
+  // any: the wait's ParkedWait (held by no reference: the loop's list of
+  // live tasks holds a parked task, and the wait withdraws it before the
+  // task can go).
+  HandleState* read_waiter = nullptr;
+  HandleState* write_waiter = nullptr;
   std::uint32_t registered = 0;       // the Poller mask epoll holds for this fd (0: none)
   // ready: edge mode only: readiness epoll reported while nobody waited,
   // kept for the next wait instead of being lost (edges are not repeated).

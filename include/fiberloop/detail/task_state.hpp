@@ -59,13 +59,23 @@ using TaskResult = typename std::conditional_t<
 // destructor waits during close(). No wait could ever complete there.
 FIBERLOOP_API void die_if_unwinding(const char* what) noexcept;
 
+// ParkedWait is a wait with no future (a readiness wait): the waker holds
+// the task's step handle (TaskStateBase::step_handle()) and queues it, so a
+// wake-up touches neither a future nor the task. withdraw(wait) takes the
+// handle back from the waker, for a cancel() or an abandon: true if it still
+// had it, false if the step is queued already.
+struct ParkedWait {
+  bool (*withdraw)(ParkedWait& wait) noexcept;
+};
+
 // TaskStateBase is the untyped part of a task: asyncio's Task.__step and
 // __wakeup, over a fiber that runs the function and parks at each await.
 // It is its loop's Awaiter (a future it waits on wakes it) and a LiveTask
 // (the loop's list holds it until it ends).
 //
 // Invariant (asyncio's): either fut_waiter_ is null and a step() is scheduled,
-// or fut_waiter_ is set and step() is not — until the task is done.
+// or fut_waiter_ is set and step() is not — until the task is done. A wait
+// with no future (parked_) stands for fut_waiter_: its waker queues the step.
 class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, public LiveTask {
  public:
   // operator new(size, where) takes, in one call (place_state()), the room
@@ -146,6 +156,15 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   // task, in a generator the task drives, or while unwinding.
   static void suspend_current_slow(FutureStateBase* fut, const char* what,
                                    std::source_location where);
+  // park_current(wait, what, where) parks the running task in a wait with
+  // no future, as suspend_current() does (the same checks, throws and
+  // forwarding out of a generator): the caller gave step_handle() to the
+  // waker first. A cancel() meanwhile withdraws the wait and raises
+  // CancelledError here.
+  static void park_current(ParkedWait& wait, const char* what, std::source_location where);
+  static void park_current_slow(ParkedWait& wait, const char* what, std::source_location where);
+  // step_handle() is what a waker of a ParkedWait queues (LoopCore::requeue_step).
+  HandleState* step_handle() noexcept { return &step_; }
   // require_current(what) throws RuntimeError naming `what` outside a task,
   // and aborts with fiberloop's message when called from a fiber being
   // unwound (no wait can complete then).
@@ -193,6 +212,8 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   }
   // awaiting() is the future the task is parked on, or null.
   FutureStateBase* awaiting() const noexcept { return fut_waiter_; }
+  // parked(): the task waits with no future (a ParkedWait).
+  bool parked() const noexcept { return parked_ != nullptr; }
   unsigned long number() const noexcept { return number_; }
   // The task that made this one in a TaskGroup (its number, 0 for none):
   // a number rather than a pointer, which could outlive the parent.
@@ -232,7 +253,7 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
     if (!recyclable()) return false;
     // Finished with a value: the function returned, so the fiber ended (and
     // a task's entry is trivially destructible), and nothing is pending.
-    FIBERLOOP_ASSERT(fiber_.restartable() && !fut_waiter_ && !step_exc_ && !body_error_ &&
+    FIBERLOOP_ASSERT(fiber_.restartable() && !fut_waiter_ && !parked_ && !step_exc_ && !body_error_ &&
                          !must_cancel_ && !prev_live && !next_live,
                      "a task state kept as a spare while something of its run remains");
     return true;
@@ -294,6 +315,10 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   // queues the next step) and switches to the loop until the next step;
   // throws what that step throws in.
   void park(FutureStateBase* fut, const char* what, std::source_location where);
+  void park_without_future(ParkedWait& wait, const char* what, std::source_location where);
+  // withdraw_parked() takes a ParkedWait's step back for a cancel(), which
+  // its queued step then raises; false if the waker queued it already.
+  bool withdraw_parked() noexcept;
   void wait_on(FutureStateBase* fut);
   // refuse_wait(fut) makes the await of fut raise: another loop's future,
   // or the task itself. cancel_awaited() passes a pending cancel() on to
@@ -307,29 +332,39 @@ class FIBERLOOP_API TaskStateBase : public FutureStateBase, public Awaiter, publ
   void end() noexcept;
   void report_never_retrieved() noexcept;
 
-  unsigned long number_;
-  unsigned long parent_number_ = 0;
-  WaitSite wait_;
+  // The members a step reads or writes come first, after the bases (whose
+  // hot part is the future's first line), laid out for a state that starts
+  // on a line (placement.cpp): this line holds the waits and the budget,
+  // the next the hot part of step_, the one after it wait_, and the fiber's
+  // hot part starts a line. With hundreds of tasks each step finds its task
+  // cold, and each line is a miss (docs/performance.md). Moving a member
+  // here means counting the lines again (callgrind's D1mr per round trip).
+  //
   // fut_waiter_ holds no reference: the wait that awaits it (on the task's
   // fiber, parked) holds one until the task's next step, which clears it.
   FutureStateBase* fut_waiter_ = nullptr;
+  // parked_: the wait with no future the task is parked in, on its fiber's
+  // stack until the next step, which clears it.
+  ParkedWait* parked_ = nullptr;
+  std::exception_ptr step_exc_;  // what the next step throws in
+  std::uint64_t budget_iteration_ = 0;  // the loop iteration budget_left_ counts in
+  std::uint32_t budget_left_ = 0;  // spend_budget(): operations left in this step
+  bool must_cancel_ = false;
+  bool passing_cancel_ = false;  // request_cancel() is passing a request on
+  bool eager_start_;
   // step_ is this task's one entry in the ready queue, reused by every step
   // (a task is queued at most once at a time: the invariant above), and
   // part of the task, not a block of its own. The queue holds no reference
   // to it: a queued step is a pending task's, which the loop holds until it
   // ends (and close() drops the queue around each task it abandons).
-  // step_exc_ is what that step throws in.
   HandleState step_;
-  std::exception_ptr step_exc_;
+  WaitSite wait_;
+  int cancel_depth_ = 0;  // must_cancel_'s depth (request_cancel())
+  int cancels_requested_ = 0;
+  unsigned long number_;
+  unsigned long parent_number_ = 0;
   std::exception_ptr body_error_;          // what the function threw
   mutable std::string name_;
-  bool eager_start_;
-  int cancels_requested_ = 0;
-  bool must_cancel_ = false;
-  bool passing_cancel_ = false;  // request_cancel() is passing a request on
-  int cancel_depth_ = 0;  // must_cancel_'s depth (request_cancel())
-  std::size_t budget_left_ = 0;        // spend_budget(): operations left in this step
-  std::uint64_t budget_iteration_ = 0;  // the loop iteration budget_left_ counts in
   // The function's fiber, driven directly (not through a Generator: each
   // step is a switch, and the layers between were most of its cost). Last:
   // its unwinding may still use the members above.

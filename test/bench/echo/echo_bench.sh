@@ -3,8 +3,9 @@
 # round and each server (interleaved, so that drift in a shared machine hits
 # every server alike), it starts the server pinned to one core and the client
 # pinned to another, runs the client for a fixed time, and reports round
-# trips/s and round trips per server CPU-second, each as a ratio to the first
-# server (the baseline, the hand-written epoll server).
+# trips/s and round trips per server CPU-second: the medians, and each
+# server's median ratio to the first server (the baseline, the hand-written
+# epoll server) in the same round.
 #
 #   echo_bench.sh [--client PATH] [--seconds S] [--rounds R] [--connections "1 50 500"]
 #                 [--server-cpu C] [--client-cpu C] NAME=COMMAND-WITH-{port} ...
@@ -53,6 +54,11 @@ trap 'exit 130' INT TERM
 pin_cpus echo_bench "$server_cpu" "$client_cpu"
 
 declare -A rps cps  # "$n,$name" -> space-separated per-round figures
+# "$n,$name" -> the per-round ratios to the baseline's figure of the same
+# round: a pair run seconds apart shares the machine's state of the moment,
+# which on a shared VM moves the absolute figures by ±20% between rounds.
+declare -A rps_ratio cps_ratio
+last_rps="" last_cps=""
 
 run_one() {  # run_one N NAME COMMAND
   local n=$1 name=$2 command=$3 port out rc=0
@@ -71,8 +77,10 @@ run_one() {  # run_one N NAME COMMAND
   trips=$(sed -n 's/.*round_trips=\([0-9]*\).*/\1/p' <<<"$out")
   secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$out")
   cpu=$(sed -n 's/.*server_cpu=\([-0-9.]*\).*/\1/p' <<<"$out")
-  rps[$n,$name]+="$(awk -v t="$trips" -v s="$secs" 'BEGIN { printf "%.1f", t / s }') "
-  cps[$n,$name]+="$(awk -v t="$trips" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.1f", t / c; else printf "nan" }') "
+  last_rps=$(awk -v t="$trips" -v s="$secs" 'BEGIN { printf "%.1f", t / s }')
+  last_cps=$(awk -v t="$trips" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.1f", t / c; else printf "nan" }')
+  rps[$n,$name]+="$last_rps "
+  cps[$n,$name]+="$last_cps "
   printf '  %-10s N=%-4s %s\n' "$name" "$n" "$out" >&2
 }
 
@@ -81,24 +89,39 @@ for s in "${servers[@]}"; do names+=("${s%%=*}"); done
 status=0
 for n in $connections; do
   for ((r = 1; r <= rounds; r++)); do
-    for s in "${servers[@]}"; do
-      run_one "$n" "${s%%=*}" "${s#*=}" || status=1
+    # Each round starts one server further along, so that no server always
+    # follows the same one (whose closed connections the kernel still reaps).
+    declare -A round_rps=() round_cps=()
+    count=${#servers[@]}
+    for ((k = 0; k < count; k++)); do
+      s=${servers[$(((k + r - 1) % count))]}
+      if run_one "$n" "${s%%=*}" "${s#*=}"; then
+        round_rps[${s%%=*}]=$last_rps
+        round_cps[${s%%=*}]=$last_cps
+      else
+        status=1
+      fi
     done
+    base=${names[0]}
+    for name in "${names[@]}"; do
+      rps_ratio[$n,$name]+="$(ratio "${round_rps[$name]:-nan}" "${round_rps[$base]:-nan}") "
+      cps_ratio[$n,$name]+="$(ratio "${round_cps[$name]:-nan}" "${round_cps[$base]:-nan}") "
+    done
+    unset round_rps round_cps
   done
 done
 
 echo
 echo "echo benchmark: ${seconds}s x $rounds rounds (median), 64-byte ping-pong, server on cpu $server_cpu, client on cpu $client_cpu"
+echo "ratio: the median over the rounds of the figure / the baseline's (${names[0]}) in the same round"
 printf '%-10s %5s %14s %8s %16s %8s\n' server N "round trips/s" ratio "trips/server-cpu-s" ratio
-base=${names[0]}
 for n in $connections; do
-  base_rps=$(median <<<"${rps[$n,$base]:-}")
-  base_cps=$(median <<<"${cps[$n,$base]:-}")
   for name in "${names[@]}"; do
     m_rps=$(median <<<"${rps[$n,$name]:-}")
     m_cps=$(median <<<"${cps[$n,$name]:-}")
-    printf '%-10s %5s %14s %8s %16s %8s\n' "$name" "$n" "$m_rps" "$(ratio "$m_rps" "$base_rps")" \
-      "$m_cps" "$(ratio "$m_cps" "$base_cps")"
+    printf '%-10s %5s %14s %8s %16s %8s\n' "$name" "$n" "$m_rps" \
+      "$({ grep -v n/a || true; } <<<"${rps_ratio[$n,$name]// /$'\n'}" | median %.2f)" \
+      "$m_cps" "$({ grep -v n/a || true; } <<<"${cps_ratio[$n,$name]// /$'\n'}" | median %.2f)"
   done
 done
 exit $status
