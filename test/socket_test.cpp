@@ -62,6 +62,25 @@ std::string round_trip(Socket& server, const Address& to, int family, const std:
   return back;
 }
 
+// unix_pair() is a connected, non-blocking AF_UNIX stream pair.
+struct UnixPair {
+  Socket a, b;
+};
+UnixPair unix_pair() {
+  int sv[2];
+  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+  return {Socket::adopt(sv[0]), Socket::adopt(sv[1])};
+}
+
+// a_new_reader_gets(a, b, text): a task that reads a, parked before b sends
+// text, gets it: a's entry is free for a waiter after whatever came before.
+std::string a_new_reader_gets(Socket& a, Socket& b, const std::string& text) {
+  auto reader = fiberloop::spawn([&] { return net::sock_recv(a, 64); });
+  fiberloop::sleep(0.005);
+  net::sock_sendall(b, text);
+  return fiberloop::await(reader);
+}
+
 }  // namespace
 
 BOOST_FIXTURE_TEST_SUITE(sockets, SocketFixture)
@@ -252,9 +271,8 @@ BOOST_AUTO_TEST_CASE(a_socket_closed_while_a_dup_exists_leaves_no_registration_b
 
 BOOST_AUTO_TEST_CASE(readiness_that_nobody_waited_for_is_kept_for_the_next_wait) {
   run([this] {
-    int sv[2];
-    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-    Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+    UnixPair pair = unix_pair();
+    Socket &a = pair.a, &b = pair.b;
     BOOST_REQUIRE(::write(b.fd(), "x", 1) == 1);
     // Registers a, and sees its write readiness; the read edge is reported too.
     loop.wait_writable(a.fd());
@@ -270,17 +288,13 @@ BOOST_AUTO_TEST_CASE(readiness_that_nobody_waited_for_is_kept_for_the_next_wait)
 
 BOOST_AUTO_TEST_CASE(a_cancelled_waiter_leaves_the_table_usable) {
   run([this] {
-    int sv[2];
-    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-    Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+    UnixPair pair = unix_pair();
+    Socket &a = pair.a, &b = pair.b;
     auto first = fiberloop::spawn([&] { net::sock_recv(a, 10); });
     fiberloop::sleep(0.005);
     first.cancel();
     BOOST_CHECK_THROW(fiberloop::await(first), CancelledError);
-    auto second = fiberloop::spawn([&] { return net::sock_recv(a, 10); });
-    fiberloop::sleep(0.005);
-    net::sock_sendall(b, "after");
-    BOOST_TEST(fiberloop::await(second) == "after");
+    BOOST_TEST(a_new_reader_gets(a, b, "after") == "after");
   });
 }
 
@@ -290,9 +304,8 @@ BOOST_AUTO_TEST_CASE(a_cancelled_waiter_leaves_the_table_usable) {
 // leaves the socket usable.
 BOOST_AUTO_TEST_CASE(a_socket_whose_fd_the_loop_forgot_registers_again) {
   run([this] {
-    int sv[2];
-    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-    Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+    UnixPair pair = unix_pair();
+    Socket &a = pair.a, &b = pair.b;
     net::sock_sendall(b, "one");
     BOOST_TEST(net::sock_recv(a, 10) == "one");
     auto waiter = fiberloop::spawn([&] { return net::sock_recv(a, 10); });
@@ -309,9 +322,8 @@ BOOST_AUTO_TEST_CASE(a_socket_whose_fd_the_loop_forgot_registers_again) {
 }
 
 BOOST_AUTO_TEST_CASE(misuse_of_readiness_waits_is_refused) {
-  int sv[2];
-  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-  Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+  UnixPair pair = unix_pair();
+  Socket &a = pair.a, &b = pair.b;
   BOOST_CHECK_THROW(loop.wait_readable(a.fd()), RuntimeError);  // outside a task
   run([&] {
     auto waiter = fiberloop::spawn([&] { loop.wait_readable(a.fd()); });
@@ -392,9 +404,8 @@ BOOST_AUTO_TEST_CASE(a_short_read_holds_only_what_it_read) {
   // sock_recv(s, 1 MiB) that gets one byte returns a string holding one
   // byte, not a 1 MiB buffer resized down: 10,000 of them kept cost little.
   run([] {
-    int sv[2];
-    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-    Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+    UnixPair pair = unix_pair();
+    Socket &a = pair.a, &b = pair.b;
     constexpr int kReads = 10'000;
     // "A few MiB". Under AddressSanitizer every wait's freed allocations sit
     // in its quarantine, and frames in its fake stacks (7.5 MiB over the
@@ -470,9 +481,8 @@ BOOST_AUTO_TEST_CASE(readiness_wakes_the_waiting_task_in_the_same_iteration) {
   // The poll queues the waiter's step itself: the task's wake-up joins the
   // batch of the iteration whose poll saw the data (a reader callback
   // waking it would take one more iteration).
-  int sv[2];
-  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-  Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+  UnixPair pair = unix_pair();
+  Socket &a = pair.a, &b = pair.b;
   bool woke = false;
   auto waiter = loop.create_task([&] {
     loop.wait_readable(a.fd());
@@ -496,9 +506,8 @@ BOOST_AUTO_TEST_CASE(readiness_wakes_the_waiting_task_in_the_same_iteration) {
 // batch cancels it: the wait raises CancelledError, and the edge it took is
 // kept for the next wait on that fd, which returns at once.
 BOOST_AUTO_TEST_CASE(a_cancel_between_the_wake_up_and_the_step_keeps_the_edge) {
-  int sv[2];
-  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-  Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+  UnixPair pair = unix_pair();
+  Socket &a = pair.a, &b = pair.b;
   bool woke = false;
   auto waiter = loop.create_task([&] {
     loop.wait_readable(a.fd());
@@ -522,9 +531,8 @@ BOOST_AUTO_TEST_CASE(a_cancel_between_the_wake_up_and_the_step_keeps_the_edge) {
 // The same, with a second task already parked on the fd when the cancelled
 // one lets go: the edge wakes that task.
 BOOST_AUTO_TEST_CASE(a_cancelled_wake_up_passes_its_edge_to_the_next_waiter) {
-  int sv[2];
-  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-  Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+  UnixPair pair = unix_pair();
+  Socket &a = pair.a, &b = pair.b;
   auto first = loop.create_task([&] { loop.wait_readable(a.fd()); });
   loop.run_once();
   BOOST_REQUIRE(::write(b.fd(), "x", 1) == 1);
@@ -551,9 +559,8 @@ BOOST_AUTO_TEST_CASE(a_cancelled_wake_up_passes_its_edge_to_the_next_waiter) {
 // leaves the fd's entry free for another task.
 BOOST_AUTO_TEST_CASE(a_wait_made_with_a_cancel_pending_raises_at_once) {
   run([this] {
-    int sv[2];
-    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-    Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+    UnixPair pair = unix_pair();
+    Socket &a = pair.a, &b = pair.b;
     bool reached = false;
     auto self_cancelled = fiberloop::spawn([&] {
       fiberloop::current_task()->cancel("before");
@@ -567,10 +574,7 @@ BOOST_AUTO_TEST_CASE(a_wait_made_with_a_cancel_pending_raises_at_once) {
       BOOST_TEST(std::string(e.what()) == "before");
     }
     BOOST_TEST(!reached);
-    auto reader = fiberloop::spawn([&] { return net::sock_recv(a, 10); });
-    fiberloop::sleep(0.005);
-    net::sock_sendall(b, "free");
-    BOOST_TEST(fiberloop::await(reader) == "free");
+    BOOST_TEST(a_new_reader_gets(a, b, "free") == "free");
   });
 }
 
@@ -578,9 +582,8 @@ BOOST_AUTO_TEST_CASE(a_wait_made_with_a_cancel_pending_raises_at_once) {
 // the wait finds the registration gone and raises EBADF, rather than return
 // to a read on a number that may name another file by then.
 BOOST_AUTO_TEST_CASE(a_close_between_the_wake_up_and_the_step_raises_ebadf) {
-  int sv[2];
-  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-  Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+  UnixPair pair = unix_pair();
+  Socket &a = pair.a, &b = pair.b;
   auto waiter = loop.create_task([&] {
     try {
       loop.wait_readable(a.fd());
@@ -602,9 +605,8 @@ BOOST_AUTO_TEST_CASE(a_close_between_the_wake_up_and_the_step_raises_ebadf) {
 // forwarded to its fiber), wakes with the data, and is cancellable there.
 BOOST_AUTO_TEST_CASE(a_readiness_wait_in_a_generator_parks_the_task_driving_it) {
   run([this] {
-    int sv[2];
-    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-    Socket a = Socket::adopt(sv[0]), b = Socket::adopt(sv[1]);
+    UnixPair pair = unix_pair();
+    Socket &a = pair.a, &b = pair.b;
     auto lines = [&a](auto& gen) {
       for (;;) gen.yield(net::sock_recv(a, 10));
     };
@@ -623,10 +625,7 @@ BOOST_AUTO_TEST_CASE(a_readiness_wait_in_a_generator_parks_the_task_driving_it) 
     fiberloop::sleep(0.005);
     consumer.cancel();
     BOOST_TEST(fiberloop::await(consumer) == "one then cancelled");
-    auto reader = fiberloop::spawn([&] { return net::sock_recv(a, 10); });
-    fiberloop::sleep(0.005);
-    net::sock_sendall(b, "two");
-    BOOST_TEST(fiberloop::await(reader) == "two");
+    BOOST_TEST(a_new_reader_gets(a, b, "two") == "two");
   });
 }
 

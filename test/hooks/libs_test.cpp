@@ -344,7 +344,12 @@ BOOST_AUTO_TEST_CASE(hiredis_tasks_run_concurrently, *boost::unit_test::precondi
   // start within a few milliseconds of each other.
   BOOST_TEST(batch < 1.25 * slowest + 0.05, "batch " << batch << " s, slowest task " << slowest << " s");
   BOOST_TEST(ticks >= 3);
-  BOOST_TEST(max_gap < 0.25);
+  // A starved ticker would see one gap spanning most of the batch; a
+  // served one sees gaps of an iteration (25 ms here under TSan, quiet). The
+  // bound grows with the batch, which a loaded machine (CI runs two tests
+  // at once beside redis-server) stretches for both alike: 254 ms was seen
+  // in a TSan batch of about 9 s.
+  BOOST_TEST(max_gap < std::max(0.25, batch / 8), "largest gap " << max_gap << " s, batch " << batch << " s");
   BOOST_TEST(after.waits > before.waits + kTasks);
 }
 

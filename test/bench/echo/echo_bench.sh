@@ -114,12 +114,12 @@ done
 echo
 echo "echo benchmark: ${seconds}s x $rounds rounds (median), 64-byte ping-pong, server on cpu $server_cpu, client on cpu $client_cpu"
 echo "ratio: the median over the rounds of the figure / the baseline's (${names[0]}) in the same round"
-printf '%-10s %5s %14s %8s %16s %8s\n' server N "round trips/s" ratio "trips/server-cpu-s" ratio
+printf '%-14s %5s %14s %8s %18s %8s\n' server N "round trips/s" ratio "trips/server-cpu-s" ratio
 for n in $connections; do
   for name in "${names[@]}"; do
     m_rps=$(median <<<"${rps[$n,$name]:-}")
     m_cps=$(median <<<"${cps[$n,$name]:-}")
-    printf '%-10s %5s %14s %8s %16s %8s\n' "$name" "$n" "$m_rps" \
+    printf '%-14s %5s %14s %8s %18s %8s\n' "$name" "$n" "$m_rps" \
       "$({ grep -v n/a || true; } <<<"${rps_ratio[$n,$name]// /$'\n'}" | median %.2f)" \
       "$m_cps" "$({ grep -v n/a || true; } <<<"${cps_ratio[$n,$name]// /$'\n'}" | median %.2f)"
   done
